@@ -1,0 +1,5 @@
+from ..params import Section
+
+
+class EngineParams(Section):
+    pass

@@ -1,0 +1,175 @@
+"""Streaming JSONL I/O (plain or gzip) with atomic writes.
+
+Readers never raise on a bad line: they yield a `BadLine` with a reason code so the caller can
+quarantine it. Writers write to a temporary file beside the target and rename it into place
+only when the block exits cleanly, so a killed stage never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from .errors import InputError
+
+DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class BadLine:
+    """A line that could not be turned into a JSON object."""
+
+    reason: str
+    line: int
+    raw: str
+    detail: str = ""
+
+
+def is_gzip(path: str | os.PathLike) -> bool:
+    return str(path).endswith(".gz")
+
+
+def open_binary(path: str | os.PathLike) -> IO[bytes]:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, expected a file")
+    return gzip.open(p, "rb") if is_gzip(p) else open(p, "rb")
+
+
+def iter_jsonl(path: str | os.PathLike, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+               ) -> Iterator[tuple[int, dict | BadLine]]:
+    """Yield (1-based line number, dict or BadLine) for every non-blank line."""
+    with open_binary(path) as fh:
+        try:
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                if len(raw) > max_line_bytes:
+                    yield lineno, BadLine("record_too_large", lineno, raw[:200].decode("utf-8", "replace"),
+                                          f"{len(raw)} bytes > limit {max_line_bytes}")
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield lineno, BadLine("invalid_utf8", lineno, raw[:500].decode("utf-8", "replace"), str(e))
+                    continue
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError as e:
+                    yield lineno, BadLine("malformed_json", lineno, text[:500], str(e))
+                    continue
+                if not isinstance(obj, dict):
+                    yield lineno, BadLine("not_an_object", lineno, text[:500], type(obj).__name__)
+                    continue
+                yield lineno, obj
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise InputError(f"{path}: unreadable ({e})") from e
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[dict]:
+    """Yield only the good records of a file written by an earlier stage (trusted input)."""
+    for _, obj in iter_jsonl(path):
+        if isinstance(obj, dict):
+            yield obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class AtomicWriter:
+    """Write a file (text, JSONL, gzip by suffix) atomically: temp file, fsync, rename."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.count = 0
+        self._fh: IO[str] | None = None
+        self._tmp: str | None = None
+
+    def __enter__(self) -> "AtomicWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        raw = os.fdopen(fd, "wb")
+        if is_gzip(self.path):
+            # mtime=0 keeps gzip output byte-identical across runs
+            gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+            self._raw = raw
+            self._fh = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
+        else:
+            self._raw = None
+            self._fh = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+        return self
+
+    def write(self, text: str) -> None:
+        assert self._fh is not None
+        self._fh.write(text)
+
+    def write_record(self, obj: Any) -> None:
+        assert self._fh is not None
+        self._fh.write(dumps(obj))
+        self._fh.write("\n")
+        self.count += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self._fh is not None and self._tmp is not None
+        try:
+            self._fh.flush()
+            self._fh.close()
+            if self._raw is not None:
+                self._raw.close()
+        finally:
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+            elif os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+
+
+def write_jsonl(path: str | os.PathLike, records) -> int:
+    with AtomicWriter(path) as w:
+        for r in records:
+            w.write_record(r)
+    return w.count
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Pretty, key-sorted JSON written atomically (metrics, reports)."""
+    with AtomicWriter(path) as w:
+        w.write(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with AtomicWriter(path) as w:
+        w.write(text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: not valid JSON ({e})") from e
+
+
+def input_files(paths, name: str = "records.jsonl") -> list[Path]:
+    """Expand stage inputs: a file is itself; a directory contributes every `name` below it
+    (sorted, so the order and therefore the output is deterministic)."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(sorted(p.rglob(name)))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise InputError(f"{p}: input not found")
+    return out

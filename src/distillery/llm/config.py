@@ -1,0 +1,9 @@
+from ..params import Section
+
+
+class PrepareModelParams(Section):
+    pass
+
+
+class LLMParams(Section):
+    pass

@@ -1,0 +1,9 @@
+from ..params import Section
+
+
+class BucketsParams(Section):
+    pass
+
+
+class MixParams(Section):
+    pass

@@ -1,0 +1,115 @@
+"""Rejected records, with reason codes, and the per-stage counts around them.
+
+One mechanism for every stage (the datatrove filter contract): a check returns None to keep
+a record or a reason code to drop it; `StageCounter` counts in / kept / rejected by reason,
+and `Quarantine` writes each rejected record with its reason, file and line so nothing is
+lost silently. `check_reject_rate` stops a stage whose reject rate exceeds its threshold.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import RejectRateError
+from .io import AtomicWriter, BadLine
+
+Check = Callable[[dict], "str | None"]
+
+
+class Quarantine:
+    """Atomic JSONL file of rejected records: {reason, stage, file, line, detail, record|raw, ...}."""
+
+    def __init__(self, path: str | os.PathLike, stage: str):
+        self.path = Path(path)
+        self.stage = stage
+        self.counts: Counter[str] = Counter()
+        self._w = AtomicWriter(self.path)
+
+    def __enter__(self) -> "Quarantine":
+        self._w.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._w.__exit__(*exc)
+
+    def reject(self, reason: str, record: Any = None, *, file: str | None = None,
+               line: int | None = None, detail: str = "", **extra: Any) -> None:
+        self.counts[reason] += 1
+        entry: dict[str, Any] = {"reason": reason, "stage": self.stage}
+        if file is not None:
+            entry["file"] = str(file)
+        if line is not None:
+            entry["line"] = line
+        if detail:
+            entry["detail"] = detail[:1000]
+        entry.update(extra)
+        if isinstance(record, BadLine):
+            entry["raw"] = record.raw
+        elif record is not None:
+            entry["record"] = record
+        self._w.write_record(entry)
+
+    def reject_bad_line(self, bad: BadLine, file: str) -> None:
+        self.reject(bad.reason, bad, file=file, line=bad.line, detail=bad.detail)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class StageCounter:
+    """Counts records in / out and rejects by reason; renders the metrics dict of a stage."""
+
+    def __init__(self) -> None:
+        self.records_in = 0
+        self.records_out = 0
+        self.rejects: Counter[str] = Counter()
+
+    def merge_rejects(self, counts: Counter[str] | dict[str, int]) -> None:
+        self.rejects.update(counts)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rejected / self.records_in if self.records_in else 0.0
+
+    def as_metrics(self) -> dict[str, Any]:
+        return {
+            "records_in": self.records_in,
+            "records_out": self.records_out,
+            "rejected": self.rejected,
+            "reject_rate": round(self.reject_rate, 6),
+            "rejects_by_reason": dict(sorted(self.rejects.items())),
+        }
+
+
+def apply_checks(records: Iterable[dict], checks: list[Check], quarantine: Quarantine,
+                 counter: StageCounter) -> Iterator[dict]:
+    """Yield records that pass every check; quarantine the rest with the first failing reason."""
+    for rec in records:
+        counter.records_in += 1
+        for check in checks:
+            reason = check(rec)
+            if reason:
+                quarantine.reject(reason, rec)
+                counter.rejects[reason] += 1
+                break
+        else:
+            counter.records_out += 1
+            yield rec
+
+
+def check_reject_rate(stage: str, counter: StageCounter, max_rate: float, quarantine_path: str | Path,
+                      key: str | None = None) -> None:
+    """Stop the stage (exit code 3, one line) when too much of its input was rejected."""
+    if counter.records_in and counter.reject_rate > max_rate:
+        top = ", ".join(f"{r}={n}" for r, n in counter.rejects.most_common(3))
+        raise RejectRateError(
+            f"{stage}: reject rate {counter.reject_rate:.1%} ({counter.rejected}/{counter.records_in}) exceeds "
+            f"{key or stage + '.max_reject_rate'}={max_rate:.1%}; top reasons: {top}; see {quarantine_path}")

@@ -1,0 +1,9 @@
+from ..params import Section
+
+
+class TrainEvalParams(Section):
+    pass
+
+
+class RemoteParams(Section):
+    pass

@@ -1,0 +1,48 @@
+"""Shared test setup: everything offline, telemetry off, one prepared SmolLM2 per machine."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+for k, v in {
+    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_TELEMETRY": "false",
+    "DO_NOT_TRACK": "1", "RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false",
+    "DISTILLERY_PROGRESS": "0",
+}.items():
+    os.environ.setdefault(k, v)
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("DISTILLERY_MODEL_CACHE", str(REPO / ".cache" / "models"))
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct as safetensors, converted once per machine (~20 s the first time)."""
+    from distillery.models import resolve_model_path
+
+    return Path(resolve_model_path("smollm2"))
+
+
+@pytest.fixture()
+def run_script(repo_root):
+    """Run `python scripts/<name>.py ARGS` in a cwd; returns CompletedProcess (text)."""
+    import subprocess
+
+    def _run(name: str, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+        e = dict(os.environ)
+        e["PATH"] = f"{VENV_BIN}:{e.get('PATH', '')}"
+        if env:
+            e.update(env)
+        return subprocess.run([sys.executable, str(repo_root / "scripts" / f"{name}.py"), *map(str, args)],
+                              cwd=cwd or repo_root, env=e, capture_output=True, text=True, timeout=timeout)
+
+    return _run
