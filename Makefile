@@ -34,8 +34,8 @@ lock:
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
 repro: $(STAMP)
-	$(PY) -m distillery.repo_init
 	$(VENV)/bin/dvc repro
+	@echo "outputs: data/export (bundle + README.md card), metrics/*.json, reports/; compare with: dvc metrics show"
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -153,9 +153,10 @@ def load_params(path: str | Path | None = None, overrides: Iterable[str] = (), *
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ParamsError(f"{p}:{where} not valid YAML") from e
+            mark = getattr(e, "context_mark", None) or getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}:" if mark else ""
+            problem = getattr(e, "problem", None) or ""
+            raise ParamsError(f"{p}:{where} not valid YAML ({problem})") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

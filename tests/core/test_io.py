@@ -1,0 +1,68 @@
+"""Streaming JSONL: bad lines become reasons, writes are atomic, gzip round-trips byte-identically."""
+
+import gzip
+import os
+import subprocess
+import sys
+
+import pytest
+
+from distillery.errors import InputError
+from distillery.io import AtomicWriter, BadLine, input_files, iter_jsonl, write_jsonl
+
+
+def test_bad_lines_are_reported_with_reasons_and_line_numbers(tmp_path):
+    p = tmp_path / "in.jsonl"
+    p.write_bytes(b'{"a": 1}\n{not json\n\n[1, 2]\n\xff\xfe bad utf8\n' + b'{"big": "' + b"x" * 2000 + b'"}\n')
+    out = list(iter_jsonl(p, max_line_bytes=1000))
+    assert out[0] == (1, {"a": 1})
+    reasons = [(ln, o.reason) for ln, o in out[1:]]
+    assert reasons == [(2, "malformed_json"), (4, "not_an_object"), (5, "invalid_utf8"), (6, "record_too_large")]
+    assert all(isinstance(o, BadLine) for _, o in out[1:])
+
+
+def test_gzip_round_trip_is_deterministic(tmp_path):
+    recs = [{"id": str(i), "text": "héllo ✓"} for i in range(100)]
+    a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
+    write_jsonl(a, recs)
+    write_jsonl(b, recs)
+    assert a.read_bytes() == b.read_bytes()
+    assert [o for _, o in iter_jsonl(a)] == recs
+    assert gzip.decompress(a.read_bytes()).decode().count("\n") == 100
+
+
+def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with AtomicWriter(target) as w:
+            w.write_record({"x": 1})
+            raise RuntimeError("killed")
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["out.jsonl"]
+
+
+def test_sigkill_mid_write_leaves_the_target_untouched(tmp_path):
+    target = tmp_path / "out.jsonl"
+    code = (f"import os, signal\nfrom distillery.io import AtomicWriter\n"
+            f"with AtomicWriter({str(target)!r}) as w:\n"
+            f"    for i in range(1000): w.write_record({{'i': i}})\n"
+            f"    os.kill(os.getpid(), signal.SIGKILL)\n")
+    r = subprocess.run([sys.executable, "-c", code])
+    assert r.returncode == -9
+    assert not target.exists()
+
+
+def test_missing_input_is_one_clear_error(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        list(iter_jsonl(tmp_path / "nope.jsonl"))
+    with pytest.raises(InputError, match="input not found"):
+        input_files([tmp_path / "nope"])
+
+
+def test_input_dirs_expand_sorted(tmp_path):
+    for name in ("b", "a"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "records.jsonl").write_text("{}\n")
+    (tmp_path / "a" / "quarantine.jsonl").write_text("{}\n")
+    assert input_files([tmp_path]) == [tmp_path / "a" / "records.jsonl", tmp_path / "b" / "records.jsonl"]

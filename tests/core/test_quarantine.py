@@ -1,0 +1,34 @@
+"""The one filter mechanism: checks return a reason, rejects are written with it and counted."""
+
+import json
+
+import pytest
+
+from distillery.errors import RejectRateError
+from distillery.quarantine import Quarantine, StageCounter, apply_checks, check_reject_rate
+
+
+def test_apply_checks_quarantines_with_first_reason_and_counts(tmp_path):
+    recs = [{"id": str(i), "n": i} for i in range(10)]
+    checks = [lambda r: "odd" if r["n"] % 2 else None, lambda r: "big" if r["n"] > 6 else None]
+    counter = StageCounter()
+    qpath = tmp_path / "q.jsonl"
+    with Quarantine(qpath, "test") as q:
+        kept = list(apply_checks(recs, checks, q, counter))
+    assert [r["n"] for r in kept] == [0, 2, 4, 6]
+    rows = [json.loads(x) for x in qpath.read_text().splitlines()]
+    assert [(r["reason"], r["record"]["n"]) for r in rows] == [
+        ("odd", 1), ("odd", 3), ("odd", 5), ("odd", 7), ("big", 8), ("odd", 9)]
+    m = counter.as_metrics()
+    assert m == {"records_in": 10, "records_out": 4, "rejected": 6, "reject_rate": 0.6,
+                 "rejects_by_reason": {"big": 1, "odd": 5}}
+
+
+def test_reject_rate_over_threshold_stops_with_one_line(tmp_path):
+    c = StageCounter()
+    c.records_in, c.records_out = 100, 90
+    c.rejects.update({"empty_turn": 7, "role_order": 3})
+    with pytest.raises(RejectRateError, match=r"ingest: reject rate 10.0% \(10/100\) exceeds ingest.max_reject_rate=5.0%"
+                                              r"; top reasons: empty_turn=7, role_order=3"):
+        check_reject_rate("ingest", c, 0.05, tmp_path / "q.jsonl")
+    check_reject_rate("ingest", c, 0.2, tmp_path / "q.jsonl")
