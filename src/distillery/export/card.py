@@ -1,0 +1,275 @@
+"""The dataset card (data/export/README.md): what is in the export, where it came from, how to load it.
+
+Every number is read from files the pipeline already wrote (metrics/*.json, the export's
+provenance.json and dataset_info.json, the mix composition); a file that is absent is reported
+as "not run" rather than failing, so the card renders after any subset of stages. Volatile
+values (wall times) are left out so the same inputs give a byte-identical card.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from .registry import NOT_REGISTERED
+
+PIPELINE = ["distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup", "mix",
+            "export", "validate"]
+VOLATILE = re.compile(r"(^|_)(wall|elapsed|duration|runtime|time|timestamp|seconds|per_second|started|"
+                      r"finished|date|run_id)(_|$)|_s$")
+MAX_ROWS = 80
+LOADS_IN = {
+    "sft/messages.jsonl": "TRL SFT (conversational); axolotl `chat_template`; LLaMA-Factory sharegpt + OpenAI tags",
+    "sft/sharegpt.jsonl": "LLaMA-Factory sharegpt; axolotl `chat_template` with property mappings",
+    "sft/alpaca.jsonl": "LLaMA-Factory alpaca (with history); axolotl `alpaca_w_system.load_instruct`",
+    "sft/chatml_text.jsonl": "TRL LM (`text`); axolotl `completion`; LLaMA-Factory pt",
+    "dpo/trl.jsonl": "TRL DPO/ORPO/CPO (explicit prompt)",
+    "dpo/messages_pair.jsonl": "axolotl `chat_template.default`; LLaMA-Factory sharegpt + tags + ranking",
+    "dpo/prompt_pairs.jsonl": "axolotl `chatml.prompt_pairs`; TRL standard (no template); LLaMA-Factory alpaca ranking",
+    "dpo/alpaca_pref.jsonl": "LLaMA-Factory alpaca ranking",
+}
+
+
+def _load(path: Path) -> Any | None:
+    """Parsed JSON, or None when the file is absent or unreadable (the card says 'not run')."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, scalar) leaves, volatile keys left out."""
+    if isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            if VOLATILE.search(str(k)):
+                continue
+            yield from _flatten(obj[k], f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list):
+        if all(not isinstance(x, (dict, list)) for x in obj):
+            yield prefix, ", ".join(map(str, obj))
+        else:
+            for i, x in enumerate(obj):
+                yield from _flatten(x, f"{prefix}[{i}]")
+    else:
+        yield prefix, obj
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    s = str(v).replace("|", "\\|").replace("\n", " ")
+    return s if len(s) <= 120 else s[:117] + "..."
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows[:MAX_ROWS]]
+    if len(rows) > MAX_ROWS:
+        out.append(f"\n({len(rows) - MAX_ROWS} more rows in the source file)")
+    return out
+
+
+def _kv_section(data: Any, source: str) -> list[str]:
+    if data is None:
+        return [f"Not run (no `{source}`).", ""]
+    rows = [[k, v] for k, v in _flatten(data)]
+    return [*_table(["metric", "value"], rows), "", f"Source: `{source}`.", ""]
+
+
+def _count_rows(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def _files_section(export_dir: Path) -> list[str]:
+    rows = []
+    for bundle, label in (("", "train"), ("eval", "eval")):
+        base = export_dir / bundle if bundle else export_dir
+        for rel in LOADS_IN:
+            f = base / rel
+            if f.exists():
+                rows.append([f"`{f.relative_to(export_dir).as_posix()}`", label, _count_rows(f), LOADS_IN[rel]])
+    phases = (_load(export_dir / "phases" / "index.json") or {}).get("phases", [])
+    lines = ["## Files", ""]
+    if not rows:
+        return lines + ["Not run (no export files under the export folder).", ""]
+    lines += _table(["file", "split", "rows", "loads in"], rows)
+    lines.append("")
+    if phases:
+        lines += [f"Curriculum phases, each a bundle with the same files under `phases/<name>/`: "
+                  f"{', '.join(f'`{p}`' for p in phases)}.", ""]
+    lines += ["SFT records are only in `sft/`, preference pairs only in `dpo/`. Every row carries the record "
+              "`id` (string) so rows can be joined back to the pipeline's records.", ""]
+    return lines
+
+
+def _composition(prov: dict | None, mix_comp: Any, mix_metrics: Any) -> list[str]:
+    lines = ["## Composition", ""]
+    train = (prov or {}).get("train")
+    if not train:
+        lines += ["Not run (no `provenance.json` from the export stage).", ""]
+    else:
+        total = train.get("records", 0) or 1
+        lines += [f"Train split: {train.get('records', 0)} records "
+                  f"({train['by_kind'].get('sft', 0)} SFT, {train['by_kind'].get('preference', 0)} preference).", ""]
+        lines += _table(["bucket", "records", "share"],
+                        [[b, n, f"{n / total:.1%}"] for b, n in train.get("buckets", {}).items()])
+        lines.append("")
+        if train.get("safety_labels"):
+            lines += _table(["safety label", "records"], [[k, v] for k, v in train["safety_labels"].items()])
+            lines.append("")
+        if (ev := (prov or {}).get("eval")):
+            lines += [f"Held-out eval split: {ev.get('records', 0)} records "
+                      f"({ev['by_kind'].get('sft', 0)} SFT, {ev['by_kind'].get('preference', 0)} preference).", ""]
+    lines += ["### Mix (target vs realised)", ""]
+    if _is_mix_table(mix_comp):
+        lines += _mix_tables(mix_comp)
+    elif mix_comp is not None:
+        lines += _kv_section(mix_comp, "data/mix/composition.json")
+    elif mix_metrics is not None:
+        lines += _kv_section(mix_metrics, "metrics/mix.json")
+    else:
+        lines += ["Not run (no `data/mix/composition.json` or `metrics/mix.json`).", ""]
+    return lines
+
+
+def _is_mix_table(comp: Any) -> bool:
+    return isinstance(comp, dict) and bool(comp) and all(
+        isinstance(c, dict) and isinstance(c.get("buckets"), dict) for c in comp.values())
+
+
+def _mix_tables(comp: dict) -> list[str]:
+    """One target-vs-realised table per mix (production first, then the phases)."""
+    lines: list[str] = []
+    for name in sorted(comp, key=lambda n: (n != "production", n)):
+        c = comp[name]
+        lines += [f"**{name}**: {c.get('realised', '?')} of {c.get('size', '?')} records.", ""]
+        rows = [[b, r.get("weight", ""), r.get("target", ""), r.get("realised", ""),
+                 f"{r.get('target_share', 0):.1%}", f"{r.get('realised_share', 0):.1%}", r.get("repeats", ""),
+                 "short" if r.get("short") else ""]
+                for b, r in sorted(c["buckets"].items()) if isinstance(r, dict)]
+        lines += _table(["bucket", "weight", "target", "realised", "target share", "realised share",
+                         "upsampled", "note"], rows) + [""]
+    return lines + ["Source: `data/mix/composition.json`.", ""]
+
+
+def _sources(ingest_sources: dict, prov: dict | None) -> list[str]:
+    lines = ["## Sources", ""]
+    seen = {}
+    for split in ("train", "eval"):
+        for ds, info in ((prov or {}).get(split) or {}).get("sources", {}).items():
+            e = seen.setdefault(ds, {"records": 0, "revisions": set()})
+            e["records"] += info.get("records", 0)
+            e["revisions"].update(r for r in info.get("revisions", {}) if r)
+    by_dataset = {}
+    for name, spec in sorted(ingest_sources.items()):
+        by_dataset[spec.get("dataset") or name] = (name, spec)
+    rows = []
+    for ds in sorted(set(seen) | set(by_dataset)):
+        name, spec = by_dataset.get(ds, ("", {}))
+        pinned = {spec["revision"]} if spec.get("revision") else set()
+        revs = sorted(seen.get(ds, {}).get("revisions", set()) | pinned)
+        rows.append([ds, name or "-", seen.get(ds, {}).get("records", 0), spec.get("license") or "unknown",
+                     ", ".join(revs) or "-", spec.get("adapter") or "-", spec.get("path") or "-"])
+    if not rows:
+        return lines + ["Not run (no sources in params `ingest.sources` and no exported records).", ""]
+    lines += _table(["dataset", "params source", "records exported", "license", "revision", "adapter", "path"], rows)
+    return lines + ["", "Records from a dataset that is not in params `ingest.sources` (generated data) show "
+                        "license `unknown`: see the generation models below.", ""]
+
+
+def _models(prov: dict | None) -> list[str]:
+    lines = ["## Generation models", ""]
+    merged: dict[str, dict[str, int]] = {}
+    for split in ("train", "eval"):
+        for m, info in ((prov or {}).get(split) or {}).get("models", {}).items():
+            for st, n in info.get("stages", {}).items():
+                merged.setdefault(m, {}).setdefault(st, 0)
+                merged[m][st] += n
+    if prov is None:
+        return lines + ["Not run (no `provenance.json` from the export stage).", ""]
+    if not merged:
+        return lines + ["No exported record has a generation step in its lineage (all human-written sources).", ""]
+    rows = [[m, sum(st.values()), ", ".join(f"{s}={n}" for s, n in sorted(st.items()))]
+            for m, st in sorted(merged.items())]
+    return lines + _table(["model", "records", "by stage"], rows) + [""]
+
+
+def _filters(metrics_dir: Path) -> list[str]:
+    lines = ["## Filters and rejects", "",
+             "Every rejected record is kept in its stage's quarantine file with a reason code.", ""]
+    rows = []
+    for f in sorted((metrics_dir / "ingest").glob("*.json")) if (metrics_dir / "ingest").is_dir() else []:
+        rows.append((f"ingest/{f.stem}", _load(f)))
+    if not rows:
+        rows.append(("ingest", None))
+    rows += [(s, _load(metrics_dir / f"{s}.json")) for s in PIPELINE]
+    # stages added later show up too, when their metrics count records
+    for f in sorted(metrics_dir.glob("*.json")) if metrics_dir.is_dir() else []:
+        m = _load(f)
+        if f.stem not in PIPELINE and isinstance(m, dict) and "records_in" in m:
+            rows.append((f.stem, m))
+    table = []
+    for name, m in rows:
+        if not isinstance(m, dict):
+            table.append([name, "not run", "", "", ""])
+            continue
+        reasons = m.get("rejects_by_reason") or {}
+        table.append([name, m.get("records_in", ""), m.get("records_out", ""), m.get("rejected", ""),
+                      ", ".join(f"{r}={n}" for r, n in sorted(reasons.items())) or "-"])
+    return lines + _table(["stage", "in", "out", "rejected", "rejects by reason"], table) + [""]
+
+
+def _loading(export_dir: Path, info: dict | None) -> list[str]:
+    d = export_dir.as_posix()
+    names = sorted((info or {}).keys())
+    by_file = {e.get("file_name"): n for n, e in (info or {}).items() if isinstance(e, dict)}
+    sft_name = by_file.get("sft/messages.jsonl", "<name>")
+    dpo_name = by_file.get("dpo/messages_pair.jsonl", "<name>")
+    lines = ["## How to load", "", "### TRL", "", "```python", "from datasets import load_dataset",
+             f'sft = load_dataset("json", data_files="{d}/sft/messages.jsonl", split="train")   # SFTTrainer',
+             f'dpo = load_dataset("json", data_files="{d}/dpo/trl.jsonl", split="train")        # DPOTrainer',
+             "```", "", f"Full snippet: `{d}/configs/trl_load.py`.", "", "### axolotl", "", "```yaml",
+             "datasets:", f"  - path: {d}/sft/messages.jsonl", "    ds_type: json", "    type: chat_template",
+             "# DPO (rl: dpo):", f"#  - path: {d}/dpo/messages_pair.jsonl", "#    ds_type: json",
+             "#    type: chat_template.default", "```", "", f"Both configs: `{d}/configs/axolotl_datasets.yaml`.", "",
+             "### LLaMA-Factory", "",
+             f"Set `dataset_dir: {d}` and pick datasets registered in `{d}/dataset_info.json`, e.g. "
+             f"`dataset: {sft_name}` (stage sft) or `dataset: {dpo_name}` (stage dpo).", ""]
+    if names:
+        lines += [f"Registered: {', '.join(f'`{n}`' for n in names)}.", ""]
+    for f, why in NOT_REGISTERED.items():
+        lines += [f"Not registered: `{f}` ({why}).", ""]
+    return lines
+
+
+def build_card(export_dir: str | Path, metrics_dir: str | Path, mix_dir: str | Path | None,
+               ingest_sources: dict, card: Any) -> str:
+    """Markdown text of the card; `card` is the params `export.card` section."""
+    export_dir, metrics_dir = Path(export_dir), Path(metrics_dir)
+    prov = _load(export_dir / "provenance.json")
+    mix_comp = _load(Path(mix_dir) / "composition.json") if mix_dir else None
+    lines = ["---", "tags: [distillery, sft, dpo]", "---", "", f"# {card.title}", "", card.description, ""]
+    lines += [f"License of the export: {card.license or 'the licenses of the sources below apply, per record'}.", ""]
+    lines += _files_section(export_dir)
+    lines += _composition(prov, mix_comp, _load(metrics_dir / "mix.json"))
+    lines += _sources(ingest_sources, prov)
+    lines += _models(prov)
+    lines += _filters(metrics_dir)
+    lines += ["## Deduplication and decontamination", ""] + _kv_section(_load(metrics_dir / "dedup.json"),
+                                                                       "metrics/dedup.json")
+    stats = _load(metrics_dir / "stats.json")
+    lines += ["## Token statistics", ""]
+    if isinstance(stats, dict) and "recommended_max_length" in stats:
+        lines += [f"Recommended `max_length`: **{stats['recommended_max_length']}**.", ""]
+    lines += _kv_section(stats, "metrics/stats.json")
+    lines += ["## Downstream evaluation", ""] + _kv_section(_load(metrics_dir / "train_eval.json"),
+                                                            "metrics/train_eval.json")
+    lines += ["## Validation", ""] + _kv_section(_load(metrics_dir / "validate.json"), "metrics/validate.json")
+    lines += ["## Intended use", "", card.intended_use, "", "## Limitations", ""]
+    lines += [f"- {x}" for x in card.limitations] + [""]
+    lines += _loading(export_dir, _load(export_dir / "dataset_info.json"))
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,0 +1,119 @@
+"""The export stage end to end: find the inputs, write each bundle, register them, count everything.
+
+Input is a record file, or a directory: the mix stage's (`production.jsonl` -> the train bundle,
+`eval.jsonl` -> eval/, `phases/<name>.jsonl` -> phases/<name>/) or any other (every records.jsonl
+below it -> the train bundle). The eval/ and phases/ folders are always created so the DVC outs
+exist whatever the params say.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import InputError
+from ..io import input_files, write_json, write_text
+from ..quarantine import Quarantine
+from .bundle import BundleResult, export_bundle
+from .config import ExportParams
+from .registry import axolotl_yaml, dataset_info, trl_snippet
+
+MIX_TRAIN, MIX_EVAL, MIX_PHASES = "production.jsonl", "eval.jsonl", "phases"
+PROVENANCE = "provenance.json"
+DATASET_INFO = "dataset_info.json"
+QUARANTINE = "quarantine.jsonl"
+CONFIGS = "configs"
+
+
+@dataclass
+class Plan:
+    """Bundle dir (relative to the output, "" = train) -> the files that feed it."""
+
+    bundles: dict[str, list[Path]] = field(default_factory=dict)
+    phases: list[str] = field(default_factory=list)
+
+
+def _phase_name(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", path.name.removesuffix(".gz").removesuffix(".jsonl"))
+
+
+def plan_bundles(inputs: list[str | Path], params: ExportParams) -> Plan:
+    """Which input files go into which bundle."""
+    if not inputs:
+        raise InputError("export: no --input given")
+    plan = Plan()
+    if len(inputs) == 1 and Path(inputs[0]).is_dir() and (Path(inputs[0]) / MIX_TRAIN).exists():
+        mix = Path(inputs[0])
+        plan.bundles[""] = [mix / MIX_TRAIN]
+        if params.eval and (mix / MIX_EVAL).exists():
+            plan.bundles["eval"] = [mix / MIX_EVAL]
+        if params.phases and (mix / MIX_PHASES).is_dir():
+            for f in sorted((mix / MIX_PHASES).glob("*.jsonl")):
+                name = _phase_name(f)
+                plan.phases.append(name)
+                plan.bundles[f"phases/{name}"] = [f]
+        return plan
+    files = input_files(inputs)
+    if not files:
+        raise InputError(f"export: no records.jsonl found under {', '.join(map(str, inputs))}")
+    plan.bundles[""] = files
+    return plan
+
+
+def _remove_stale_phases(phases_dir: Path, keep: list[str]) -> None:
+    """Drop phase bundles of an earlier run that this run does not write (outside DVC, which cleans outs)."""
+    if phases_dir.is_dir():
+        for d in sorted(phases_dir.iterdir()):
+            if d.is_dir() and d.name not in keep and ((d / "sft").is_dir() or (d / "dpo").is_dir()):
+                shutil.rmtree(d)
+
+
+def run_export(inputs: list[str | Path], out_dir: str | Path, params: ExportParams, *,
+               max_line_bytes: int, quarantine_path: str | Path | None = None,
+               tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Write the whole bundle under `out_dir`; return the stage metrics."""
+    out = Path(out_dir)
+    plan = plan_bundles(inputs, params)
+    results: dict[str, BundleResult] = {}
+    qpath = Path(quarantine_path) if quarantine_path else out / QUARANTINE
+    plan.bundles.setdefault("eval", [])  # always written (empty files when off) so the layout is fixed
+    _remove_stale_phases(out / MIX_PHASES, plan.phases)
+    with Quarantine(qpath, "export") as q:
+        for bundle_dir, files in plan.bundles.items():
+            name = bundle_dir or "train"
+            results[bundle_dir] = export_bundle(name, files, out / bundle_dir, params, q, max_line_bytes, tick)
+    rows = {d: r.rows for d, r in results.items()}
+    write_json(out / DATASET_INFO, dataset_info(params.dataset_prefix, rows))
+    write_json(out / "phases" / "index.json", {"phases": plan.phases})
+    write_json(out / PROVENANCE, {(d or "train"): r.provenance() for d, r in results.items()})
+    train_rows, eval_rows = rows.get("", {}), rows.get("eval", {})
+    write_text(out / CONFIGS / "axolotl_datasets.yaml", axolotl_yaml(str(out), train_rows, eval_rows))
+    write_text(out / CONFIGS / "trl_load.py", trl_snippet(str(out), eval_rows))
+    return metrics(results, q.counts)
+
+
+def metrics(results: dict[str, BundleResult], rejects) -> dict[str, Any]:
+    """metrics/export.json: totals, rows per file (path under data/export), kinds and rejects by reason."""
+    records_in = sum(r.records_in for r in results.values())
+    rejected = sum(rejects.values())
+    files: dict[str, int] = {}
+    for d, r in results.items():
+        for rel, n in r.rows.items():
+            files[f"{d}/{rel}" if d else rel] = n
+    by_kind: dict[str, int] = {"sft": 0, "preference": 0}
+    for r in results.values():
+        for k, n in r.by_kind.items():
+            by_kind[k] += n
+    return {
+        "records_in": records_in,
+        "records_out": sum(r.records_out for r in results.values()),
+        "rejected": rejected,
+        "reject_rate": round(rejected / records_in, 6) if records_in else 0.0,
+        "rejects_by_reason": dict(sorted(rejects.items())),
+        "by_kind": by_kind,
+        "files": dict(sorted(files.items())),
+        "bundles": {(d or "train"): r.metrics() for d, r in sorted(results.items())},
+    }

@@ -1,0 +1,113 @@
+"""The dataset card renders from whatever the pipeline has written so far, deterministically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from distillery.export.card import build_card
+from distillery.export.config import CardParams, ExportParams
+from distillery.export.run import run_export
+
+SOURCES = {"gsm8k": {"dataset": "gsm8k", "license": "MIT", "revision": "openai/grade-school-math@3101c7d",
+                     "adapter": "gsm8k", "path": "data/raw/gsm8k/train.jsonl"},
+           "hh": {"dataset": "hh_harmless", "license": "MIT", "revision": "anthropics/hh-rlhf@354e5c3",
+                  "adapter": "hh", "path": "data/raw/hh/x.jsonl.gz"}}
+
+
+def write_metrics(d: Path) -> None:
+    (d / "ingest").mkdir(parents=True)
+    (d / "ingest/gsm8k.json").write_text(json.dumps({"records_in": 1000, "records_out": 990, "rejected": 10,
+                                                     "rejects_by_reason": {"empty_turn": 7, "too_long": 3},
+                                                     "wall_s": 1.234}))
+    (d / "dedup.json").write_text(json.dumps({"records_in": 990, "records_out": 900, "exact_duplicates": 40,
+                                              "near_duplicates": 45, "contaminated": 5, "wall_s": 9.9,
+                                              "rejects_by_reason": {"exact_duplicate": 40, "near_duplicate": 45,
+                                                                    "contaminated": 5}}))
+    (d / "stats.json").write_text(json.dumps({"recommended_max_length": 1024,
+                                              "sft": {"full": {"p50": 210, "p99": 980}}}))
+    (d / "train_eval.json").write_text(json.dumps({"eval_loss_before": 2.31, "eval_loss_after": 1.87,
+                                                   "train_runtime": 77.1}))
+    (d / "synth_tools.json").write_text(json.dumps({"records_in": 50, "records_out": 48, "rejected": 2,
+                                                    "rejects_by_reason": {"bad_tool_call": 2}}))
+    (d / "mix.json").write_text(json.dumps({"records_out": 900, "phases": {"calibration": {"records": 100}}}))
+
+
+def card(export_dir, metrics_dir, mix_dir=None, sources=SOURCES):
+    return build_card(export_dir, metrics_dir, mix_dir, sources, CardParams())
+
+
+def test_card_falls_back_to_mix_metrics(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/mix.json").write_text(json.dumps({"records_out": 900, "wall_s": 3.2,
+                                                           "phases": {"calibration": {"records": 100}}}))
+    text = card(tmp_path / "export", tmp_path / "metrics", tmp_path / "no-mix")
+    assert "| phases.calibration.records | 100 |" in text and "Source: `metrics/mix.json`." in text
+    assert "3.2" not in text
+
+
+def test_card_without_any_metrics_says_not_run(tmp_path):
+    text = card(tmp_path / "export", tmp_path / "metrics")
+    for section in ("## Files", "## Composition", "## Sources", "## Generation models", "## Filters and rejects",
+                    "## Deduplication and decontamination", "## Token statistics", "## Downstream evaluation",
+                    "## Intended use", "## Limitations", "## How to load"):
+        assert section in text
+    assert "Not run (no `metrics/dedup.json`)" in text
+    assert "Not run (no `metrics/stats.json`)" in text
+    assert "Not run (no `metrics/train_eval.json`)" in text
+    assert "| dedup | not run |" in text
+    assert "| gsm8k | gsm8k | 0 | MIT | openai/grade-school-math@3101c7d |" in text
+
+
+def test_card_with_metrics_and_export(mix_dir, tmp_path):
+    export_dir, metrics_dir = tmp_path / "export", tmp_path / "metrics"
+    m = run_export([str(mix_dir)], export_dir, ExportParams(), max_line_bytes=1 << 22)
+    write_metrics(metrics_dir)
+    (metrics_dir / "export.json").write_text(json.dumps(m))
+    text = card(export_dir, metrics_dir, mix_dir)
+    assert "| `sft/messages.jsonl` | train | 6 |" in text and "| `eval/dpo/trl.jsonl` | eval | 1 |" in text
+    assert "`calibration`, `reasoning`" in text
+    assert "Train split: 12 records (6 SFT, 6 preference)." in text
+    assert "| red_team | 3 | 25.0% |" in text and "| refusal | 3 |" in text
+    # mix composition (target vs realised), production first
+    assert "**production**: 95 of 100 records." in text
+    assert "| cot_math | 0.3 | 30 | 25 | 30.0% | 26.3% | 0 | short |" in text
+    assert text.index("**production**") < text.index("**reasoning**")
+    # sources: params licence + revision joined with what the records say
+    assert "| gsm8k | gsm8k | 4 | MIT | openai/grade-school-math@3101c7d |" in text
+    assert "| oasst | - | 3 | unknown | LAION-AI/Open-Assistant@f1e6ed9 |" in text
+    assert "| smollm2 | 7 | distill=7 |" in text and "| judge-model | 3 | preferences=3 |" in text
+    assert "| ingest/gsm8k | 1000 | 990 | 10 | empty_turn=7, too_long=3 |" in text
+    assert "| export | 18 | 18 | 0 | - |" in text
+    assert "| synth_tools | 50 | 48 | 2 | bad_tool_call=2 |" in text, "a stage not known to the card still shows"
+    assert "| near_duplicates | 45 |" in text and "| contaminated | 5 |" in text
+    assert "Recommended `max_length`: **1024**." in text and "| sft.full.p99 | 980 |" in text
+    assert "| eval_loss_after | 1.87 |" in text
+    assert "wall_s" not in text and "train_runtime" not in text and "1.234" not in text
+    assert "`dataset: distillery_sft_messages`" in text and "Not registered: `dpo/trl.jsonl`" in text
+    assert text == card(export_dir, metrics_dir, mix_dir), "the same inputs give the same card"
+
+
+def test_card_script_writes_readme(mix_dir, tmp_path, run_script, monkeypatch):
+    monkeypatch.setenv("DISTILLERY_TRACKING", "0")  # MLflow logging is the tracking area's test
+    export_dir, metrics_dir = tmp_path / "export", tmp_path / "metrics"
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text('{"question": "q", "answer": "a"}\n')
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest:\n  sources:\n    tiny:\n      path: %s\n      adapter: gsm8k\n      license: MIT\n"
+                      "      revision: v1\nexport:\n  card:\n    title: Tiny export\n    license: CC-BY-4.0\n" % raw)
+    r = run_script("export", "--params", params, "--input", mix_dir, "--output", export_dir,
+                   "--set", f"project.metrics_dir={metrics_dir}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = export_dir / "README.md"
+    r = run_script("card", "--params", params, "--export", export_dir, "--metrics", metrics_dir, "--mix", mix_dir,
+                   "--output", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert text.startswith("---\n") and "# Tiny export" in text and "License of the export: CC-BY-4.0." in text
+    assert "| tiny | tiny | 0 | MIT | v1 | gsm8k |" in text
+    assert "| export | 18 | 18 | 0 | - |" in text and "| dedup | not run |" in text
+    first = out.read_bytes()
+    r = run_script("card", "--params", params, "--export", export_dir, "--metrics", metrics_dir, "--mix", mix_dir,
+                   "--output", out, cwd=tmp_path)
+    assert r.returncode == 0 and out.read_bytes() == first
