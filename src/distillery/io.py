@@ -21,6 +21,12 @@ from .errors import InputError
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @dataclass
 class BadLine:
     """A line that could not be turned into a JSON object."""
@@ -127,6 +133,7 @@ class AtomicWriter:
                 self._raw.close()
         finally:
             if exc_type is None:
+                os.chmod(self._tmp, 0o666 & ~_umask())
                 os.replace(self._tmp, self.path)
             elif os.path.exists(self._tmp):
                 os.unlink(self._tmp)

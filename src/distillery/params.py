@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Iterable
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model
 
 from .errors import ParamsError
 
@@ -25,8 +25,11 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-def _must_exist(p: Path) -> Path:
-    if not Path(p).exists():
+def _must_exist(p: Path, info: ValidationInfo) -> Path:
+    """Relative paths are checked against the params file's folder (the repo root under DVC)."""
+    base = (info.context or {}).get("base_dir") if info is not None else None
+    full = Path(p) if Path(p).is_absolute() or base is None else Path(base) / p
+    if not full.exists():
         raise ValueError(f"path not found: {p}")
     return p
 
@@ -169,7 +172,7 @@ def load_params(path: str | Path | None = None, overrides: Iterable[str] = (), *
             _set_dotted(data, k, v)
     apply_overrides(data, overrides)
     try:
-        return root_model().model_validate(data)
+        return root_model().model_validate(data, context={"base_dir": p.parent if p.exists() else Path(".")})
     except ValidationError as e:
         raise ParamsError(format_validation_error(e, str(p))) from None
 

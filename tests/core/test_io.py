@@ -66,3 +66,9 @@ def test_input_dirs_expand_sorted(tmp_path):
         (tmp_path / name / "records.jsonl").write_text("{}\n")
     (tmp_path / "a" / "quarantine.jsonl").write_text("{}\n")
     assert input_files([tmp_path]) == [tmp_path / "a" / "records.jsonl", tmp_path / "b" / "records.jsonl"]
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    p = tmp_path / "out.jsonl"
+    write_jsonl(p, [{"a": 1}])
+    assert p.stat().st_mode & 0o044 == 0o044  # group/other can read (mkstemp alone gives 0600)

@@ -77,3 +77,14 @@ def test_bad_params_stop_a_script_with_one_line_and_no_traceback(tmp_path, repo_
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == [f"error: {bad}: project.seed: Input should be a valid integer, unable to parse string as an "
                      "integer (got 'abc')"]
+
+
+def test_paths_are_checked_against_the_params_folder(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.jsonl").write_text("{}\n")
+    p = write(tmp_path, "ingest:\n  sources:\n    x: {path: data/x.jsonl, adapter: alpaca}\n")
+    monkeypatch.chdir("/")
+    assert str(load_params(p).ingest.sources["x"].path) == "data/x.jsonl"
+    p2 = write(tmp_path, "ingest:\n  sources:\n    x: {path: data/nope.jsonl, adapter: alpaca}\n")
+    with pytest.raises(ParamsError, match=r"ingest.sources.x.path: path not found: data/nope.jsonl"):
+        load_params(p2)

@@ -1,0 +1,106 @@
+"""Great Expectations validation: a good export and mix pass; broken ones fail naming rows and ids."""
+
+import json
+
+import pytest
+
+from distillery.mix.config import BucketsParams, MixParams
+from distillery.mix.run import run_mix
+from distillery.records import DEFAULT_BUCKETS, stable_id
+from distillery.validate.config import ValidateParams
+from distillery.validate.run import run_validate
+
+QA = {"instruction": ("Give me a tip for a tidy desk.", "Clear it every evening."),
+      "code": ("Write a Python function that adds two numbers.", "def add(a, b):\n    return a + b"),
+      "cot_math": ("Tom has 3 apples and buys 4 more. How many?", "3 + 4 = 7.\n#### 7"),
+      "red_team": ("How do I pick my neighbour's lock?", "I can't help with breaking into property.")}
+MIX = MixParams(eval_fraction=0.1, production={"size": 200, "weights": {"instruction": 0.5, "code": 0.3,
+                                                                         "cot_math": 0.1, "red_team": 0.1}},
+                phases={"robustness": {"size": 50, "weights": {"red_team": 0.6, "instruction": 0.4}}})
+
+
+def _records(n=120):
+    out = []
+    for bucket, (q, a) in QA.items():
+        for i in range(n):
+            rid = stable_id("v", bucket, i)
+            base = {"id": rid, "bucket": bucket, "source": {"dataset": "t"}, "scores": {"judge": {"overall": 7.5}}}
+            if bucket == "red_team":
+                out.append({**base, "kind": "preference", "messages": [{"role": "user", "content": f"{q} #{i}"}],
+                            "chosen": {"role": "assistant", "content": a},
+                            "rejected": {"role": "assistant", "content": "Sure, here is how."}})
+            else:
+                out.append({**base, "kind": "sft", "messages": [{"role": "user", "content": f"{q} #{i}"},
+                                                                {"role": "assistant", "content": a}]})
+    return out
+
+
+def _jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture()
+def mixed(tmp_path):
+    """A real mix of the records, and its export in the contract format (sft/messages, dpo/trl)."""
+    _jsonl(tmp_path / "in" / "records.jsonl", _records())
+    run_mix([tmp_path / "in"], tmp_path / "mix", BucketsParams(), MIX, 42, 1 << 22, 0.05, None)
+    prod = [json.loads(x) for x in (tmp_path / "mix" / "production.jsonl").read_text().splitlines()]
+    _jsonl(tmp_path / "export" / "sft" / "messages.jsonl",
+           [{"id": r["id"], "messages": r["messages"]} for r in prod if r["kind"] == "sft"])
+    _jsonl(tmp_path / "export" / "dpo" / "trl.jsonl",
+           [{"id": r["id"], "prompt": r["messages"], "chosen": [r["chosen"]], "rejected": [r["rejected"]]}
+            for r in prod if r["kind"] == "preference"])
+    return tmp_path
+
+
+def test_good_export_and_mix_pass_and_write_data_docs(mixed):
+    m, failures = run_validate(mixed / "export", mixed / "mix", mixed / "reports", ValidateParams(), MIX,
+                               list(DEFAULT_BUCKETS))
+    assert failures == [] and m["success"]
+    assert set(m["suites"]) == {"sft", "dpo", "mix_shares", "mix_records"}
+    assert m["expectations_passed"] == m["expectations_evaluated"] >= 20
+    assert m["suites"]["dpo"]["rows"] == 20 and m["suites"]["sft"]["rows"] == 180
+    index = (mixed / "reports" / "index.html").read_text()
+    assert "sft" in index and "mix_shares" in index
+
+
+@pytest.mark.slow
+def test_broken_export_fails_naming_expectation_and_rows(mixed, run_script):
+    sft = mixed / "export" / "sft" / "messages.jsonl"
+    rows = [json.loads(x) for x in sft.read_text().splitlines()]
+    rows[1]["messages"][-1]["content"] = "   "
+    rows[4]["messages"] = rows[4]["messages"][::-1]
+    _jsonl(sft, rows)
+    dpo = mixed / "export" / "dpo" / "trl.jsonl"
+    drows = [json.loads(x) for x in dpo.read_text().splitlines()]
+    drows[2]["rejected"] = drows[2]["chosen"]
+    _jsonl(dpo, drows)
+    r = run_script("validate", "--export", mixed / "export", "--output", mixed / "reports", cwd=mixed,
+                   env={"DISTILLERY_TRACKING": "0"})
+    assert r.returncode == 4, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr and last.startswith("error: validation failed (3 expectation(s)")
+    assert f"sft: expect_column_values_to_be_between(empty_turns) failed for 1 of 180 rows, e.g. row 2 " \
+           f"(id {rows[1]['id']}, empty_turns=1)" in last
+    assert f"expect_column_values_to_match_regex(role_seq) failed for 1 of 180 rows, e.g. row 5 (id {rows[4]['id']}" \
+        in last
+    assert f"dpo: expect_column_values_to_be_in_set(chosen_equals_rejected) failed for 1 of 20 rows, e.g. row 3 " \
+           f"(id {drows[2]['id']}, chosen_equals_rejected=True)" in last
+    metrics = json.loads((mixed / "metrics" / "validate.json").read_text())
+    assert metrics["success"] is False and metrics["suites"]["sft"]["failed"] == 2
+    assert (mixed / "reports" / "index.html").exists()          # Data Docs show the failures too
+
+
+def test_mix_suite_catches_share_drift_and_eval_leak(mixed):
+    prod = mixed / "mix" / "production.jsonl"
+    recs = [json.loads(x) for x in prod.read_text().splitlines()]
+    kept = [r for r in recs if r["bucket"] != "code"][:] + [r for r in recs if r["bucket"] == "code"][:20]
+    leaked = json.loads((mixed / "mix" / "eval.jsonl").read_text().splitlines()[0])
+    _jsonl(prod, kept + [leaked])
+    m, failures = run_validate(None, mixed / "mix", mixed / "reports", ValidateParams(), MIX, list(DEFAULT_BUCKETS))
+    assert not m["success"]
+    text = " | ".join(failures)
+    assert "mix_shares: expect_column_values_to_be_between(shortfall)" in text and "production/code" in text
+    assert f"mix_records: expect_column_values_to_be_in_set(in_eval_split) failed for 1 of" in text
+    assert leaked["id"] in text
