@@ -1,0 +1,139 @@
+"""LLM engine benchmark (`make bench-llm`): the engine against the test server over real HTTP.
+
+1. throughput at concurrency 64 with 200 ms server latency, as a fraction of the ideal 64/0.2 = 320 req/s
+2. client CPU seconds per request (the server runs in its own process)
+3. a fully cached rerun: requests/s
+4. the same workload with 5% 429s and 2% 500s: lost requests and budget overrun (both must be 0)
+
+Prints a markdown table and writes benchmarks/out/llm.md. Timings depend on machine load; the
+load average is printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("DISTILLERY_PROGRESS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from distillery.llm import ChatRequest, Engine  # noqa: E402
+from distillery.llm.testserver import SubprocessServer  # noqa: E402
+from distillery.params import load_params  # noqa: E402
+
+
+def params(url: str, cache: Path, concurrency: int, **llm):
+    os.environ["BENCH_FAKE_KEY"] = "sk-bench-not-a-real-key"
+    teacher = {"name": "bench", "provider": "openai", "model": "bench-model", "base_url": url,
+               "api_key_env": "BENCH_FAKE_KEY", "price_input_per_1m": 0.5, "price_output_per_1m": 1.5,
+               "max_concurrency": concurrency, "timeout_s": 30, "max_retries": 10, "backoff_base_s": 0.05,
+               "backoff_max_s": 2.0, "gen": {"temperature": 0.0, "max_tokens": 64}}
+    extra = {"llm.teachers": [teacher], "llm.default_teacher": "bench", "llm.cache_path": str(cache),
+             "llm.progress": False}
+    extra.update({f"llm.{k}": v for k, v in llm.items()})
+    return load_params(None, extra=extra)
+
+
+def requests(n: int, salt: str) -> list[ChatRequest]:
+    return [ChatRequest(teacher="bench", messages=[{"role": "user", "content": f"{salt} question number {i}"}])
+            for i in range(n)]
+
+
+def timed_run(p, reqs, stage="bench", refresh=False):
+    with Engine.from_params(p, stage=stage, refresh=refresh) as eng:
+        eng.run(reqs[:1] and [ChatRequest(teacher="bench", messages=[{"role": "user", "content": "warm-up"}])])
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = eng.run(reqs)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        m = eng.metrics()
+    return res, wall, cpu, m
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=3000, help="requests per live run")
+    ap.add_argument("--latency-ms", type=float, default=200.0)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--out", default="benchmarks/out/llm.md")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    a = ap.parse_args()
+    ideal = a.concurrency / (a.latency_ms / 1000.0)
+    rows = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as d:
+        cache = Path(d) / "cache.sqlite"
+        with SubprocessServer(latency_ms=a.latency_ms, record=False) as srv:
+            p = params(srv.url, cache, a.concurrency)
+            reqs = requests(a.n, "clean")
+            s0 = srv.cpu_seconds()
+            res, wall, cpu, _ = timed_run(p, reqs)
+            server_cpu = srv.cpu_seconds() - s0
+            ok = sum(r.ok for r in res)
+            rps = a.n / wall
+            rows.append(("throughput, concurrency %d, %g ms latency" % (a.concurrency, a.latency_ms),
+                         f"{rps:.0f} req/s = {rps / ideal:.2f} of ideal {ideal:.0f}", ">= 0.85",
+                         "PASS" if rps / ideal >= 0.85 and ok == a.n else "FAIL"))
+            rows.append(("client CPU per request", f"{cpu / a.n * 1000:.2f} ms", "-", "-"))
+            both = (cpu + server_cpu) / a.n
+            rows.append(("client + test-server CPU per request", f"{both * 1000:.2f} ms -> CPU-bound ceiling on "
+                         f"{os.cpu_count()} idle cores: {os.cpu_count() / both:.0f} req/s", "-", "-"))
+            # fully cached rerun (same requests)
+            res2, wall2, _, m2 = timed_run(p, reqs)
+            crps = a.n / wall2
+            allc = all(r.cached for r in res2)
+            rows.append((f"fully cached rerun ({a.n} requests)", f"{crps:,.0f} req/s", ">= 5,000",
+                         "PASS" if crps >= 5000 and allc else "FAIL"))
+            big = requests(50000, "cachefill")
+            with Engine.from_params(p, stage="fill") as eng:  # fill 50k entries straight into the cache
+                for r in big:
+                    it = eng._item(0, r)
+                    eng.cache.conn.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?)",
+                                           (it.key, "bench", "bench-model", "x", "stop", 5, 1, 0.0, 0.0))
+            res3, wall3, _, _ = timed_run(p, big)
+            rows.append(("fully cached rerun (50,000 requests)", f"{50000 / wall3:,.0f} req/s", ">= 5,000",
+                         "PASS" if 50000 / wall3 >= 5000 and all(r.cached for r in res3) else "FAIL"))
+        # faults: 5% 429 (Retry-After 0.2 s) + 2% 500
+        with SubprocessServer(latency_ms=a.latency_ms, rate_429=0.05, rate_500=0.02, retry_after_s=0.2,
+                              seed=1, record=False) as srv:
+            cache2 = Path(d) / "cache2.sqlite"
+            reqs = requests(a.n, "faults")
+            cap = 0.5  # far above the workload's cost: every request must complete
+            p = params(srv.url, cache2, a.concurrency, stage_max_usd={"bench": cap})
+            res4, wall4, _, m4 = timed_run(p, reqs)
+            lost = sum(not r.ok for r in res4)
+            retries = m4["teachers"]["bench"]["retries_by_reason"]
+            spent = m4["budget"]["spent_usd"]
+            rows.append(("5% 429 + 2% 500: lost requests", f"{lost} of {a.n} (retries {retries})", "0",
+                         "PASS" if lost == 0 else "FAIL"))
+            rows.append(("5% 429 + 2% 500: throughput", f"{a.n / wall4:.0f} req/s", "-", "-"))
+            # tight budget: half of what the workload costs -> stops before the cap, never past it
+            cache3 = Path(d) / "cache3.sqlite"
+            tight = spent / 2
+            p = params(srv.url, cache3, a.concurrency, stage_max_usd={"bench": tight})
+            res5, _, _, m5 = timed_run(p, reqs)
+            s5 = m5["budget"]["spent_usd"]
+            refused = sum(r.error == "budget_exceeded" for r in res5)
+            rows.append((f"budget cap ${tight:.6f} (half the workload)", f"spent ${s5:.6f}, {refused} refused",
+                         "spent <= cap", "PASS" if s5 <= tight and refused > 0 else "FAIL"))
+    load_after = os.getloadavg()
+    cores = os.cpu_count()
+    lines = [f"| measure | result | target | |", "|---|---|---|---|"]
+    lines += [f"| {a_} | {b} | {c} | {e} |" for a_, b, c, e in rows]
+    note = (f"Machine: {cores} cores shared with other engineers' jobs; load average "
+            f"{load_before[0]:.1f} before, {load_after[0]:.1f} after. Test server in its own process on "
+            f"127.0.0.1 (aiohttp), engine on AsyncOpenAI; `python benchmarks/bench_llm.py --n {a.n}`.")
+    text = "\n".join(lines) + "\n\n" + note + "\n"
+    print(text)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    if a.strict and any(r[3] == "FAIL" for r in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
