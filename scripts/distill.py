@@ -1,0 +1,47 @@
+"""distill: teacher answers for prompts of ingested records (routing, failover, pilot comparison)."""
+
+from __future__ import annotations
+
+import click
+
+from distillery.stage import stage_options, stage_run
+
+
+@click.command()
+@stage_options
+@click.option("--input", "inputs", multiple=True, required=True, type=click.Path(exists=True),
+              help="Record files or directories (every records.jsonl below), e.g. data/ingest. Repeatable.")
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Output directory: records.jsonl, quarantine.jsonl, failed_requests.jsonl, comparison.json.")
+@click.option("--sample", type=int, default=None, help="Prompts to distil, 0 = all (distill.sample).")
+@click.option("--responses-per-prompt", type=int, default=None,
+              help="Distinct teachers answering each prompt (distill.responses_per_prompt).")
+@click.option("--pilot-size", type=int, default=None,
+              help="Prompts every teacher answers for the comparison, 0 = off (distill.pilot.size).")
+@click.option("--refresh", is_flag=True, help="Ignore cached answers and call the teachers again.")
+def main(params_path, overrides, inputs, output, sample, responses_per_prompt, pilot_size, refresh):
+    """Distil answers from teacher models, routed deterministically by record id and seed."""
+    from pathlib import Path
+
+    from distillery.generation.distill import run_distill
+    from distillery.generation.common import check_stage_reject_rate, cost_by_teacher
+    from distillery.llm import Engine
+
+    options = {"distill.sample": sample, "distill.responses_per_prompt": responses_per_prompt,
+               "distill.pilot.size": pilot_size}
+    with stage_run("distill", params_path, overrides, options) as run:
+        out = Path(output)
+        engine = Engine.from_params(run.params, stage="distill", refresh=refresh,
+                                    failed_path=out / "failed_requests.jsonl")
+        try:
+            metrics = run_distill(run.params, list(inputs), out, engine)
+            metrics["cost"] = cost_by_teacher(engine.metrics())
+        finally:
+            engine.close()
+        run.finish(metrics, [out / "records.jsonl", out / "comparison.json"])
+        check_stage_reject_rate("distill", metrics, run.params.distill.max_reject_rate, out / "quarantine.jsonl",
+                                "distill.max_reject_rate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""multiturn: conversations of exactly N turns, persona x flow, generated turn by turn."""
+
+from __future__ import annotations
+
+import click
+
+from distillery.stage import stage_options, stage_run
+
+
+@click.command()
+@stage_options
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Output directory: records.jsonl and quarantine.jsonl (truncated/empty turns, ...).")
+@click.option("--conversations", type=int, default=None,
+              help="Conversations to generate (synthesize.multiturn.conversations).")
+@click.option("--refresh", is_flag=True, help="Ignore cached answers and call the teachers again.")
+def main(params_path, overrides, output, conversations, refresh):
+    """Generate multi-turn conversations: a user-simulator call then an assistant call per turn."""
+    from pathlib import Path
+
+    from distillery.generation.common import check_stage_reject_rate, cost_by_teacher
+    from distillery.generation.multiturn import run_multiturn
+    from distillery.llm import Engine
+
+    options = {"synthesize.multiturn.conversations": conversations}
+    with stage_run("synthesize", params_path, overrides, options, metrics_name="multiturn") as run:
+        out = Path(output)
+        engine = Engine.from_params(run.params, stage="multiturn", refresh=refresh,
+                                    failed_path=out / "failed_requests.jsonl")
+        try:
+            metrics = run_multiturn(run.params, out, engine)
+            metrics["cost"] = cost_by_teacher(engine.metrics())
+        finally:
+            engine.close()
+        run.finish(metrics, [out / "records.jsonl"],
+                   log_params=run.params.synthesize.multiturn.model_dump(mode="json"))
+        check_stage_reject_rate("multiturn", metrics, run.params.synthesize.multiturn.max_reject_rate,
+                                out / "quarantine.jsonl", "synthesize.multiturn.max_reject_rate")
+
+
+if __name__ == "__main__":
+    main()

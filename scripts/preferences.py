@@ -1,0 +1,45 @@
+"""preferences: DPO pairs from several answers per prompt (judge, pairwise or teacher rank) + DPO->SFT."""
+
+from __future__ import annotations
+
+import click
+
+from distillery.stage import stage_options, stage_run
+
+
+@click.command()
+@stage_options
+@click.option("--input", "inputs", multiple=True, required=True, type=click.Path(exists=True),
+              help="Distill output (records with labels.prompt_id) and/or preference records. Repeatable.")
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Output directory: records.jsonl (pairs + SFT from DPO) and quarantine.jsonl (ties, leaks).")
+@click.option("--mode", type=click.Choice(["judge", "pairwise", "teacher_rank"]), default=None,
+              help="How answers are ranked (preferences.mode).")
+@click.option("--min-margin", type=float, default=None,
+              help="Score gap needed between chosen and rejected; smaller is a tie (preferences.min_margin).")
+@click.option("--refresh", is_flag=True, help="Ignore cached judge answers and call the judge again.")
+def main(params_path, overrides, inputs, output, mode, min_margin, refresh):
+    """Build DPO pairs (ties dropped) and their SFT conversions with the identity system prompt."""
+    from pathlib import Path
+
+    from distillery.generation.common import check_stage_reject_rate, cost_by_teacher
+    from distillery.generation.preferences import run_preferences
+    from distillery.llm import Engine
+
+    options = {"preferences.mode": mode, "preferences.min_margin": min_margin}
+    with stage_run("preferences", params_path, overrides, options) as run:
+        out = Path(output)
+        engine = Engine.from_params(run.params, stage="preferences", refresh=refresh,
+                                    failed_path=out / "failed_requests.jsonl")
+        try:
+            metrics = run_preferences(run.params, list(inputs), out, engine)
+            metrics["cost"] = cost_by_teacher(engine.metrics())
+        finally:
+            engine.close()
+        run.finish(metrics, [out / "records.jsonl"])
+        check_stage_reject_rate("preferences", metrics, run.params.preferences.max_reject_rate,
+                                out / "quarantine.jsonl", "preferences.max_reject_rate")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""What the generation stages share: lineage from engine results, input reading with quarantine,
+sampling, and the metrics blocks (judge score stats, cost per teacher)."""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from ..io import BadLine, input_files, iter_jsonl
+from ..quarantine import Quarantine, StageCounter
+from ..records import check_roles
+from .routing import unit_hash
+from .templates import Template
+
+
+def gen_with_seed(gen: dict, seed: int) -> dict:
+    """Generation params as sent: the step's params plus the project seed (reproducible sampling)."""
+    return {**gen, "seed": seed}
+
+
+def list_cost(llm: Any, result: Any) -> float:
+    """What an answer costs at the teacher's list prices, from its token usage (the same whether
+    it came from the cache or a fresh call, so records stay byte-identical across reruns)."""
+    if llm is None or result.teacher not in llm.teachers:
+        return 0.0
+    t = llm.teachers[result.teacher]
+    u = result.usage or {}
+    return round((u.get("prompt_tokens", 0) * t.price_input_per_1m
+                  + u.get("completion_tokens", 0) * t.price_output_per_1m) / 1e6, 8)
+
+
+def lineage_entry(stage: str, result: Any, gen: dict, templates: Iterable[Template | None] = (),
+                  role: str = "answer", llm: Any = None, **extra: Any) -> dict[str, Any]:
+    """One lineage step: who answered, with which params and templates, and the exact prompt sent."""
+    tpls = [t for t in templates if t is not None]
+    entry: dict[str, Any] = {
+        "stage": stage,
+        "role": role,
+        "teacher": result.teacher,
+        "model": result.model,
+        "prompt": result.sent,
+        "params": {"gen": gen, "templates": [t.ref for t in tpls]},
+        "finish_reason": result.finish_reason,
+        "usage": dict(result.usage or {}),
+        "cost_usd": list_cost(llm, result),
+    }
+    entry.update(extra)
+    return entry
+
+
+def read_records(paths: list[str | Path], quarantine: Quarantine, counter: StageCounter | None = None,
+                 max_line_bytes: int | None = None) -> Iterator[dict]:
+    """Stream every record of the inputs (files or dirs of records.jsonl, sorted); bad lines and
+    records with an invalid role sequence go to the quarantine."""
+    kw = {"max_line_bytes": max_line_bytes} if max_line_bytes else {}
+    for f in input_files(paths):
+        for lineno, obj in iter_jsonl(f, **kw):
+            if counter is not None:
+                counter.records_in += 1
+            if isinstance(obj, BadLine):
+                quarantine.reject_bad_line(obj, str(f))
+                continue
+            if not isinstance(obj.get("messages"), list) or not obj.get("id"):
+                quarantine.reject("missing_fields", obj, file=str(f), line=lineno)
+                continue
+            reason = check_roles(obj.get("kind", ""), obj["messages"], obj.get("chosen"), obj.get("rejected"))
+            if reason:
+                quarantine.reject(reason, obj, file=str(f), line=lineno)
+                continue
+            yield obj
+
+
+def hash_sample(records: Iterable[dict], n: int, seed: int, salt: str, why_not: Any,
+                skipped: Counter) -> list[dict]:
+    """The n eligible records with the smallest hash of (seed, salt, id): a uniform sample that does not
+    depend on input order, kept in a bounded heap (input of any size). n=0 keeps every eligible record.
+    `why_not(rec)` returns None for eligible records or a reason that is counted in `skipped`."""
+    heap: list[tuple[float, str, dict]] = []
+    for rec in records:
+        why = why_not(rec)
+        if why:
+            skipped[why] += 1
+            continue
+        item = (-unit_hash(seed, salt, rec["id"]), rec["id"], rec)
+        if not n or len(heap) < n:
+            heapq.heappush(heap, item)
+        elif item[0] > heap[0][0]:
+            heapq.heapreplace(heap, item)
+    return [r for _, _, r in sorted(heap, key=lambda t: (-t[0], t[1]))]
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0}
+    vs = sorted(values)
+    return {"count": len(vs), "mean": round(statistics.fmean(vs), 4), "min": vs[0], "max": vs[-1],
+            "p50": vs[len(vs) // 2]}
+
+
+class JudgeStats:
+    """Judge scores per dimension, per teacher and per bucket (metrics) and histogram bins (plots)."""
+
+    def __init__(self) -> None:
+        self.by_dim: dict[str, list[float]] = defaultdict(list)
+        self.by_teacher: dict[str, list[float]] = defaultdict(list)
+        self.by_bucket: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, scores: dict[str, float], teacher: str, bucket: str | None) -> None:
+        for d, s in scores.items():
+            if isinstance(s, (int, float)) and not isinstance(s, bool):
+                self.by_dim[d].append(float(s))
+        if "overall" in scores:
+            self.by_teacher[teacher or "human"].append(float(scores["overall"]))
+            self.by_bucket[bucket or "none"].append(float(scores["overall"]))
+
+    def as_metrics(self) -> dict[str, Any]:
+        return {"per_dimension": {k: summary(v) for k, v in sorted(self.by_dim.items())},
+                "per_teacher": {k: summary(v) for k, v in sorted(self.by_teacher.items())},
+                "per_bucket": {k: summary(v) for k, v in sorted(self.by_bucket.items())}}
+
+    def histogram_rows(self) -> list[dict[str, Any]]:
+        """One row per integer score bin 1..10 with the count per dimension (dvc plots data)."""
+        dims = sorted(self.by_dim)
+        rows = []
+        for b in range(1, 11):
+            row: dict[str, Any] = {"score": b}
+            for d in dims:
+                row[d] = sum(1 for s in self.by_dim[d] if min(10, max(1, int(round(s)))) == b)
+            rows.append(row)
+        return rows
+
+
+def cost_by_teacher(engine_metrics: dict[str, Any]) -> dict[str, Any]:
+    """The per-teacher part of engine.metrics() (requests, tokens, cost), as metrics."""
+    teachers = engine_metrics.get("teachers") or engine_metrics.get("per_teacher") or {}
+    return teachers if isinstance(teachers, dict) else {}
+
+
+def check_stage_reject_rate(stage: str, metrics: dict[str, Any], max_rate: float, quarantine_path: Path,
+                            key: str) -> None:
+    """Stop with exit code 3 (after metrics were written) when the stage rejected too much."""
+    from ..quarantine import check_reject_rate
+
+    c = StageCounter()
+    c.records_in, c.records_out = metrics["records_in"], metrics["records_out"]
+    c.merge_rejects(metrics.get("rejects_by_reason") or {})
+    check_reject_rate(stage, c, max_rate, quarantine_path, key)

@@ -1,0 +1,161 @@
+"""Completion-style few-shot prompts for base models (seed 003): exemplar rotation, trimming of
+run-on continuations, and detection of outputs that copy an exemplar.
+
+The prompt string built here is the exact text sent (completion mode: no chat template, no
+special tokens) and the exact text stored in the record's lineage.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ..text import dedup_key_text
+from .routing import unit_hash
+
+
+def pick_exemplars(pool: list[dict], k: int, record_id: str, seed: int) -> list[dict]:
+    """k exemplars from the pool, chosen and ordered by a RNG seeded from (seed, record id)."""
+    rng = random.Random(int(unit_hash(seed, "exemplars", record_id) * 2 ** 53))
+    return rng.sample(pool, k)
+
+
+def build_prompt(rendered: str) -> str:
+    """The rendered template ends with the instruction; the answer starts on the next line."""
+    return rendered.rstrip() + "\n"
+
+
+def trim_completion(text: str, stops: list[str], exemplar_prompts: list[str], max_chars: int) -> tuple[str, bool]:
+    """Cut a base model's continuation to the answer alone; returns (answer, was_trimmed).
+
+    Cuts at the first stop sequence (in case the backend ignored it), at a line that starts a new
+    exemplar-like prompt, and at max_chars (then back to the last sentence end).
+    """
+    out = text
+    for s in stops:
+        if s and s in out:
+            out = out.split(s, 1)[0]
+    lines = out.split("\n")
+    starts = {dedup_key_text(p) for p in exemplar_prompts}
+    for i, line in enumerate(lines):
+        if i > 0 and dedup_key_text(line) in starts:
+            lines = lines[:i]
+            break
+    out = "\n".join(lines)
+    if len(out) > max_chars:
+        cut = out[:max_chars]
+        end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "), cut.rfind("\n"))
+        out = cut[: end + 1] if end > max_chars // 3 else cut
+    out = out.strip()
+    return out, out != text.strip()
+
+
+def _trigrams(text: str) -> set[tuple[str, ...]]:
+    w = dedup_key_text(text).split()
+    if len(w) < 3:
+        return {tuple(w)} if w else set()
+    return set(zip(w, w[1:], w[2:]))
+
+
+def copied_exemplar(answer: str, exemplars: list[dict], threshold: float) -> str:
+    """The exemplar prompt whose completion the answer copies ('' if none).
+
+    Copy = the answer equals an exemplar completion (normalised) or at least `threshold` of the
+    answer's word trigrams occur in one exemplar's completion (or prompt + completion).
+    """
+    a = dedup_key_text(answer)
+    if not a:
+        return ""
+    grams = _trigrams(answer)
+    for ex in exemplars:
+        comp = dedup_key_text(ex["completion"])
+        if a == comp or a == dedup_key_text(ex["prompt"]):
+            return ex["prompt"]
+        ref = _trigrams(ex["prompt"] + " " + ex["completion"])
+        if grams and len(grams & ref) / len(grams) >= threshold:
+            return ex["prompt"]
+    return ""
+
+
+def _why_not(rec: dict, max_words: int) -> str | None:
+    from ..records import prompt_messages
+
+    msgs = [m for m in prompt_messages(rec) if m.get("role") != "system"]
+    if len(msgs) != 1 or msgs[0].get("role") != "user":
+        return "not_single_turn"
+    text = (msgs[0].get("content") or "").strip()
+    if not text:
+        return "empty_prompt"
+    if len(text.split()) > max_words:
+        return "instruction_too_long"
+    if "\n\n" in text:
+        return "multi_paragraph"   # a blank line would read as the end of the few-shot block
+    return None
+
+
+def run_completion(params, inputs, output, engine) -> dict:
+    """completion stage: few-shot completion prompts from ingested instructions, sent raw."""
+    from collections import Counter
+    from pathlib import Path
+
+    from ..io import AtomicWriter
+    from ..llm import ChatRequest
+    from ..quarantine import Quarantine, StageCounter
+    from ..records import prompt_messages, stable_id
+    from .common import gen_with_seed, hash_sample, lineage_entry, read_records
+    from .templates import load_template
+
+    p = params.synthesize.completion
+    seed = params.project.seed
+    params.llm.teacher(p.teacher)
+    tpl = load_template(p.template, "synthesize.completion.template")
+    pool = [e.model_dump() for e in p.exemplars]
+    gen = gen_with_seed(p.gen.as_gen(), seed)
+    out = Path(output)
+    counter = StageCounter()
+    skipped: Counter = Counter()
+    copies = 0
+    with Quarantine(out / "quarantine.jsonl", "completion") as q, AtomicWriter(out / "records.jsonl") as w:
+        scanned = StageCounter()
+        recs = hash_sample(read_records(inputs, q, scanned, params.project.max_line_bytes), p.sample, seed,
+                           "completion-sample", lambda r: _why_not(r, p.max_instruction_words), skipped)
+        counter.records_in = len(recs)
+        prompts, shots = [], []
+        for rec in recs:
+            ex = pick_exemplars(pool, p.shots, rec["id"], seed)
+            instruction = [m for m in prompt_messages(rec) if m["role"] == "user"][0]["content"].strip()
+            prompts.append(build_prompt(tpl.render(exemplars=ex, instruction=instruction)))
+            shots.append(ex)
+        results = engine.run([ChatRequest(teacher=p.teacher, prompt=pr, gen=gen, tag=f"completion:{r['id']}")
+                              for r, pr in zip(recs, prompts)])
+        for rec, ex, res in zip(recs, shots, results):
+            instruction = [m for m in prompt_messages(rec) if m["role"] == "user"][0]["content"].strip()
+            raw = res.text or ""
+            answer, trimmed = trim_completion(raw, p.gen.stop, [e["prompt"] for e in pool], p.max_answer_chars)
+            step = lineage_entry("completion", res, gen, (tpl,), llm=params.llm,
+                                 exemplars=[e["prompt"] for e in ex], raw_completion=raw, trimmed=trimmed)
+            new = {"id": stable_id("completion", rec["id"], p.teacher), "kind": "sft",
+                   "messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": answer}],
+                   **({"bucket": rec["bucket"]} if rec.get("bucket") else {}),
+                   "source": rec.get("source") or {"dataset": "unknown"},
+                   "lineage": list(rec.get("lineage") or []) + [step], "scores": {},
+                   "labels": {"prompt_id": rec["id"], "teacher": p.teacher, "completion_style": True}}
+            if not res.ok and not (res.error == "truncated" and raw.strip()):
+                q.reject("teacher_failed", new, detail=f"{res.error}: {res.detail or ''}")
+                continue
+            if len(answer.split()) < max(1, p.min_answer_words):
+                q.reject("empty_response" if not answer else "too_short", new)
+                continue
+            copied = copied_exemplar(answer, ex, p.copy_threshold)
+            if copied:
+                copies += 1
+                q.reject("copies_exemplar", new, detail=copied)
+                continue
+            # a run-on cut by trimming is a complete answer; an untrimmed cut at max_tokens is not
+            new["labels"]["truncated"] = bool(res.truncated and not trimmed)
+            counter.records_out += 1
+            w.write_record(new)
+        counter.rejects = Counter(q.counts)
+    m = counter.as_metrics()
+    m.update({"input_records": scanned.records_in, "skipped": dict(sorted(skipped.items())),
+              "copies_flagged": copies})
+    return m

@@ -1,0 +1,260 @@
+"""distill: answers from teacher models for prompts of ingested records.
+
+Each prompt goes to the teacher(s) chosen by deterministic weighted routing (hash of record id and
+seed; per-bucket weights optional). A request that fails after the engine's own retries fails over
+to the next teacher; a teacher failing `max_consecutive_failures` times in a row leaves the routing
+for the rest of the run. A pilot runs every teacher on the same few prompts and compares count,
+failure rate, mean judge score and cost (comparison.json).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..io import AtomicWriter, write_json
+from ..quarantine import Quarantine, StageCounter
+from ..records import prompt_messages, stable_id
+from .common import gen_with_seed, hash_sample, lineage_entry, list_cost, read_records
+from .config import DistillParams
+from .routing import route, weights_for
+from .templates import Template, load_template
+
+log = logging.getLogger(__name__)
+STAGE = "distill"
+
+
+@dataclass
+class Prompt:
+    rec: dict
+    messages: list[dict]       # exactly what is sent
+    teachers: list[str]        # routed teachers (one answer each)
+
+
+@dataclass
+class Job:
+    prompt: Prompt
+    slot: int                  # which routed answer this is
+    sample: int = 0            # which of samples_per_teacher (its own sampling seed)
+    tried: list[str] = field(default_factory=list)
+
+
+def eligible(rec: dict, p: DistillParams) -> str | None:
+    """None if the record's prompt can be distilled, else why not (counted, not quarantined)."""
+    msgs = prompt_messages(rec)
+    if not msgs or msgs[-1].get("role") != "user":
+        return "no_user_prompt"
+    if p.buckets and rec.get("bucket") not in p.buckets:
+        return "bucket_not_selected"
+    words = sum(len((m.get("content") or "").split()) for m in msgs)
+    if words > p.max_prompt_words:
+        return "prompt_too_long"
+    if not (msgs[-1].get("content") or "").strip():
+        return "empty_prompt"
+    return None
+
+
+def sample_records(records, p: DistillParams, seed: int, skipped: Counter) -> list[dict]:
+    return hash_sample(records, p.sample, seed, "distill-sample", lambda r: eligible(r, p), skipped)
+
+
+def build_messages(rec: dict, user_tpl: Template, system_tpl: Template | None) -> list[dict]:
+    """The prompt as sent: the record's own system prompt or the rendered system template, then the
+    conversation with its last user message rendered through the user template."""
+    msgs = [dict(m) for m in prompt_messages(rec)]
+    has_system = msgs and msgs[0]["role"] == "system"
+    msgs[-1] = {"role": "user", "content": user_tpl.render(instruction=msgs[-1]["content"], bucket=rec.get("bucket"))}
+    if not has_system and system_tpl is not None:
+        sys_txt = system_tpl.render(bucket=rec.get("bucket"), record=rec)
+        if sys_txt:
+            msgs.insert(0, {"role": "system", "content": sys_txt})
+    return msgs
+
+
+class Router:
+    """Routes prompts and fails over; remembers which teachers keep failing."""
+
+    def __init__(self, p: DistillParams, seed: int):
+        self.p = p
+        self.seed = seed
+        self.streak: Counter[str] = Counter()
+        self.down: set[str] = set()
+
+    def initial(self, rec: dict) -> list[str]:
+        w = weights_for(rec.get("bucket"), self.p.teachers, self.p.bucket_teachers)
+        return route(rec["id"], self.seed, w, k=self.p.responses_per_prompt)
+
+    def first_choice(self, rec: dict, routed: str, taken: set[str]) -> str | None:
+        """The routed teacher unless it is down, else the failover for it."""
+        return routed if routed not in self.down else self.next(rec, [routed], taken)
+
+    def next(self, rec: dict, tried: list[str], taken: set[str]) -> str | None:
+        """The failover teacher: the first in `failover` not yet tried, else the next by routing."""
+        skip = set(tried) | self.down | taken
+        for t in self.p.failover:
+            if t not in skip:
+                return t
+        w = weights_for(rec.get("bucket"), self.p.teachers, self.p.bucket_teachers)
+        nxt = route(rec["id"], self.seed, w, k=1, exclude=skip)
+        return nxt[0] if nxt else None
+
+    def record(self, teacher: str, ok: bool) -> None:
+        if ok:
+            self.streak[teacher] = 0
+            return
+        self.streak[teacher] += 1
+        if self.streak[teacher] >= self.p.max_consecutive_failures and teacher not in self.down:
+            self.down.add(teacher)
+            log.warning("distill: teacher %s failed %d times in a row; failing over for the rest of the run",
+                        teacher, self.streak[teacher])
+
+
+def run_distill(params: Any, inputs: list[str | Path], output: str | Path, engine: Any) -> dict[str, Any]:
+    """Run the stage; writes output/{records,quarantine}.jsonl and comparison.json; returns metrics."""
+    from ..llm import ChatRequest
+
+    p: DistillParams = params.distill
+    seed = params.project.seed
+    out = Path(output)
+    user_tpl = load_template(p.template, "distill.template")
+    sys_tpl = load_template(p.system_template, "distill.system_template") if p.system_template else None
+    for t in list(p.teachers) + p.failover + [t for w in p.bucket_teachers.values() for t in w]:
+        params.llm.teacher(t)  # unknown teacher -> one line before any call
+    gen = gen_with_seed(p.gen.as_gen(), seed)
+    counter = StageCounter()
+    skipped: Counter[str] = Counter()
+    per_teacher: dict[str, Counter] = defaultdict(Counter)
+    router = Router(p, seed)
+
+    with Quarantine(out / "quarantine.jsonl", STAGE) as q, AtomicWriter(out / "records.jsonl") as w:
+        scanned = StageCounter()
+        sample = sample_records(read_records(inputs, q, scanned, params.project.max_line_bytes), p, seed, skipped)
+        prompts = [Prompt(r, build_messages(r, user_tpl, sys_tpl), router.initial(r)) for r in sample]
+        n_prompts = len(prompts)
+        for start in range(0, len(prompts), p.batch_size):
+            batch = prompts[start:start + p.batch_size]
+            answers: dict[tuple[int, int, int], tuple[Any, list[str]]] = {}
+            jobs: list[tuple[int, Job, str]] = []
+            used: dict[int, set[str]] = defaultdict(set)   # teachers assigned per prompt (distinct answers)
+            for bi, pr in enumerate(batch):
+                for slot, t in enumerate(pr.teachers):
+                    first = router.first_choice(pr.rec, t, used[bi])
+                    if first is None:
+                        continue
+                    used[bi].add(first)
+                    jobs.extend((bi, Job(pr, slot, s), first) for s in range(p.samples_per_teacher))
+            while jobs:
+                results = engine.run([ChatRequest(teacher=t, messages=j.prompt.messages, gen=sample_gen(gen, j.sample),
+                                                  tag=f"distill:{j.prompt.rec['id']}") for _, j, t in jobs])
+                retry: list[tuple[int, Job, str]] = []
+                for (bi, job, t), res in zip(jobs, results):
+                    job.tried.append(t)
+                    failed = not res.ok and res.error != "truncated"
+                    router.record(t, not failed)
+                    per_teacher[t]["requests"] += 1
+                    if failed:
+                        per_teacher[t]["failed"] += 1
+                        nxt = router.next(job.prompt.rec, job.tried, used[bi])
+                        if nxt is not None:
+                            per_teacher[t]["failed_over"] += 1
+                            used[bi].add(nxt)
+                            retry.append((bi, job, nxt))
+                            continue
+                    answers[(bi, job.slot, job.sample)] = (res, list(job.tried))
+                jobs = retry
+            counter.records_in += len(answers)
+            for key in sorted(answers):
+                res, tried = answers[key]
+                _emit(batch[key[0]], res, tried, key[2], p, sample_gen(gen, key[2]), (sys_tpl, user_tpl), params.llm,
+                      w, q, counter, per_teacher)
+    comparison = run_pilot(params, sample, engine, user_tpl, sys_tpl, gen)
+    write_json(out / "comparison.json", comparison)
+    metrics = counter.as_metrics()
+    metrics.update({"input_records": scanned.records_in, "prompts": n_prompts, "skipped": dict(sorted(skipped.items())),
+                    "teachers": {t: dict(sorted(c.items())) for t, c in sorted(per_teacher.items())},
+                    "teachers_down": sorted(router.down), "comparison": comparison})
+    return metrics
+
+
+def sample_gen(gen: dict, sample: int) -> dict:
+    """Sample i > 0 of a teacher gets its own seed, so best-of-n answers differ but stay reproducible."""
+    return gen if sample == 0 else {**gen, "seed": gen.get("seed", 0) + 1000 * sample}
+
+
+def _emit(pr: Prompt, res: Any, tried: list[str], sample: int, p: DistillParams, gen: dict, tpls, llm,
+          w: AtomicWriter, q: Quarantine, counter: StageCounter, per_teacher) -> None:
+    rec = pr.rec
+    teacher = res.teacher
+    extra: dict[str, Any] = {"failover_from": tried[:-1]} if len(tried) > 1 else {}
+    if p.samples_per_teacher > 1:
+        extra["sample"] = sample
+    step = lineage_entry(STAGE, res, gen, tpls, llm=llm, **extra)
+    out = {
+        "id": stable_id(STAGE, rec["id"], teacher, *([sample] if sample else [])),
+        "kind": "sft",
+        "messages": [dict(m) for m in prompt_messages(rec)] + [{"role": "assistant", "content": (res.text or "").strip()}],
+        **({"bucket": rec["bucket"]} if rec.get("bucket") else {}),
+        "source": rec.get("source") or {"dataset": "unknown"},
+        "lineage": list(rec.get("lineage") or []) + [step],
+        "scores": {},
+        "labels": {**(rec.get("labels") or {}), "prompt_id": rec["id"], "teacher": teacher},
+    }
+    if not res.ok and res.error != "truncated":
+        counter.rejects["teacher_failed"] += 1
+        q.reject("teacher_failed", out, detail=f"{res.error}: {res.detail or ''}", tried=tried)
+        return
+    if not (res.text or "").strip():
+        counter.rejects["empty_response"] += 1
+        q.reject("empty_response", out)
+        return
+    if res.truncated or res.finish_reason == "length":
+        out["labels"]["truncated"] = True
+        if not p.keep_truncated:
+            counter.rejects["truncated_response"] += 1
+            per_teacher[teacher]["truncated"] += 1
+            q.reject("truncated_response", out, detail=f"hit max_tokens={p.gen.max_tokens}")
+            return
+    counter.records_out += 1
+    per_teacher[teacher]["records"] += 1
+    w.write_record(out)
+
+
+def run_pilot(params: Any, sample: list[dict], engine: Any, user_tpl: Template, sys_tpl: Template | None,
+              gen: dict) -> dict[str, Any]:
+    """Every pilot teacher answers the same first `pilot.size` prompts; the judge scores them."""
+    from ..llm import ChatRequest
+    from .judging import Judge
+
+    p: DistillParams = params.distill
+    size = min(p.pilot.size, len(sample))
+    teachers = p.pilot.teachers or list(p.teachers)
+    if not size:
+        return {"size": 0, "teachers": {}}
+    prompts = sample[:size]
+    msgs = [build_messages(r, user_tpl, sys_tpl) for r in prompts]
+    reqs = [ChatRequest(teacher=t, messages=m, gen=gen, tag=f"distill:pilot:{r['id']}")
+            for t in teachers for r, m in zip(prompts, msgs)]
+    results = engine.run(reqs)
+    judge = Judge(engine, params.score.judge, params.llm, params.project.seed, STAGE) if p.pilot.judge else None
+    report: dict[str, Any] = {}
+    for ti, t in enumerate(teachers):
+        rs = results[ti * size:(ti + 1) * size]
+        ok = [(r, res) for r, res in zip(prompts, rs) if res.ok and (res.text or "").strip()]
+        row: dict[str, Any] = {"count": size, "ok": len(ok), "failed": size - len(ok),
+                               "failure_rate": round((size - len(ok)) / size, 4),
+                               "truncated": sum(1 for res in rs if res.truncated),
+                               "cost_usd": round(sum(list_cost(params.llm, res) for res in rs), 8),
+                               "mean_answer_words": round(sum(len((res.text or "").split()) for _, res in ok)
+                                                          / len(ok), 2) if ok else 0.0}
+        if judge is not None and ok:
+            items = [(r["id"], prompt_messages(r)[-1]["content"], res.text, (res.teacher, res.model)) for r, res in ok]
+            verdicts = judge.score(items)
+            scored = [v.scores["overall"] for v in verdicts if v.scores]
+            row["judged"] = len(scored)
+            row["judge_failures"] = dict(sorted(Counter(v.reason for v in verdicts if not v.scores).items()))
+            row["mean_judge_score"] = round(sum(scored) / len(scored), 3) if scored else None
+        report[t] = row
+    return {"size": size, "teachers": report}

@@ -1,0 +1,112 @@
+"""score: heuristics on every record, the LLM judge on generated records (by lineage) and on at most
+`judge.max_records` others. Records failing a heuristic, unscored by the judge (when configured to
+quarantine), or at/below the keep threshold go to the quarantine with their reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..io import AtomicWriter
+from ..quarantine import Quarantine, StageCounter
+from .common import JudgeStats, read_records
+from .config import ScoreParams
+from .heuristics import HeuristicScorer, generated_by, record_teacher
+from .judge import record_prompt_answer
+from .judging import Judge
+
+STAGE = "score"
+
+
+def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine: Any,
+              plots_path: str | Path | None = None) -> dict[str, Any]:
+    p: ScoreParams = params.score
+    out = Path(output)
+    scorer = HeuristicScorer(p.heuristics, p.identity, p.generated_stages)
+    judge = Judge(engine, p.judge, params.llm, params.project.seed, STAGE)
+    for t in p.judge.teachers:
+        params.llm.teacher(t)
+    counter = StageCounter()
+    stats = JudgeStats()
+    flags_seen: Counter[str] = Counter()
+    judged = Counter()
+    others_judged = 0
+
+    with Quarantine(out / "quarantine.jsonl", STAGE) as q, AtomicWriter(out / "records.jsonl") as w:
+        chunk: list[dict] = []
+
+        def flush() -> None:
+            nonlocal others_judged
+            to_judge = []
+            for rec in chunk:
+                stage = generated_by(rec, p.generated_stages)
+                if rec["_reason"] is None and (stage or others_judged < p.judge.max_records):
+                    if not stage:
+                        others_judged += 1
+                    prompt, answer = record_prompt_answer(rec)
+                    to_judge.append((rec, (rec["id"], prompt, answer, record_teacher(rec))))
+            verdicts = judge.score([item for _, item in to_judge]) if to_judge else []
+            for (rec, _), v in zip(to_judge, verdicts):
+                judged["asked" if v.reason != "judge_refused_self" else "refused_self"] += 1
+                if v.lineage:
+                    rec.setdefault("lineage", []).extend(v.lineage)
+                if v.scores:
+                    judged["scored"] += 1
+                    rec["scores"]["judge"] = {**v.scores, "judge": v.judge}
+                    teacher = record_teacher(rec)[0]
+                    stats.add(v.scores, teacher, rec.get("bucket"))
+                    if not v.scores["overall"] > p.judge.keep_above:
+                        rec["_reason"] = "judge_below_threshold"
+                elif v.reason == "judge_refused_self":
+                    rec["scores"]["judge"] = {"skipped": v.reason}
+                else:
+                    judged["unparsed"] += 1
+                    rec["scores"]["judge"] = {"error": v.reason, "judge": v.judge}
+                    if p.judge.on_parse_failure == "quarantine":
+                        rec["_reason"] = "judge_unparsed"
+            for rec in chunk:
+                reason = rec.pop("_reason")
+                if reason:
+                    q.reject(reason, rec, detail=str(rec["scores"].get("heuristic", {}).get(reason, ""))
+                             if reason in rec["scores"].get("heuristic", {}) else "")
+                else:
+                    counter.records_out += 1
+                    w.write_record(rec)
+            chunk.clear()
+
+        for rec in read_records(inputs, q, counter, params.project.max_line_bytes):
+            flags = scorer.flags(rec)
+            for k in flags:
+                if k not in ("words", "repeated_trigram_ratio"):
+                    flags_seen[k] += 1
+            rec.setdefault("scores", {})["heuristic"] = flags
+            rec["_reason"] = scorer.reason(flags)
+            chunk.append(rec)
+            if len(chunk) >= p.judge.batch_size:
+                flush()
+        flush()
+        counter.rejects = Counter(q.counts)
+
+    rows = stats.histogram_rows()
+    if plots_path is not None:
+        write_histogram(plots_path, rows)
+    metrics = counter.as_metrics()
+    metrics.update({"judge": {**stats.as_metrics(), "calls": dict(sorted(judged.items())),
+                              "keep_above": p.judge.keep_above},
+                    "heuristic_flags": dict(sorted(flags_seen.items()))})
+    return metrics
+
+
+def write_histogram(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """metrics/plots/judge_scores.csv: score bin 1..10 x count per dimension (dvc plots)."""
+    buf = io.StringIO()
+    cols = list(rows[0]) if rows else ["score"]
+    wr = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    wr.writeheader()
+    wr.writerows(rows)
+    with AtomicWriter(path) as w:
+        w.write(buf.getvalue())

@@ -1,0 +1,77 @@
+"""End to end with the real local SmolLM2 (offline): the generation stage scripts chained exactly as
+in dvc.yaml, on a tiny sample. Output quality is low (135M); the mechanics are what is checked."""
+
+import json
+import shutil
+
+import pytest
+
+TINY = [
+    "distill.sample=2", "distill.samples_per_teacher=2", "distill.gen.max_tokens=24", "distill.pilot.size=1",
+    "distill.max_reject_rate=1.0", "distill.keep_truncated=true",
+    "score.judge.gen.max_tokens=24", "score.judge.max_records=1", "score.max_reject_rate=1.0",
+    "score.judge.allow_self_judge=true", "score.judge.on_parse_failure=keep",
+    "preferences.min_margin=0",
+    "synthesize.multiturn.conversations=1", "synthesize.multiturn.min_turns=2", "synthesize.multiturn.max_turns=2",
+    "synthesize.multiturn.user_gen.max_tokens=16", "synthesize.multiturn.assistant_gen.max_tokens=16",
+    "synthesize.scenarios.categories=[crisis response]", "synthesize.scenarios.idea_gen.max_tokens=24",
+    "synthesize.scenarios.document_gen.max_tokens=24", "synthesize.scenarios.response_gen.max_tokens=24",
+    "synthesize.scenarios.trait_check.gen.max_tokens=24",
+    "synthesize.completion.sample=2", "synthesize.completion.gen.max_tokens=16",
+]
+
+
+@pytest.mark.slow
+def test_generation_chain_with_local_model(tmp_path, repo_root, run_script, smollm2_path, gh, monkeypatch):
+    from distillery.generation.completion import run_completion
+    from distillery.generation.multiturn import run_multiturn
+    from distillery.generation.preferences import run_preferences
+    from distillery.generation.scenarios import run_scenarios
+    from distillery.generation.score import run_score
+    from distillery.llm import Engine
+    from distillery.params import load_params
+
+    shutil.copytree(repo_root / "prompts", tmp_path / "prompts")
+    records = [gh.sft(i, q) for i, q in enumerate(["Name a fruit.", "What is 2+2?", "Say hello in French."])]
+    gh.write_records(tmp_path / "data" / "ingest" / "t" / "records.jsonl", records)
+    (tmp_path / "params.yaml").write_text("project: {seed: 42}\n")
+    sets = [a for s in TINY for a in ("--set", s)]
+    env = {"OMP_NUM_THREADS": "1", "DISTILLERY_TRACKING": "0"}
+    # distill through its script, exactly as dvc.yaml runs it
+    distill_cmd = ("distill", "--input", "data/ingest", "--output", "data/distill", *sets)
+    r = run_script(*distill_cmd, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    # the other stages in-process (one model load), on the same params and cache
+    monkeypatch.chdir(tmp_path)
+    params = load_params(tmp_path / "params.yaml", TINY)
+    d = tmp_path / "data"
+    metrics = {"distill": json.loads((tmp_path / "metrics" / "distill.json").read_text())}
+    for name, fn in [("completion", lambda e: run_completion(params, [d / "ingest"], d / "synth" / "completion", e)),
+                     ("multiturn", lambda e: run_multiturn(params, d / "synth" / "multiturn", e)),
+                     ("scenarios", lambda e: run_scenarios(params, d / "synth" / "scenarios", e)),
+                     ("preferences", lambda e: run_preferences(params, [d / "distill"], d / "preferences", e)),
+                     ("score", lambda e: run_score(params, [d / "ingest", d / "distill", d / "synth", d / "preferences"],
+                                                   d / "score", e, tmp_path / "judge_scores.csv"))]:
+        with Engine.from_params(params, stage=name, progress=False) as engine:
+            metrics[name] = fn(engine)
+    for name, m in metrics.items():
+        assert m["records_in"] == m["records_out"] + m["rejected"], name
+    assert "local-smollm2" in metrics["distill"]["cost"]
+    distilled = gh.read_jsonl(d / "distill" / "records.jsonl")
+    q = gh.read_jsonl(d / "distill" / "quarantine.jsonl")
+    assert len(distilled) + len(q) == 4                          # 2 prompts x 2 samples
+    step = (distilled or [x["record"] for x in q])[0]["lineage"][-1]
+    assert step["model"] == "smollm2" and step["prompt"][-1]["role"] == "user"
+    comp = gh.read_jsonl(d / "synth" / "completion" / "records.jsonl") + \
+        [x["record"] for x in gh.read_jsonl(d / "synth" / "completion" / "quarantine.jsonl")]
+    assert comp and all(isinstance(c["lineage"][-1]["prompt"], str) and "<|im_start|>" not in c["lineage"][-1]["prompt"]
+                        for c in comp)
+    for conv in gh.read_jsonl(d / "synth" / "multiturn" / "records.jsonl"):
+        assert [m["role"] for m in conv["messages"][1:]] == ["user", "assistant"] * 2
+    assert (tmp_path / "judge_scores.csv").exists()
+    assert metrics["score"]["records_in"] >= 3 and metrics["score"]["judge"]["calls"]
+    # a rerun is served from the cache and byte-identical
+    before = (d / "distill" / "records.jsonl").read_bytes()
+    r = run_script(*distill_cmd, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and (d / "distill" / "records.jsonl").read_bytes() == before
+    assert json.loads((tmp_path / "metrics" / "distill.json").read_text())["cost"]["local-smollm2"]["cached"] > 0
