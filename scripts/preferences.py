@@ -18,22 +18,27 @@ from distillery.stage import stage_options, stage_run
 @click.option("--min-margin", type=float, default=None,
               help="Score gap needed between chosen and rejected; smaller is a tie (preferences.min_margin).")
 @click.option("--refresh", is_flag=True, help="Ignore cached judge answers and call the judge again.")
-def main(params_path, overrides, inputs, output, mode, min_margin, refresh):
+@click.option("--dry-run", is_flag=True,
+              help="Count the tokens and cost of the calls not yet cached (tokenizer-counted prompts; output from a pilot or max_tokens); call nothing and leave the outputs untouched.")
+def main(params_path, overrides, inputs, output, mode, min_margin, refresh, dry_run):
     """Build DPO pairs (ties dropped) and their SFT conversions with the identity system prompt."""
     from pathlib import Path
 
     from distillery.generation.common import check_stage_reject_rate, cost_by_teacher
     from distillery.generation.preferences import run_preferences
-    from distillery.llm import Engine
+    from distillery.distributed import make_engine
+    from distillery.generation.common import dry_run_dir, print_dry_run
 
     options = {"preferences.mode": mode, "preferences.min_margin": min_margin}
     with stage_run("preferences", params_path, overrides, options) as run:
-        out = Path(output)
-        engine = Engine.from_params(run.params, stage="preferences", refresh=refresh,
+        out = dry_run_dir() if dry_run else Path(output)
+        engine = make_engine(run.params, "preferences", refresh=refresh, dry_run=dry_run,
                                     failed_path=out / "failed_requests.jsonl")
         try:
             metrics = run_preferences(run.params, list(inputs), out, engine)
             metrics["cost"] = cost_by_teacher(engine.metrics())
+            if dry_run:
+                return print_dry_run(engine, "preferences")
         finally:
             engine.close()
         run.finish(metrics, [out / "records.jsonl"])

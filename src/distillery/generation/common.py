@@ -148,3 +148,23 @@ def check_stage_reject_rate(stage: str, metrics: dict[str, Any], max_rate: float
     c.records_in, c.records_out = metrics["records_in"], metrics["records_out"]
     c.merge_rejects(metrics.get("rejects_by_reason") or {})
     check_reject_rate(stage, c, max_rate, quarantine_path, key)
+
+
+def dry_run_dir() -> Path:
+    """A throw-away output folder for --dry-run, so the stage's real outputs stay untouched."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="distillery-dry-run-"))
+
+
+def print_dry_run(engine: Any, stage: str) -> None:
+    """Print the estimate of every request the stage asked for (multi-step stages: the first step,
+    since later steps depend on answers — a lower bound, said in the output)."""
+    import json
+
+    import click
+
+    est = engine.dry_run_estimate()
+    est = {"stage": stage, "dry_run": True,
+           "note": "first-step requests only for multi-step stages (later steps depend on answers)", **est}
+    click.echo(json.dumps(est, indent=2, sort_keys=True))

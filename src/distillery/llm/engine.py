@@ -82,6 +82,7 @@ class Engine:
         self.stage = stage
         self.refresh = refresh
         self.dry_run = dry_run
+        self.dry_requests: list[ChatRequest] = []
         self.cache = ResponseCache(llm.cache_path)
         self.failed = FailedLog(failed_path or Path(llm.cache_path).parent / "failed" / f"{stage}.jsonl")
         self.budget = Budget(stage, llm.stage_max_usd.get(stage), llm.max_usd,
@@ -138,6 +139,8 @@ class Engine:
     def run(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """Answer every request (same order). Per-request failures come back as ok=False results."""
         results: list[ChatResult | None] = [None] * len(requests)
+        if self.dry_run:
+            self.dry_requests.extend(requests)
         pending: list[Item] = []
         for i, req in enumerate(requests):
             it = self._item(i, req)
@@ -379,6 +382,10 @@ class Engine:
         return "; ".join(parts) or "unlimited"
 
     # estimates and metrics -----------------------------------------------------------------------
+    def dry_run_estimate(self) -> dict:
+        """The estimate of every request `run` saw in dry-run mode (nothing was called)."""
+        return self.estimate(self.dry_requests)
+
     def estimate(self, requests: Sequence[ChatRequest]) -> dict:
         from .estimate import estimate
 

@@ -1,0 +1,290 @@
+"""Dedup benchmark (`make bench-dedup`): our stage vs per-record datasketch, speed and accuracy.
+
+1. Generate (once, cached in benchmarks/out/) the synthetic corpus of benchmarks/dedup_corpus.py.
+2. Run `scripts/dedup.py` on it in a subprocess on all cores: wall time, records/s, peak RSS of the
+   whole process tree (parent + workers, sampled) and of the largest single process.
+3. Precision/recall against exact Jaccard >= threshold, computed independently on Python sets of
+   shingle strings for every pair inside injected clusters and every pair the stage reported.
+4. Per-record `datasketch.MinHash.update` + `MinHashLSH` on a subsample, extrapolated to n.
+5. Print a markdown table and write it to benchmarks/out/dedup.md, with the machine load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from itertools import combinations
+from pathlib import Path
+
+import click
+import numpy as np
+import psutil
+import xxhash
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "src"))
+
+from dedup_corpus import generate  # noqa: E402
+
+from distillery.dedup.shingle import shingle_strings  # noqa: E402
+
+
+def load_texts(path: Path, which: set[int] | None = None) -> dict[int, str]:
+    out = {}
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if which is None or i in which:
+                rec = json.loads(line)
+                out[i] = "\n".join(m["content"] for m in rec["messages"])
+    return out
+
+
+def busy_cpu() -> float:
+    """Machine-wide busy CPU seconds so far (all processes, all cores)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+def run_stage(corpus: Path, out: Path, workers: int, extra: list[str]) -> dict:
+    """Run the stage as a subprocess; sample the RSS of its process tree every 50 ms."""
+    env = dict(os.environ, DISTILLERY_PROGRESS="0", DISTILLERY_TRACKING="0")
+    cmd = [sys.executable, str(REPO / "scripts" / "dedup.py"), "--input", str(corpus), "--output", str(out / "dedup"),
+           "--workers", str(workers), "--set", f"project.metrics_dir={out}/metrics", *extra]
+    peak_tree = peak_one = 0
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ps = psutil.Process(proc.pid)
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak_tree, peak_one
+        while not done.is_set():
+            try:
+                rss = [ps.memory_info().rss] + [c.memory_info().rss for c in ps.children(recursive=True)]
+                peak_tree, peak_one = max(peak_tree, sum(rss)), max(peak_one, max(rss))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    log = proc.communicate()[0]
+    wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    done.set()
+    th.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"dedup stage failed ({proc.returncode}):\n{log[-3000:]}")
+    metrics = json.loads((out / "metrics" / "dedup.json").read_text())
+    return {"wall": wall, "cpu": cpu, "peak_tree_mb": peak_tree / 2**20, "peak_one_mb": peak_one / 2**20,
+            "metrics": metrics}
+
+
+def accuracy(corpus: Path, out: Path, source_of: np.ndarray, ids: list[str], threshold: float, n: int) -> dict:
+    """Doc-level precision/recall vs 'has a partner with exact Jaccard >= threshold'."""
+    pos = {rid: i for i, rid in enumerate(ids)}
+    # predicted: every doc in an exact/near cluster (kept or removed)
+    pred: set[int] = set()
+    pairs: set[tuple[int, int]] = set()
+    with open(out / "dedup" / "clusters.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            c = json.loads(line)
+            if c["kind"] not in ("exact_duplicate", "near_duplicate"):
+                continue
+            k = pos[c["kept"]]
+            pred.add(k)
+            for r in c["removed"]:
+                pred.add(pos[r["id"]])
+                pairs.add((min(k, pos[r["id"]]), max(k, pos[r["id"]])))
+    # injected clusters: union of dup -> source
+    parent = list(range(n))
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i in np.flatnonzero(source_of >= 0):
+        a, b = find(int(i)), find(int(source_of[i]))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    groups = defaultdict(list)
+    for i in range(n):
+        groups[find(i)].append(i)
+    direct = {(int(min(i, s)), int(max(i, s))) for i, s in enumerate(source_of) if s >= 0}
+    for g in groups.values():
+        if 1 < len(g) <= 60:
+            pairs.update(combinations(sorted(g), 2))
+        elif len(g) > 60:
+            pairs.update(p for p in direct if p[0] in g)
+    need = {i for p in pairs for i in p}
+    # shingle *strings* hashed with xxh64 (independent of the stage's token-hash combine), sorted unique
+    sets = {i: np.unique(np.fromiter(map(xxhash.xxh64_intdigest, map(str.encode, shingle_strings(t, 5))),
+                                     dtype=np.uint64))
+            for i, t in load_texts(corpus, need).items()}
+    truth: set[int] = set()
+    jd: dict[tuple[int, int], float] = {}
+    for a, b in pairs:
+        sa, sb = sets[a], sets[b]
+        inter = np.intersect1d(sa, sb, assume_unique=True).size
+        j = inter / (len(sa) + len(sb) - inter) if (len(sa) or len(sb)) else 1.0
+        jd[(a, b)] = j
+        if j >= threshold:
+            truth.update((a, b))
+    tp = len(pred & truth)
+    # empirical S-curve on direct injected pairs: share ending in one cluster (both predicted dup)
+    bins = [0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.01]
+    removed_to: dict[int, int] = {}
+    with open(out / "dedup" / "clusters.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            c = json.loads(line)
+            for r in c["removed"]:
+                removed_to[pos[r["id"]]] = pos[c["kept"]]
+
+    def survivor(x: int) -> int:
+        seen = set()
+        while x in removed_to and x not in seen:
+            seen.add(x)
+            x = removed_to[x]
+        return x
+
+    curve = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        sel = [p for p in direct if lo <= jd.get(p, -1) < hi]
+        same = sum(1 for a, b in sel if survivor(a) == survivor(b))
+        curve.append((lo, min(hi, 1.0), len(sel), same / len(sel) if sel else float("nan")))
+    return {"precision": tp / len(pred) if pred else 1.0, "recall": tp / len(truth) if truth else 1.0,
+            "pred": len(pred), "truth": len(truth), "pairs_checked": len(pairs), "curve": curve}
+
+
+def datasketch_naive(corpus: Path, m: int, threshold: float, num_perm: int) -> dict:
+    """Per-record MinHash objects, `update` per shingle, MinHashLSH query + insert (the slow path)."""
+    import xxhash
+    from datasketch import MinHash, MinHashLSH
+
+    t0 = time.perf_counter()
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    flagged = 0
+    with open(corpus, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i >= m:
+                break
+            rec = json.loads(line)
+            text = "\n".join(x["content"] for x in rec["messages"])
+            mh = MinHash(num_perm=num_perm, hashfunc=xxhash.xxh32_intdigest)
+            for s in shingle_strings(text, 5):
+                mh.update(s.encode("utf-8"))
+            if lsh.query(mh):
+                flagged += 1
+            lsh.insert(str(i), mh)
+    wall = time.perf_counter() - t0
+    return {"m": m, "wall": wall, "rate": m / wall, "flagged": flagged}
+
+
+@click.command()
+@click.option("--n", default=600_000, show_default=True, help="corpus size (records)")
+@click.option("--seed", default=777, show_default=True)
+@click.option("--workers", default=0, show_default=True, help="stage workers (0 = all cores)")
+@click.option("--ds-sample", default=50_000, show_default=True, help="datasketch per-record subsample")
+@click.option("--out", "out_dir", default=str(HERE / "out"), show_default=True, type=click.Path())
+@click.option("--skip-accuracy", is_flag=True, help="speed only")
+def main(n, seed, workers, ds_sample, out_dir, skip_accuracy):
+    """Benchmark the dedup stage on a synthetic corpus with injected near-duplicates."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = out / f"dedup_corpus_{n}_{seed}.jsonl"
+    truth_path = out / f"dedup_corpus_{n}_{seed}.source_of.npy"
+    if not (corpus.exists() and truth_path.exists()):
+        t = time.perf_counter()
+        np.save(truth_path, generate(corpus, n, seed))
+        print(f"generated {corpus} ({corpus.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.0f}s")
+    source_of = np.load(truth_path)
+    size_mb = corpus.stat().st_size / 2**20
+    workers = workers or os.cpu_count()
+    work = out / "dedup_run"
+    work.mkdir(exist_ok=True)
+
+    load_before, f0 = os.getloadavg(), busy_cpu()
+    stage = run_stage(corpus, work, workers, ["--no-decontaminate"])
+    foreign = busy_cpu() - f0 - stage["cpu"]
+    load_after = os.getloadavg()
+    m = stage["metrics"]
+    print(f"stage: {stage['wall']:.1f}s wall, {n / stage['wall']:.0f} rec/s, peak RSS tree "
+          f"{stage['peak_tree_mb']:.0f} MiB (largest process {stage['peak_one_mb']:.0f} MiB); "
+          f"foreign CPU during run {foreign:.0f}s")
+
+    acc = None
+    if not skip_accuracy:
+        ids = [f"r{i:07d}" for i in range(n)]
+        acc = accuracy(corpus, work, source_of, ids, m["threshold"], n)
+        print(f"accuracy: precision {acc['precision']:.4f} recall {acc['recall']:.4f}")
+
+    ds_m = min(ds_sample, n)
+    f1 = busy_cpu()
+    c0 = time.process_time()
+    ds = datasketch_naive(corpus, ds_m, m["threshold"], m["num_perm"])
+    ds["cpu"] = time.process_time() - c0
+    ds_foreign = busy_cpu() - f1 - ds["cpu"]
+    ds_extrap = n / ds["rate"]
+    print(f"datasketch per-record: {ds_m} in {ds['wall']:.1f}s -> {ds_extrap:.0f}s extrapolated")
+
+    ours_rate = n / stage["wall"]
+    lines = [
+        f"# Dedup benchmark: {n:,} synthetic records ({size_mb:.0f} MiB JSONL), seed {seed}",
+        "",
+        f"Machine: {os.cpu_count()} cores; load average before/after our run "
+        f"{load_before[0]:.2f}/{load_after[0]:.2f}; CPU seconds used by other processes during our run: "
+        f"{foreign:.0f} s of {os.cpu_count() * stage['wall']:.0f} available (during datasketch: {ds_foreign:.0f} s of "
+        f"{os.cpu_count() * ds['wall']:.0f}). Timings with foreign CPU >> 0 are upper bounds.",
+        "",
+        f"Params: key={m['key']}, num_perm={m['num_perm']}, bands x rows = {m['bands']} x {m['rows']}, "
+        f"threshold={m['threshold']}, verification exact Jaccard, workers={m['workers']}, decontamination off.",
+        "",
+        "| | our stage (all cores) | datasketch per-record MinHash + MinHashLSH |",
+        "|---|---:|---:|",
+        f"| records | {n:,} | {ds_m:,} measured, extrapolated to {n:,} |",
+        f"| wall time | {stage['wall']:.1f} s | {ds['wall']:.1f} s measured; {ds_extrap:.0f} s extrapolated |",
+        f"| records/s | {ours_rate:,.0f} | {ds['rate']:,.0f} |",
+        f"| CPU time (user+sys, all processes) | {stage['cpu']:.1f} s | {ds['cpu']:.1f} s measured; "
+        f"{ds['cpu'] * n / ds_m:.0f} s extrapolated |",
+        f"| records per CPU-second | {n / stage['cpu']:,.0f} | {ds_m / ds['cpu']:,.0f} |",
+        f"| speed-up, wall / CPU | {ours_rate / ds['rate']:.1f}x / {(n / stage['cpu']) / (ds_m / ds['cpu']):.1f}x | 1x |",
+        f"| peak RSS | {stage['peak_tree_mb']:.0f} MiB all processes; {stage['peak_one_mb']:.0f} MiB largest | - |",
+    ]
+    if acc:
+        lines += [
+            f"| precision vs exact J >= {m['threshold']} (doc level) | {acc['precision']:.4f} | - |",
+            f"| recall vs exact J >= {m['threshold']} (doc level) | {acc['recall']:.4f} | - |",
+        ]
+    lines += [
+        f"| removed: exact / near | {m['exact_duplicates']:,} / {m['near_duplicates']:,} | - |",
+        f"| candidate pairs / verified | {m['candidate_pairs']:,} / {m['verified_pairs']:,} | - |",
+        "",
+        "Stage phases (s): " + ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()),
+    ]
+    if acc:
+        lines += ["", f"Ground truth: {acc['truth']:,} docs with a partner at exact J >= {m['threshold']} among "
+                      f"{acc['pairs_checked']:,} checked pairs (all pairs in injected clusters + every reported pair); "
+                      f"{acc['pred']:,} docs predicted.", "",
+                  "Detection rate of injected (copy, source) pairs by exact Jaccard:", "",
+                  "| exact J | pairs | in one cluster |", "|---|---:|---:|"]
+        lines += [f"| {lo:.2f}-{hi:.2f} | {cnt:,} | {rate:.3f} |" for lo, hi, cnt, rate in acc["curve"] if cnt]
+    table = "\n".join(lines) + "\n"
+    print()
+    print(table)
+    (out / "dedup.md").write_text(table, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Keep policy and clustering: which copy of a duplicate group survives.
+
+Order (the keep policy): highest quality score first, then the earlier entry of
+`dedup.source_priority`, then id, then input position. Every step below works on a doc's *rank*
+in that order, so the survivor of a group is simply its smallest rank, whatever engine or number of
+workers produced the edges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def source_ranks(sources: list[str], priority: list[str]) -> np.ndarray:
+    """Position in the priority list; unlisted sources come after every listed one."""
+    pos = {s: i for i, s in enumerate(priority)}
+    return np.fromiter((pos.get(s, len(priority)) for s in sources), dtype=np.int64, count=len(sources))
+
+
+def keep_order(scores: np.ndarray, src_rank: np.ndarray, ids: list[str]) -> np.ndarray:
+    """rank[i] = position of doc i in the keep-policy order (0 = kept first)."""
+    n = len(ids)
+    id_order = np.argsort(np.array(ids, dtype=object), kind="stable")
+    id_rank = np.empty(n, np.int64)
+    id_rank[id_order] = np.arange(n)
+    order = np.lexsort((np.arange(n), id_rank, src_rank, -np.asarray(scores, dtype=float)))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    return rank
+
+
+def exact_groups(hi: np.ndarray, lo: np.ndarray, rank: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """keeper[i] = index of the doc i duplicates exactly (i itself when it is kept); -1 if inactive."""
+    keeper = np.full(len(hi), -1, np.int64)
+    idx = np.flatnonzero(active)
+    if not len(idx):
+        return keeper
+    order = idx[np.lexsort((rank[idx], lo[idx], hi[idx]))]
+    h, l = hi[order], lo[order]
+    new = np.ones(len(order), bool)
+    new[1:] = (h[1:] != h[:-1]) | (l[1:] != l[:-1])
+    first = order[np.flatnonzero(new)]
+    keeper[order] = first[np.cumsum(new) - 1]
+    return keeper
+
+
+def components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of n nodes; the label is the component's smallest node."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if n == 0:
+        return np.zeros(0, np.int64)
+    g = coo_matrix((np.ones(len(u), np.int8), (u, v)), shape=(n, n))
+    _, lab = connected_components(g, directed=False)
+    smallest = np.full(lab.max() + 1, n, np.int64)
+    np.minimum.at(smallest, lab, np.arange(n))
+    return smallest[lab]

@@ -1,0 +1,475 @@
+"""Local engine: the dedup stage over a process pool, streaming its input three times at most.
+
+Pass 1 (workers): lines -> `steps.prepare_batch` (signatures, band keys, exact hashes, eval hits);
+shingle sets spill to disk, the parent keeps band keys and a few scalars per record.
+Decide (parent + workers): exact groups -> contamination -> LSH candidates -> exact-Jaccard
+verification (workers) -> connected components -> keep policy -> optional semantic pass.
+Write: re-read the input, copy kept lines as they are, quarantine the rest with reason and
+`duplicate_of`. Results depend only on input order and params, never on the worker count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..io import AtomicWriter, BadLine, open_binary, write_text
+from ..quarantine import Quarantine
+from .cluster import components, exact_groups, keep_order, source_ranks
+from .config import DedupParams
+from .decontam import EvalIndex, build_index
+from .lsh import candidate_pairs
+from .minhash import choose_banding, estimate, permutations
+from .steps import Prepared, Settings, parse_line, prepare_batch, verify_pairs
+
+log = logging.getLogger(__name__)
+
+KEEP, EXACT, CONTAMINATED, NEAR, SEMANTIC = 0, 1, 2, 3, 4
+REASONS = {EXACT: "exact_duplicate", CONTAMINATED: "contaminated", NEAR: "near_duplicate",
+           SEMANTIC: "semantic_duplicate"}
+
+# ---------------------------------------------------------------- worker side
+_W: dict[str, Any] = {}
+
+
+def _init_worker(settings: Settings, index: EvalIndex | None, spill_dir: str) -> None:
+    _W.clear()
+    _W.update(settings=settings, index=index, spill_dir=spill_dir, maps=OrderedDict())
+
+
+def _spill_path(batch_no: int, what: str) -> str:
+    return os.path.join(_W["spill_dir"], f"{batch_no:07d}.{what}")
+
+
+def _work_prepare(task: tuple[int, int, list[tuple[int, bytes]]]) -> tuple[int, int, Prepared]:
+    batch_no, file_no, lines = task
+
+    def spill(sig, sh, off):
+        sh.astype(np.uint32, copy=False).tofile(_spill_path(batch_no, "sh"))
+        np.save(_spill_path(batch_no, "off.npy"), off)
+        if sig is not None:
+            np.ascontiguousarray(sig, dtype=np.uint32).tofile(_spill_path(batch_no, "sig"))
+
+    prep = prepare_batch(lines, _W["settings"], _W["index"], spill, fallback_id=lambda ln: f"{file_no}:{ln}")
+    return batch_no, file_no, prep
+
+
+_MAX_OPEN = 256  # spill files open per worker; least recently used is closed
+
+
+def _spill_fd(batch_no: int, what: str) -> tuple[int, np.ndarray | None]:
+    """(file descriptor, offsets) of a spill file; reads use pread, so nothing is memory-mapped and the
+    resident memory of a worker stays the sets it is comparing."""
+    key = (batch_no, what)
+    files: OrderedDict = _W["maps"]
+    hit = files.get(key)
+    if hit is None:
+        off = np.load(_spill_path(batch_no, "off.npy")) if what == "sh" else None
+        hit = (os.open(_spill_path(batch_no, what), os.O_RDONLY), off)
+        files[key] = hit
+        if len(files) > _MAX_OPEN:
+            os.close(files.popitem(last=False)[1][0])
+    else:
+        files.move_to_end(key)
+    return hit
+
+
+def _shingle_set(batch_no: int, local: int) -> np.ndarray:
+    fd, off = _spill_fd(batch_no, "sh")
+    s, e = int(off[local]), int(off[local + 1])
+    return np.frombuffer(os.pread(fd, 4 * (e - s), 4 * s), dtype=np.uint32)
+
+
+def _signature(batch_no: int, local: int) -> np.ndarray:
+    fd, _ = _spill_fd(batch_no, "sig")
+    k = _W["settings"].params.num_perm
+    return np.frombuffer(os.pread(fd, 4 * k, 4 * k * local), dtype=np.uint32)
+
+
+def _work_verify(task: tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Similarity of each pair, streaming (a few thousand pairs' sets in memory at a time)."""
+    mode, ub, ul, vb, vl = task
+    if mode == "signature":
+        return np.fromiter((estimate(_signature(a, i), _signature(b, j)) for a, i, b, j in zip(ub, ul, vb, vl)),
+                           dtype=np.float64, count=len(ub))
+    return verify_pairs((_shingle_set(a, i), _shingle_set(b, j)) for a, i, b, j in zip(ub, ul, vb, vl))
+
+
+def _close_spill() -> None:
+    for fd, _ in _W.get("maps", {}).values():
+        os.close(fd)
+    _W["maps"] = OrderedDict()
+
+
+# ---------------------------------------------------------------- parent side
+def _ordered_map(pool, fn: Callable, tasks: Iterable, window: int) -> Iterator:
+    """Like Pool.imap but with at most `window` tasks in flight (bounded memory), results in order."""
+    if pool is None:
+        for t in tasks:
+            yield fn(t)
+        return
+    pending: deque = deque()
+    for t in tasks:
+        pending.append(pool.apply_async(fn, (t,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+def iter_line_batches(files: list[Path], batch_size: int) -> Iterator[tuple[int, int, list[tuple[int, bytes]]]]:
+    """(batch_no, file_no, [(line, raw bytes)]) over every non-blank line; batches stay within a file."""
+    batch_no = 0
+    for f_no, path in enumerate(files):
+        buf: list[tuple[int, bytes]] = []
+        with open_binary(path) as fh:
+            for ln, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                buf.append((ln, raw))
+                if len(buf) >= batch_size:
+                    yield batch_no, f_no, buf
+                    batch_no += 1
+                    buf = []
+        if buf:
+            yield batch_no, f_no, buf
+            batch_no += 1
+
+
+@dataclass
+class Table:
+    """What the parent holds per good record (about 16 bytes x bands + a few scalars)."""
+
+    file_no: list[np.ndarray] = field(default_factory=list)
+    line: list[np.ndarray] = field(default_factory=list)
+    batch_no: list[np.ndarray] = field(default_factory=list)
+    local: list[np.ndarray] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+    hi: list[np.ndarray] = field(default_factory=list)
+    lo: list[np.ndarray] = field(default_factory=list)
+    nsh: list[np.ndarray] = field(default_factory=list)
+    keys: list[np.ndarray] = field(default_factory=list)
+    hits: list[tuple[int, int, str, float]] = field(default_factory=list)
+
+    def add(self, batch_no: int, file_no: int, prep: Prepared) -> None:
+        base = len(self.ids)
+        n = len(prep.ids)
+        self.file_no.append(np.full(n, file_no, np.int32))
+        self.line.append(prep.lines)
+        self.batch_no.append(np.full(n, batch_no, np.int64))
+        self.local.append(np.arange(n, dtype=np.int64))
+        self.ids.extend(prep.ids)
+        self.sources.extend(prep.sources)
+        for name in ("scores", "hi", "lo", "keys"):
+            getattr(self, name).append(getattr(prep, name))
+        self.nsh.append(prep.n_shingles)
+        self.hits.extend((base + d, i, m, o) for d, i, m, o in prep.hits)
+
+    def freeze(self, bands: int) -> dict[str, Any]:
+        def cat(parts, dtype, shape=(0,)):
+            return np.concatenate(parts) if parts else np.zeros(shape, dtype)
+        return dict(file_no=cat(self.file_no, np.int32), line=cat(self.line, np.int64),
+                    batch_no=cat(self.batch_no, np.int64), local=cat(self.local, np.int64),
+                    scores=cat(self.scores, np.float64), hi=cat(self.hi, np.uint64), lo=cat(self.lo, np.uint64),
+                    nsh=cat(self.nsh, np.int64), keys=cat(self.keys, np.uint64, (0, bands)))
+
+
+@dataclass
+class Result:
+    metrics: dict[str, Any]
+    histogram: list[tuple[float, float, int, int]]
+
+
+def _histogram(sims: np.ndarray, threshold: float, bins: int) -> list[tuple[float, float, int, int]]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip((sims * bins).astype(np.int64), 0, bins - 1)
+    total = np.bincount(idx, minlength=bins)
+    dup = np.bincount(idx[sims >= threshold], minlength=bins)
+    return [(round(float(edges[i]), 4), round(float(edges[i + 1]), 4), int(total[i]), int(dup[i]))
+            for i in range(bins)]
+
+
+def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, max_line_bytes: int,
+              plots_path: Path | None = None, stage: str = "dedup") -> Result:
+    """Run the whole stage; writes records/quarantine/clusters/contamination into out_dir."""
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    bands, rows = (p.bands, p.rows) if p.bands else choose_banding(p.threshold, p.num_perm, p.lsh_recall)
+    settings = Settings(p, seed, bands, rows, max_line_bytes)
+    workers = p.workers or os.cpu_count() or 1
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spill_root = Path(p.tmp_dir) if p.tmp_dir else out_dir
+    spill_root.mkdir(parents=True, exist_ok=True)
+    spill_dir = tempfile.mkdtemp(prefix=".dedup-spill-", dir=spill_root)
+
+    t = time.perf_counter()
+    index = build_index(p.decontaminate)
+    timings["eval_index_s"] = time.perf_counter() - t
+
+    permutations(p.num_perm, seed)          # import datasketch/scipy once, before the workers fork
+    import scipy.sparse.csgraph  # noqa: F401
+
+    _init_worker(settings, index, spill_dir)
+    pool = None
+    if workers > 1:
+        pool = mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(settings, index, spill_dir))
+    try:
+        with Quarantine(out_dir / "quarantine.jsonl", stage) as quarantine:
+            # ---- pass 1: prepare every batch (workers), keep band keys + scalars
+            t = time.perf_counter()
+            table = Table()
+            lines_in = 0
+            for batch_no, file_no, prep in _ordered_map(
+                    pool, _work_prepare, iter_line_batches(files, p.batch_size), window=2 * workers):
+                lines_in += len(prep.ids) + len(prep.bad)
+                for ln, reason, raw, detail in prep.bad:
+                    if isinstance(raw, dict):
+                        quarantine.reject(reason, raw, file=str(files[file_no]), line=ln, detail=detail)
+                    else:
+                        quarantine.reject_bad_line(BadLine(reason, ln, raw, detail), str(files[file_no]))
+                table.add(batch_no, file_no, prep)
+            cols = table.freeze(bands)
+            ids, sources = table.ids, table.sources
+            n = len(ids)
+            timings["prepare_s"] = time.perf_counter() - t
+            log.info("dedup: prepared %d records in %.1fs (%d bands x %d rows)", n, timings["prepare_s"], bands, rows)
+            bad_counts = Counter(quarantine.counts)
+
+            # ---- decide
+            t = time.perf_counter()
+            rank = keep_order(cols["scores"], source_ranks(sources, p.source_priority), ids)
+            status = np.zeros(n, np.int8)
+            dup_of = np.full(n, -1, np.int64)
+            sim = np.full(n, np.nan)
+            all_on = np.ones(n, bool)
+            if p.exact and n:
+                keeper = exact_groups(cols["hi"], cols["lo"], rank, all_on)
+                ex = keeper != np.arange(n)
+                status[ex], dup_of[ex], sim[ex] = EXACT, keeper[ex], 1.0
+            timings["exact_s"] = time.perf_counter() - t
+
+            contam_rows = []
+            hit_docs = sorted({d for d, *_ in table.hits})
+            for d, item, method, overlap in table.hits:
+                ev = index.items[item]
+                contam_rows.append({"id": ids[d], "eval_set": ev.set, "eval_item": ev.item, "method": method,
+                                    "overlap": overlap, "eval_text": ev.text[:300],
+                                    "removed_as": "contaminated" if status[d] == KEEP else REASONS[status[d]]})
+            first_hit = {}
+            for d, item, _, _ in table.hits:
+                first_hit.setdefault(d, item)
+            for d in hit_docs:
+                if status[d] == KEEP:
+                    status[d] = CONTAMINATED
+
+            t = time.perf_counter()
+            edges_u = edges_v = np.zeros(0, np.int64)
+            pair_sims = np.zeros(0)
+            n_candidates = 0
+            if p.near and n:
+                active = (status == KEEP) & (cols["nsh"] > 0)
+                act = np.flatnonzero(active)
+                pairs = candidate_pairs(cols["keys"][act], rank[act], p.max_bucket_all_pairs)
+                n_candidates = len(pairs)
+                timings["lsh_s"] = time.perf_counter() - t
+                log.info("dedup: %d candidate pairs from LSH", n_candidates)
+                t = time.perf_counter()
+                by_rank = np.argsort(rank)
+                u_idx, v_idx = by_rank[pairs[:, 0]], by_rank[pairs[:, 1]]
+                pair_sims = _verify(pool, p.verify, cols, u_idx, v_idx, workers)
+                ok = pair_sims >= p.threshold - 1e-12
+                edges_u, edges_v = pairs[ok, 0], pairs[ok, 1]
+                timings["verify_s"] = time.perf_counter() - t
+                log.info("dedup: %d of %d pairs verified in %.1fs", int(ok.sum()), n_candidates, timings["verify_s"])
+                t = time.perf_counter()
+                label = components(n, edges_u, edges_v)          # in rank space
+                keeper_rank = label[rank]
+                near = (keeper_rank != rank) & active
+                status[near] = NEAR
+                dup_of[near] = by_rank[keeper_rank[near]]
+                # similarity to the kept record: the direct edge when there is one, else computed
+                direct = {}
+                for a, b, s in zip(edges_u, edges_v, pair_sims[ok]):
+                    if label[a] == a:
+                        direct[int(b)] = s
+                need = [i for i in np.flatnonzero(near) if int(rank[i]) not in direct]
+                for i in np.flatnonzero(near):
+                    if int(rank[i]) in direct:
+                        sim[i] = direct[int(rank[i])]
+                if need:
+                    need = np.array(need, np.int64)
+                    sim[need] = _verify(pool, p.verify, cols, need, dup_of[need], workers)
+                timings["cluster_s"] = time.perf_counter() - t
+
+            n_semantic = 0
+            if p.semantic.enabled and n:
+                t = time.perf_counter()
+                from .semantic import semantic_duplicates
+
+                surv = np.flatnonzero(status == KEEP)
+                texts = _collect_key_texts(files, cols, surv, p, max_line_bytes)
+                keep_of, cos = semantic_duplicates(texts, rank[surv], p.semantic)
+                rem = keep_of != np.arange(len(surv))
+                status[surv[rem]] = SEMANTIC
+                dup_of[surv[rem]] = surv[keep_of[rem]]
+                sim[surv[rem]] = cos[rem]
+                n_semantic = int(rem.sum())
+                timings["semantic_s"] = time.perf_counter() - t
+
+            # ---- write
+            t = time.perf_counter()
+            records_out = _write_outputs(files, out_dir, cols, ids, status, dup_of, sim, quarantine,
+                                         first_hit, index)
+            clusters, largest = _write_clusters(out_dir / "clusters.jsonl", ids, status, dup_of, sim, rank)
+            with AtomicWriter(out_dir / "contamination.jsonl") as w:
+                for row in contam_rows:
+                    w.write_record(row)
+            hist = _histogram(pair_sims, p.threshold, p.histogram_bins)
+            if plots_path is not None:
+                write_text(plots_path, "similarity,similarity_hi,pairs,duplicates\n"
+                           + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in hist))
+            timings["write_s"] = time.perf_counter() - t
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        _close_spill()
+        shutil.rmtree(spill_dir, ignore_errors=True)
+
+    counts = Counter(int(x) for x in status)
+    by_set = Counter(index.items[i].set for d, i in first_hit.items() if status[d] == CONTAMINATED) if index else {}
+    metrics = {
+        "records_in": lines_in,
+        "records_out": records_out,
+        "bad_input": sum(bad_counts.values()),
+        "bad_input_by_reason": dict(sorted(bad_counts.items())),
+        "exact_duplicates": counts.get(EXACT, 0),
+        "near_duplicates": counts.get(NEAR, 0),
+        "contaminated": counts.get(CONTAMINATED, 0),
+        "contaminated_by_set": dict(sorted(by_set.items())),
+        "contamination_hits": len(contam_rows),
+        "semantic_duplicates": n_semantic,
+        "clusters": clusters,
+        "largest_cluster": largest,
+        "candidate_pairs": n_candidates,
+        "verified_pairs": int(len(edges_u)),
+        "bands": bands, "rows": rows, "num_perm": p.num_perm, "threshold": p.threshold, "key": p.key,
+        "workers": workers,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    metrics["wall_s"] = round(time.perf_counter() - t_start, 3)
+    metrics["records_per_s"] = round(lines_in / metrics["wall_s"], 1) if metrics["wall_s"] else None
+    return Result(metrics, hist)
+
+
+def _verify(pool, mode: str, cols: dict, u: np.ndarray, v: np.ndarray, workers: int) -> np.ndarray:
+    if not len(u):
+        return np.zeros(0)
+    b, l = cols["batch_no"], cols["local"]
+    order = np.lexsort((b[v], b[u]))  # batch locality for the spill maps; results are put back in order
+    u, v = u[order], v[order]
+    step = max(1000, math.ceil(len(u) / (4 * workers)))
+    tasks = [(mode, b[u[i:i + step]], l[u[i:i + step]], b[v[i:i + step]], l[v[i:i + step]])
+             for i in range(0, len(u), step)]
+    sims = np.empty(len(u))
+    sims[order] = np.concatenate(list(_ordered_map(pool, _work_verify, tasks, window=2 * workers)))
+    return sims
+
+
+def _iter_positions(files: list[Path], cols: dict) -> Iterator[tuple[int, int, bytes, int]]:
+    """Re-read the input; yield (file_no, line, raw, record index) for the good records, in order."""
+    fno, lines = cols["file_no"].tolist(), cols["line"].tolist()
+    k, n = 0, len(lines)
+    for f_no, path in enumerate(files):
+        with open_binary(path) as fh:
+            for ln, raw in enumerate(fh, start=1):
+                if k < n and fno[k] == f_no and lines[k] == ln:
+                    yield f_no, ln, raw, k
+                    k += 1
+
+
+@contextlib.contextmanager
+def _atomic_binary(path: Path) -> Iterator[BinaryIO]:
+    """Like io.AtomicWriter, for bytes: kept lines are copied without a decode/encode round trip."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_outputs(files, out_dir, cols, ids, status, dup_of, sim, quarantine, first_hit, index) -> int:
+    kept = 0
+    status_l = status.tolist()
+    with _atomic_binary(out_dir / "records.jsonl") as w:
+        for f_no, ln, raw, k in _iter_positions(files, cols):
+            st = status_l[k]
+            if st == KEEP:
+                w.write(raw if raw.endswith(b"\n") and not raw.endswith(b"\r\n") else raw.rstrip(b"\r\n") + b"\n")
+                kept += 1
+                continue
+            rec = parse_line(raw, 1 << 62)
+            extra: dict[str, Any] = {}
+            if dup_of[k] >= 0:
+                extra["duplicate_of"] = ids[dup_of[k]]
+                extra["similarity"] = round(float(sim[k]), 4)
+            if st == CONTAMINATED:
+                ev = index.items[first_hit[k]]
+                extra["duplicate_of"] = f"{ev.set}:{ev.item}"
+                extra["matched"] = {"eval_set": ev.set, "eval_item": ev.item}
+            quarantine.reject(REASONS[int(st)], rec, file=str(files[f_no]), line=ln, **extra)
+    return kept
+
+
+def _write_clusters(path: Path, ids, status, dup_of, sim, rank) -> tuple[int, int]:
+    """One line per group: kind, kept id, removed ids with their similarity to the kept record."""
+    removed = np.flatnonzero(dup_of >= 0)
+    order = removed[np.lexsort((rank[removed], rank[dup_of[removed]], status[removed]))]
+    n_clusters = largest = 0
+    with AtomicWriter(path) as w:
+        i = 0
+        while i < len(order):
+            j = i
+            kind, keeper = status[order[i]], dup_of[order[i]]
+            while j < len(order) and status[order[j]] == kind and dup_of[order[j]] == keeper:
+                j += 1
+            members = order[i:j]
+            sims = [round(float(sim[m]), 4) for m in members]
+            w.write_record({"kind": REASONS[int(kind)], "kept": ids[keeper], "size": len(members) + 1,
+                            "removed": [{"id": ids[m], "similarity": s} for m, s in zip(members, sims)],
+                            "min_similarity": min(sims)})
+            n_clusters += 1
+            largest = max(largest, len(members) + 1)
+            i = j
+    return n_clusters, largest
+
+
+def _collect_key_texts(files, cols, which: np.ndarray, p: DedupParams, max_line_bytes: int) -> list[str]:
+    from .keys import key_text
+
+    want = np.zeros(len(cols["line"]), bool)
+    want[which] = True
+    texts = []
+    for _, _, raw, k in _iter_positions(files, cols):
+        if want[k]:
+            texts.append(key_text(parse_line(raw, 1 << 62), p.key))
+    return texts

@@ -1,0 +1,64 @@
+"""What a record contributes to dedup: its key text, quality score, source and exact hash.
+
+Pure functions of one record dict, so every engine (local processes, Ray) derives the same values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import xxhash
+
+from ..records import iter_texts, prompt_messages, response_text
+from ..text import dedup_key_text
+
+
+def _contents(msgs: list[dict]) -> list[str]:
+    return [m.get("content") or "" for m in msgs if isinstance(m, dict)]
+
+
+def key_text(rec: dict, key: str) -> str:
+    """The text compared for duplicates: prompt, response, conversation or prompt_chosen."""
+    if key == "prompt":
+        parts = _contents(prompt_messages(rec))
+    elif key == "response":
+        parts = [response_text(rec)]
+    elif key == "prompt_chosen":
+        parts = _contents(prompt_messages(rec)) + [response_text(rec)]
+    else:  # conversation: every message, and both answers of a preference pair
+        parts = list(iter_texts(rec))
+    return "\n".join(p for p in parts if isinstance(p, str) and p)
+
+
+def conversation_text(rec: dict) -> str:
+    """All text of a record (what decontamination searches)."""
+    return "\n".join(t for t in iter_texts(rec) if isinstance(t, str) and t)
+
+
+def quality_score(rec: dict, path: str) -> float:
+    """The score under `scores.<path>` (e.g. judge.overall), or -inf when absent or not a number."""
+    cur: Any = rec.get("scores")
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return -math.inf
+        cur = cur.get(part)
+    if isinstance(cur, bool) or not isinstance(cur, (int, float)) or math.isnan(cur):
+        return -math.inf
+    return float(cur)
+
+
+def source_name(rec: dict) -> str:
+    src = rec.get("source")
+    return str(src.get("dataset", "")) if isinstance(src, dict) else ""
+
+
+def exact_hash(text: str, salt: str = "") -> tuple[int, int]:
+    """xxh3-128 of the normalised text (NFC, casefold, whitespace collapsed) as two uint64."""
+    h = xxhash.xxh3_128_intdigest((salt + "\x1f" + dedup_key_text(text)).encode("utf-8"))
+    return h >> 64, h & ((1 << 64) - 1)
+
+
+def record_id(rec: dict, fallback: str) -> str:
+    rid = rec.get("id")
+    return str(rid) if rid not in (None, "") else fallback
