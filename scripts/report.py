@@ -11,11 +11,12 @@ from pathlib import Path
 import click
 
 from distillery.io import write_json
-from distillery.params import section_dict
+from distillery.params import get_section, section_dict
 from distillery.stage import stage_options, stage_run
 from distillery.track import LAST_RUN, tracking_enabled
 from distillery.track.context import dvc_lock_hashes, git_info, project_root
 from distillery.track.report import metrics_files, render_plots
+from distillery.track.spool import wait_drained
 
 
 @click.command()
@@ -34,6 +35,10 @@ def main(params_path, overrides, metrics_dir, card, with_plots, output):
     card and the rendered DVC plots. Writes nothing under metrics/ (so it never re-triggers a stage)."""
     with stage_run("report", params_path, overrides) as run:
         root = project_root()
+        if tracking_enabled(run.params):
+            # every earlier stage's log is spooled: drain it, then log this stage directly (it reads LAST_RUN)
+            wait_drained(root)
+            get_section(run.params, "tracking").defer = False
         mdir = Path(metrics_dir or run.params.project.metrics_dir)
         hashes = dvc_lock_hashes(root)
         artifacts: list[Path] = [*metrics_files(mdir), *sorted((mdir / "plots").glob("*"))]

@@ -38,12 +38,24 @@ def tracking_enabled(params_root: Any) -> bool:
 
 def log_stage(metrics_name: str, params: dict[str, Any], metrics: dict[str, Any], artifacts: list[Path],
               params_root: Any, *, extra_tags: dict[str, str] | None = None) -> str | None:
-    """Log one finished stage; returns the child run id (None when tracking is off or failed)."""
+    """Log one finished stage; returns the child run id (None when tracking is off, deferred or failed).
+
+    Under `dvc repro` (and `tracking.defer`), the payload is spooled and logged by one background
+    flusher (see spool.py): importing mlflow in every stage process would cost minutes per pipeline."""
     if not tracking_enabled(params_root):
         return None
     tp = tracking_params(params_root)
     try:
-        return _log_stage(tp, metrics_name, params, metrics, artifacts, extra_tags or {})
+        payload = _payload(tp, metrics_name, params, metrics, artifacts, extra_tags or {})
+        group = payload["group"]
+        if tp.defer and group["kind"] == "dvc":
+            from .spool import spool_payload, start_flusher
+
+            spool_payload(Path(payload["root"]), payload)
+            start_flusher(Path(payload["root"]), group.get("pid"))
+            log.info("tracking: %s spooled for MLflow (logged by the background flusher)", metrics_name)
+            return None
+        return log_payload(payload)
     except Exception as e:  # tracking must not break a pipeline unless asked to
         if tp.strict:
             from ..errors import DistilleryError
@@ -54,13 +66,33 @@ def log_stage(metrics_name: str, params: dict[str, Any], metrics: dict[str, Any]
         return None
 
 
-def _log_stage(tp: Any, metrics_name: str, params: dict[str, Any], metrics: dict[str, Any],
-               artifacts: list[Path], extra_tags: dict[str, str]) -> str:
-    from .context import dvc_env, dvc_lock_hashes, git_info, project_root, run_group
+def _payload(tp: Any, metrics_name: str, params: dict[str, Any], metrics: dict[str, Any],
+             artifacts: list[Path], extra_tags: dict[str, str]) -> dict[str, Any]:
+    """Everything a log needs, flattened and redacted here (in the stage process), JSON-able."""
+    from .context import dvc_env, git_info, project_root, run_group
     from .flatten import flatten_metrics, flatten_params, redact_text, secret_env_values
-    from .mlflow_log import Tracker, _is_local, resolve_uri
 
     root = project_root()
+    secrets = secret_env_values()
+    group = run_group()
+    group.command = redact_text(group.command, secrets)
+    return {"metrics_name": metrics_name, "root": str(root), "tracking": tp.model_dump(mode="json"),
+            "group": {"key": group.key, "kind": group.kind, "command": group.command, "pid": group.pid},
+            "git": git_info(root), "tags": {**dvc_env(), **extra_tags},
+            "params": flatten_params(params, tp.secret_key_parts), "metrics": flatten_metrics(metrics),
+            "artifacts": [str(Path(a).resolve()) for a in artifacts]}
+
+
+def log_payload(payload: dict[str, Any]) -> str:
+    """Write one stage payload to MLflow: child run under the group's parent run."""
+    from .config import TrackingParams
+    from .context import RunGroup, dvc_lock_hashes
+    from .flatten import redact_text, secret_env_values
+    from .mlflow_log import Tracker, _is_local, resolve_uri
+
+    tp = TrackingParams(**payload["tracking"])
+    root = Path(payload["root"])
+    metrics_name = payload["metrics_name"]
     uri = resolve_uri(tp.tracking_uri, root)
     location = tp.artifact_location
     if location is None and _is_local(uri):
@@ -68,17 +100,17 @@ def _log_stage(tp: Any, metrics_name: str, params: dict[str, Any], metrics: dict
     tracker = Tracker(uri, tp.experiment, location)
 
     secrets = secret_env_values()
-    git = git_info(root)
-    group = run_group()
-    group.command = redact_text(group.command, secrets)
+    git = payload["git"]
+    g = payload["group"]
+    group = RunGroup(g["key"], g["kind"], g["command"], g.get("pid"))
     parent = tracker.parent_run(group, {**git, "distillery.project": str(root)}, first_stage=metrics_name)
 
-    flat_metrics = flatten_metrics(metrics)
-    child = tracker.child_run(parent, metrics_name, {**git, **dvc_env(), **extra_tags})
+    flat_metrics = payload["metrics"]
+    child = tracker.child_run(parent, metrics_name, {**git, **payload["tags"]})
     try:
-        tracker.log(child, params=flatten_params(params, tp.secret_key_parts), metrics=flat_metrics)
-        if tp.log_artifacts and artifacts:
-            tracker.log_artifacts(child, [Path(a) for a in artifacts], tp.max_artifact_mb, secrets)
+        tracker.log(child, params=payload["params"], metrics=flat_metrics)
+        if tp.log_artifacts and payload["artifacts"]:
+            tracker.log_artifacts(child, [Path(a) for a in payload["artifacts"]], tp.max_artifact_mb, secrets)
     except Exception:
         tracker.finish(child, "FAILED")   # half-logged: say so instead of leaving it RUNNING
         raise
@@ -95,4 +127,4 @@ def _log_stage(tp: Any, metrics_name: str, params: dict[str, Any], metrics: dict
     return child
 
 
-__all__ = ["LAST_RUN", "log_stage", "tracking_enabled", "tracking_params"]
+__all__ = ["LAST_RUN", "log_payload", "log_stage", "tracking_enabled", "tracking_params"]

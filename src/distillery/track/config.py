@@ -28,6 +28,8 @@ class TrackingParams(Section):
     experiment: str = Field("distillery", min_length=1, description="MLflow experiment name")
     artifact_location: str | None = Field(
         None, description="where a NEW experiment stores artifacts; none = <project>/mlruns (local stores only)")
+    defer: bool = Field(True, description="under dvc repro, spool each stage's log and let one background "
+                                          "process write them all (importing mlflow per stage costs minutes)")
     strict: bool = Field(False, description="a tracking failure fails the stage (default: a warning only)")
     log_artifacts: bool = Field(True, description="upload the reports/plots/cards a stage names")
     max_artifact_mb: float = Field(50.0, gt=0, description="larger artifact files are skipped with a warning")

@@ -86,6 +86,7 @@ class RunGroup:
     key: str
     kind: str           # "env" | "dvc" | "standalone"
     command: str
+    pid: int | None = None   # the dvc process (kind "dvc"): the spool flusher drains while it lives
 
 
 def run_group() -> RunGroup:
@@ -97,7 +98,7 @@ def run_group() -> RunGroup:
     if dvc is not None:
         args = dvc.cmdline[next(i for i, a in enumerate(dvc.cmdline) if os.path.basename(a) == "dvc") + 1:]
         exp = os.environ.get("DVC_EXP_NAME", "")   # a queue worker runs many experiments: one parent each
-        return RunGroup(f"dvc:{host}:{dvc.pid}:{dvc.start}:{exp}", "dvc", "dvc " + " ".join(args))
+        return RunGroup(f"dvc:{host}:{dvc.pid}:{dvc.start}:{exp}", "dvc", "dvc " + " ".join(args), dvc.pid)
     me = _proc(os.getpid())
     start = me.start if me else "0"
     return RunGroup(f"standalone:{host}:{os.getpid()}:{start}", "standalone", "standalone")

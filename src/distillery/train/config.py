@@ -1,9 +1,94 @@
+"""Params of the train_eval stage (LoRA SFT/DPO + base-vs-tuned eval) and of remote storage.
+
+Defaults are the shipped CPU configuration: SmolLM2-135M-Instruct, seed 000's LoRA recipe
+(r=16, alpha=32, all attention and MLP projections), a fixed small compute budget that
+finishes in a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
 from ..params import Section
+
+SEED_000_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class LoraParams(Section):
+    """peft LoraConfig values (seed 000's recipe)."""
+
+    r: int = Field(16, gt=0, description="LoRA rank")
+    alpha: int = Field(32, gt=0, description="LoRA alpha (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(SEED_000_TARGETS), min_length=1)
+
+
+class EvalSetParams(Section):
+    """The fixed benchmark slices (the same files the dedup stage decontaminates against)."""
+
+    gsm8k_path: Path = Path("data/raw/eval/gsm8k_test.jsonl.gz")
+    mt_bench_questions_path: Path = Path("data/raw/eval/mt_bench_questions.jsonl")
+    mt_bench_answers_path: Path = Path("data/raw/eval/mt_bench_reference_answers.jsonl")
+    heldout_limit: int = Field(32, ge=0, description="held-out eval split records scored for loss (0 = all)")
+    reference_limit: int = Field(8, ge=0, description="reference answers scored per benchmark (0 = all)")
+    gsm8k_em_limit: int = Field(8, ge=0, description="GSM8K test questions answered greedily (0 = skip)")
+    max_new_tokens: int = Field(96, gt=0, description="greedy generation length for GSM8K / win rate")
+    batch_size: int = Field(8, gt=0, description="eval batch size (loss and generation)")
+    pairs_limit: int = Field(32, ge=0, description="held-out preference pairs scored (0 = all)")
+
+
+class JudgeParams(Section):
+    """Pairwise win rate of tuned vs base, judged by a teacher in both orders (off when teacher is empty)."""
+
+    teacher: str = Field("", description="teacher name from llm.teachers; empty = no win rate")
+    prompts: int = Field(16, ge=1, description="held-out prompts answered by both models")
 
 
 class TrainEvalParams(Section):
-    pass
+    """LoRA SFT (+ DPO when preference rows exist) on the production mix, then base-vs-tuned eval."""
+
+    base_model: str = Field("smollm2", description="'smollm2' (offline alias), a local HF model dir or a hub id")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch's default (one per core). "
+                                              "Set 1 on a machine shared with other jobs")
+    seed: int | None = Field(None, description="training seed; null = project.seed")
+    steps: int = Field(30, gt=0, description="SFT optimizer steps (fixed compute)")
+    batch_size: int = Field(4, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
+    warmup_steps: int = Field(2, ge=0)
+    max_length: int = Field(256, gt=0, description="cap on max_length; the stats stage's recommended_max_length "
+                                                   "is used when smaller")
+    stats_path: Path = Path("metrics/stats.json")
+    dpo: Literal["auto", "required", "off"] = Field(
+        "auto", description="auto: DPO when the export has rows, else skip with a note; required: an empty "
+                            "export is an error; off: never")
+    dpo_steps: int = Field(8, gt=0)
+    dpo_beta: float = Field(0.1, gt=0)
+    dpo_learning_rate: float = Field(5e-5, gt=0)
+    log_every: int = Field(1, gt=0, description="training-loss logging interval (steps) for the loss curve")
+    lora: LoraParams = Field(default_factory=LoraParams)
+    eval: EvalSetParams = Field(default_factory=EvalSetParams)
+    judge: JudgeParams = Field(default_factory=JudgeParams)
+    loss_csv: Path = Path("metrics/plots/train_loss.csv")
+
+    @field_validator("dpo", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        """YAML reads a bare `off` (e.g. `-S train_eval.dpo=off`) as false."""
+        return "off" if v is False else v
 
 
 class RemoteParams(Section):
-    pass
+    """Where shared artifacts beyond DVC outs (the LLM response cache) travel.
+
+    The DVC remotes themselves live in .dvc/config (`dvc remote add/modify`); see docs/remote.md.
+    """
+
+    name: str = Field("", description="DVC remote used by cache_sync; empty = the default remote (core.remote)")
+    llm_cache_key: str = Field("distillery/llm_cache/responses.sqlite",
+                               description="object path of the LLM response cache below the remote url")
+    sync_llm_cache: bool = Field(True, description="make push/pull also sync the LLM response cache")

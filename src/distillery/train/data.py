@@ -1,0 +1,168 @@
+"""Inputs of train_eval: SFT examples from the mix, DPO rows from the export, eval sets.
+
+Everything becomes (prompt messages, completion text) pairs so that training (TRL's
+prompt-completion format, loss on the completion only) and evaluation (our loss harness)
+score exactly the same tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import InputError
+from ..io import iter_jsonl, read_json
+from ..records import check_roles
+
+CALC_ANNOTATION = re.compile(r"<<[^>]*>>")
+
+
+@dataclass
+class Example:
+    """One scored completion: the conversation before it and the assistant text."""
+
+    prompt: list[dict]
+    completion: str
+
+
+@dataclass
+class Pair:
+    """One preference: a prompt and two assistant answers."""
+
+    prompt: list[dict]
+    chosen: str
+    rejected: str
+
+
+def _good(path: Path) -> Iterator[dict]:
+    for _, obj in iter_jsonl(path):
+        if isinstance(obj, dict):
+            yield obj
+
+
+def sft_example(rec: dict) -> Example | None:
+    """An SFT record -> prompt + final assistant turn (None if the record is not usable SFT)."""
+    msgs = rec.get("messages") or []
+    if rec.get("kind") != "sft" or check_roles("sft", msgs) is not None:
+        return None
+    return Example([{"role": m["role"], "content": m["content"]} for m in msgs[:-1]], msgs[-1]["content"])
+
+
+def preference_pair(rec: dict) -> Pair | None:
+    msgs = rec.get("messages") or []
+    if rec.get("kind") != "preference" or check_roles("preference", msgs, rec.get("chosen"),
+                                                      rec.get("rejected")) is not None:
+        return None
+    return Pair([{"role": m["role"], "content": m["content"]} for m in msgs],
+                rec["chosen"]["content"], rec["rejected"]["content"])
+
+
+def load_mix(path: str | Path, limit: int = 0) -> tuple[list[Example], list[Pair]]:
+    """SFT examples and preference pairs of a mix file (production or eval split), in file order."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: mix file not found (run the mix stage first)")
+    sft: list[Example] = []
+    pairs: list[Pair] = []
+    for rec in _good(p):
+        ex = sft_example(rec)
+        if ex is not None and (not limit or len(sft) < limit):
+            sft.append(ex)
+            continue
+        pr = preference_pair(rec)
+        if pr is not None and (not limit or len(pairs) < limit):
+            pairs.append(pr)
+    return sft, pairs
+
+
+def _as_messages(v, role: str) -> list[dict] | None:
+    if isinstance(v, str):
+        return [{"role": role, "content": v}]
+    if isinstance(v, list) and all(isinstance(m, dict) and "content" in m for m in v):
+        return [{"role": m.get("role", role), "content": m["content"]} for m in v]
+    return None
+
+
+def load_dpo_rows(path: str | Path) -> list[dict]:
+    """TRL explicit-prompt DPO rows ({prompt, chosen, rejected}, conversational), bad rows dropped.
+
+    A missing file counts as an empty export (the export stage writes none when the mix has no pairs).
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "trl.jsonl"
+    if not p.exists():
+        return []
+    rows = []
+    for obj in _good(p):
+        prompt = _as_messages(obj.get("prompt"), "user")
+        chosen = _as_messages(obj.get("chosen"), "assistant")
+        rejected = _as_messages(obj.get("rejected"), "assistant")
+        if prompt and chosen and rejected:
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return rows
+
+
+def recommended_max_length(stats_path: str | Path, cap: int) -> tuple[int, str]:
+    """min(stats' recommended_max_length, cap) and where the value came from."""
+    p = Path(stats_path)
+    if not p.exists():
+        return cap, "params (no stats file)"
+    rec = read_json(p).get("recommended_max_length")
+    if isinstance(rec, (int, float)) and rec > 0:
+        return (int(rec), "stats") if rec < cap else (cap, "params cap")
+    return cap, "params (stats has no recommended_max_length)"
+
+
+def gsm8k_items(path: str | Path, limit: int) -> list[dict]:
+    """The first `limit` GSM8K test items: question, solution (annotations stripped), final answer."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: GSM8K eval file not found (train_eval.eval.gsm8k_path)")
+    out = []
+    for obj in _good(p):
+        ans = obj.get("answer") or ""
+        if "####" not in ans or not obj.get("question"):
+            continue
+        solution = CALC_ANNOTATION.sub("", ans)
+        final = ans.rsplit("####", 1)[1].strip().replace(",", "")
+        out.append({"question": obj["question"], "solution": solution, "final": final})
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def mt_bench_examples(questions_path: str | Path, answers_path: str | Path, limit: int) -> list[Example]:
+    """MT-Bench reference answers as examples: turn 1 answer given turn 1, turn 2 given the dialogue."""
+    qp, ap = Path(questions_path), Path(answers_path)
+    for f in (qp, ap):
+        if not f.exists():
+            raise InputError(f"{f}: MT-Bench eval file not found (train_eval.eval.*_path)")
+    questions = {o["question_id"]: o.get("turns") or [] for o in _good(qp) if "question_id" in o}
+    out: list[Example] = []
+    for obj in sorted(_good(ap), key=lambda o: o.get("question_id", 0)):
+        turns = questions.get(obj.get("question_id"))
+        answers = ((obj.get("choices") or [{}])[0]).get("turns") or []
+        if not turns or not answers:
+            continue
+        history: list[dict] = []
+        for q, a in zip(turns, answers):
+            history.append({"role": "user", "content": q})
+            out.append(Example(list(history), a))
+            history.append({"role": "assistant", "content": a})
+        if limit and len(out) >= limit:
+            break
+    return out[:limit] if limit else out
+
+
+def last_number(text: str) -> str | None:
+    """The last number in a text (GSM8K exact match compares final numbers)."""
+    nums = re.findall(r"-?\d[\d,]*\.?\d*", text or "")
+    if not nums:
+        return None
+    n = nums[-1].replace(",", "").rstrip(".")
+    if "." in n:
+        n = n.rstrip("0").rstrip(".")
+    return n

@@ -1,0 +1,256 @@
+"""The train_eval stage: eval the base, LoRA SFT (+ DPO), eval the tuned model, write results.
+
+Inputs are checked before any model loads, so a bad path or a too-small mix stops in a second
+with one line. Outputs: the adapter directory, the loss-curve CSV (a DVC plot) and a metrics
+dict with before / after / delta per eval metric.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DistilleryError, InputError, ParamsError
+from ..io import write_json, write_text
+from .config import TrainEvalParams
+from .data import (Example, gsm8k_items, load_dpo_rows, load_mix, mt_bench_examples, recommended_max_length)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Inputs:
+    """Everything the stage reads, loaded and checked up front."""
+
+    sft: list[Example]
+    dpo_rows: list[dict]
+    heldout: list[Example]
+    heldout_pairs: list
+    mt_bench: list[Example]
+    gsm8k: list[dict]
+    max_length: int
+    max_length_source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def mix_files(mix: str | Path) -> tuple[Path, Path]:
+    """data/mix (dir) -> its production.jsonl and eval.jsonl; a file stands for production."""
+    m = Path(mix)
+    if m.is_dir():
+        return m / "production.jsonl", m / "eval.jsonl"
+    return m, m.with_name("eval.jsonl")
+
+
+def dpo_file(export: str | Path) -> Path:
+    """data/export (dir) -> dpo/trl.jsonl; data/export/dpo -> trl.jsonl; a file is itself."""
+    e = Path(export)
+    if e.is_dir():
+        return e / "trl.jsonl" if (e / "trl.jsonl").exists() else e / "dpo" / "trl.jsonl"
+    return e
+
+
+def load_inputs(p: TrainEvalParams, mix: str | Path, export: str | Path, eval_path: str | Path | None = None
+                ) -> Inputs:
+    prod, heldout_path = mix_files(mix)
+    if eval_path is not None:
+        heldout_path = Path(eval_path)
+    sft, _ = load_mix(prod)
+    need = p.batch_size * p.grad_accum
+    if len(sft) < need:
+        raise InputError(f"{prod}: {len(sft)} SFT records, fewer than one batch (train_eval.batch_size="
+                         f"{p.batch_size} x grad_accum={p.grad_accum} = {need}); lower the batch size or grow the mix")
+    notes: list[str] = []
+    dpo_path = dpo_file(export)
+    rows: list[dict] = []
+    if p.dpo != "off":
+        rows = load_dpo_rows(dpo_path)
+        if not rows:
+            msg = f"{dpo_path}: no preference rows (empty or missing DPO export)"
+            if p.dpo == "required":
+                raise InputError(f"{msg}; train_eval.dpo=required (set it to auto to train SFT only)")
+            notes.append(f"DPO skipped: {msg}")
+            log.warning("DPO skipped: %s (train_eval.dpo=auto)", msg)
+        elif len(rows) < need:
+            raise InputError(f"{dpo_path}: {len(rows)} DPO rows, fewer than one batch ({need}); "
+                             "lower train_eval.batch_size or set train_eval.dpo=off")
+    else:
+        notes.append("DPO off (train_eval.dpo=off)")
+    if not heldout_path.exists():
+        raise InputError(f"{heldout_path}: held-out eval split not found (the mix stage writes it)")
+    e = p.eval
+    heldout, pairs = load_mix(heldout_path, limit=e.heldout_limit)
+    if e.pairs_limit:
+        pairs = pairs[:e.pairs_limit]
+    if not heldout:
+        notes.append(f"{heldout_path}: no SFT records, held-out loss not measured")
+    mt = mt_bench_examples(e.mt_bench_questions_path, e.mt_bench_answers_path, e.reference_limit) \
+        if e.reference_limit else []
+    gsm = gsm8k_items(e.gsm8k_path, max(e.reference_limit, e.gsm8k_em_limit)) \
+        if (e.reference_limit or e.gsm8k_em_limit) else []
+    max_len, src = recommended_max_length(p.stats_path, p.max_length)
+    return Inputs(sft, rows, heldout, pairs, mt, gsm, max_len, src, notes)
+
+
+def evaluate_model(model, tok, inp: Inputs, p: TrainEvalParams, base_pairs=None) -> tuple[dict, Any]:
+    """Every eval metric for one model; returns (flat metrics, pair log-probs for the reward margin)."""
+    from .evaluate import gsm8k_exact_match, loss_metrics, pair_logps, preference_metrics
+
+    e = p.eval
+    bs, ml = e.batch_size, inp.max_length
+    out: dict[str, Any] = {}
+    if inp.heldout:
+        m = loss_metrics(model, tok, inp.heldout, ml, bs)
+        out["heldout_loss"], out["heldout_ppl"] = m["loss"], m["perplexity"]
+    if inp.mt_bench:
+        out["mt_bench_ref_loss"] = loss_metrics(model, tok, inp.mt_bench, ml, bs)["loss"]
+    if inp.gsm8k and e.reference_limit:
+        refs = [Example([{"role": "user", "content": it["question"]}], it["solution"])
+                for it in inp.gsm8k[:e.reference_limit]]
+        out["gsm8k_ref_loss"] = loss_metrics(model, tok, refs, ml, bs)["loss"]
+    if inp.gsm8k and e.gsm8k_em_limit:
+        out["gsm8k_em"] = gsm8k_exact_match(model, tok, inp.gsm8k[:e.gsm8k_em_limit], e.max_new_tokens, bs,
+                                            ml)["gsm8k_em"]
+    lp = None
+    if inp.heldout_pairs:
+        lp = pair_logps(model, tok, inp.heldout_pairs, ml, bs)
+        pm = preference_metrics(lp, base_pairs, p.dpo_beta)
+        out.update({k: pm[k] for k in ("pref_accuracy", "reward_margin", "logp_margin")})
+    return out, lp
+
+
+def delta(before: dict, after: dict) -> dict:
+    return {k: round(after[k] - before[k], 6) for k in after
+            if isinstance(after.get(k), (int, float)) and isinstance(before.get(k), (int, float))}
+
+
+def write_loss_csv(path: str | Path, curve: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["step", "phase", "loss"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(curve)
+    write_text(path, buf.getvalue())
+
+
+def save_adapter(model, tok, out_dir: Path) -> Path:
+    """Save the LoRA adapter (+ tokenizer) into out_dir/adapter atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "adapter"
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
+    try:
+        model.save_pretrained(tmp, selected_adapters=["default"])
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _judge(params: Any, p: TrainEvalParams, model, tok, inp: Inputs) -> dict:
+    from .evaluate import generate
+    from .judge import judge_win_rate
+
+    prompts = [ex.prompt for ex in inp.heldout[:p.judge.prompts]]
+    if not prompts:
+        return {}
+    e = p.eval
+    tuned = generate(model, tok, prompts, e.max_new_tokens, e.batch_size, inp.max_length)
+    with model.disable_adapter():
+        base = generate(model, tok, prompts, e.max_new_tokens, e.batch_size, inp.max_length)
+    questions = [next((m["content"] for m in reversed(pr) if m["role"] == "user"), "") for pr in prompts]
+    return judge_win_rate(params, p.judge.teacher, questions, tuned, base)
+
+
+class _Clock:
+    """Wall and process-CPU seconds per phase (CPU time is what a busy shared machine does not distort)."""
+
+    def __init__(self):
+        self.out: dict[str, float] = {}
+        self._t = (time.time(), time.process_time())
+
+    def lap(self, name: str) -> None:
+        now = (time.time(), time.process_time())
+        self.out[f"{name}_s"] = round(now[0] - self._t[0], 2)
+        self.out[f"{name}_cpu_s"] = round(now[1] - self._t[1], 2)
+        self._t = now
+
+
+def run_train_eval(params: Any, mix: str | Path, export: str | Path, output: str | Path,
+                   eval_path: str | Path | None = None) -> tuple[dict, list[Path]]:
+    """The whole stage. Returns (metrics, artifacts); the caller hands both to StageRun.finish."""
+    from ..models import load_causal_lm, load_tokenizer, resolve_model_path
+    from .trainer import add_lora, pick_device, train_dpo, train_sft
+
+    p: TrainEvalParams = params.train_eval
+    seed = p.seed if p.seed is not None else params.project.seed
+    try:
+        resolve_model_path(p.base_model)
+    except DistilleryError as e:
+        raise ParamsError(f"train_eval.base_model: {e}") from None
+    inp = load_inputs(p, mix, export, eval_path)
+    device = pick_device(p.device)
+    clock = _Clock()
+    tok = load_tokenizer(p.base_model)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    import torch
+
+    if p.threads:
+        torch.set_num_threads(p.threads)
+    torch.manual_seed(seed)
+    dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    model = load_causal_lm(p.base_model, dtype=dtype, device=device)
+    clock.lap("load")
+    log.info("train_eval: %d SFT, %d DPO rows, %d held-out, max_length %d (%s), device %s", len(inp.sft),
+             len(inp.dpo_rows), len(inp.heldout), inp.max_length, inp.max_length_source, device)
+
+    before, base_pairs = evaluate_model(model, tok, inp, p)
+    clock.lap("eval_base")
+    log.info("base: %s", before)
+
+    model = add_lora(model, p, seed)
+    curve = train_sft(model, tok, inp.sft, p, device, seed, inp.max_length)
+    clock.lap("sft")
+    dpo_status = "skipped" if not inp.dpo_rows else "ran"
+    if inp.dpo_rows:
+        curve += train_dpo(model, tok, inp.dpo_rows, p, device, seed, inp.max_length, step_offset=p.steps)
+        clock.lap("dpo")
+    model.eval()
+
+    after, _ = evaluate_model(model, tok, inp, p, base_pairs=base_pairs)
+    if p.judge.teacher:
+        after.update(_judge(params, p, model, tok, inp))
+    clock.lap("eval_tuned")
+    log.info("tuned: %s", after)
+
+    out = Path(output)
+    adapter = save_adapter(model, tok, out)
+    write_loss_csv(p.loss_csv, curve)
+    trainable = sum(x.numel() for x in model.parameters() if x.requires_grad)
+    sft_losses = [c["loss"] for c in curve if c["phase"] == "sft"]
+    metrics = {
+        "before": before, "after": after, "delta": delta(before, after),
+        "train": {"sft_records": len(inp.sft), "dpo_rows": len(inp.dpo_rows), "dpo": dpo_status,
+                  "sft_steps": p.steps, "dpo_steps": p.dpo_steps if inp.dpo_rows else 0,
+                  "max_length": inp.max_length, "trainable_params": trainable, "device": device, "seed": seed,
+                  "first_loss": sft_losses[0] if sft_losses else None,
+                  "last_loss": sft_losses[-1] if sft_losses else None},
+        "eval_sizes": {"heldout": len(inp.heldout), "heldout_pairs": len(inp.heldout_pairs),
+                       "mt_bench": len(inp.mt_bench), "gsm8k": len(inp.gsm8k)},
+        "timing": {**clock.out, "cpu_total_s": round(time.process_time(), 2)},
+    }
+    write_json(out / "summary.json", {**{k: v for k, v in metrics.items() if k != "timing"}, "notes": inp.notes, "base_model": p.base_model,
+                                      "max_length_source": inp.max_length_source})
+    for note in inp.notes:
+        log.warning("%s", note)
+    return metrics, [adapter, Path(p.loss_csv)]

@@ -1,0 +1,54 @@
+"""Eval arithmetic: preference accuracy / reward margin, win rate in both orders, loss harness tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from distillery.train.data import Example
+from distillery.train.evaluate import preference_metrics
+from distillery.train.judge import parse_verdict, win_rate
+from distillery.train.pipeline import delta
+
+
+def test_preference_accuracy_and_reward_margin():
+    base = [(-10.0, -12.0), (-8.0, -6.0)]
+    tuned = [(-9.0, -14.0), (-6.0, -6.5)]
+    b = preference_metrics(base, None, beta=0.1)
+    assert b["pref_accuracy"] == 0.5 and b["reward_margin"] == 0.0 and b["logp_margin"] == 0.0
+    t = preference_metrics(tuned, base, beta=0.1)
+    assert t["pref_accuracy"] == 1.0
+    # beta * ((c - c_ref) - (r - r_ref)): pair 1: 0.1*(1 - -2) = 0.3; pair 2: 0.1*(2 - -0.5) = 0.25
+    assert t["reward_margin"] == pytest.approx(0.275)
+    assert preference_metrics([None], None, 0.1)["pairs"] == 0
+
+
+def test_win_rate_counts_both_orders_and_cancels_position_bias():
+    # q1: tuned wins in both orders; q2: judge always says "A" (position bias) -> one win, one loss
+    v = ["A", "B", "A", "A"]
+    r = win_rate(v)
+    assert r["win_rate"] == 0.75 and r["order_consistency"] == 0.5 and r["judged"] == 4
+    assert win_rate(["TIE", "TIE"])["win_rate"] == 0.5
+    assert win_rate([None, "B"]) == {"win_rate": 1.0, "judged": 1, "unparsed": 1, "order_consistency": None}
+
+
+@pytest.mark.parametrize("reply,want", [("A", "A"), ("b.", "B"), ("Answer A is better", "A"), ("Tie", "TIE"),
+                                        ("Both are fine", None)])
+def test_parse_verdict(reply, want):
+    assert parse_verdict(reply) == want
+
+
+def test_delta_only_for_numbers_in_both():
+    assert delta({"loss": 2.0, "em": None}, {"loss": 1.5, "em": 0.5, "win_rate": 0.6}) == {"loss": -0.5}
+
+
+def test_loss_harness_scores_only_the_completion_tokens(smollm2_path):
+    from transformers import AutoTokenizer
+
+    from distillery.train.evaluate import encode
+
+    tok = AutoTokenizer.from_pretrained(smollm2_path)
+    ex = Example([{"role": "user", "content": "What is 2 plus 2?"}], "2 + 2 = 4.")
+    ids, start = encode(tok, ex, 512)
+    assert tok.decode(ids[start:]).startswith("2 + 2 = 4.<|im_end|>")
+    assert tok.decode(ids[:start]).endswith("<|im_start|>assistant\n")
+    assert encode(tok, ex, start) is None  # truncation that leaves no completion token: unscorable
