@@ -7,6 +7,7 @@ only when the block exits cleanly, so a killed stage never leaves a half-written
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -180,3 +181,22 @@ def input_files(paths, name: str = "records.jsonl") -> list[Path]:
         else:
             raise InputError(f"{p}: input not found")
     return out
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory in a temporary sibling and swap it into place only on success, so a killed
+    stage never leaves a half-written model, adapter or report folder."""
+    import shutil
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DistilleryError
+from .io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,12 @@ def user_cache_dir() -> Path:
 
 def prepare_smollm2(out_dir: str | Path, dtype: str = "float32") -> Path:
     """Convert the GGUF SmolLM2 to a safetensors model + tokenizer directory (atomic)."""
-    import shutil
-    import tempfile
-
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = Path(out_dir)
     src = smollm2_gguf_dir()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
         model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=getattr(torch, dtype))
         model.hf_quantizer = None
@@ -66,12 +62,6 @@ def prepare_smollm2(out_dir: str | Path, dtype: str = "float32") -> Path:
             del model.config.quantization_config
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

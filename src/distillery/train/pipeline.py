@@ -10,16 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import DistilleryError, InputError, ParamsError
-from ..io import write_json, write_text
+from ..io import atomic_dir, write_json, write_text
 from .config import TrainEvalParams
 from .data import (Example, gsm8k_items, load_dpo_rows, load_mix, mt_bench_examples, recommended_max_length)
 
@@ -141,18 +138,10 @@ def write_loss_csv(path: str | Path, curve: list[dict]) -> None:
 
 def save_adapter(model, tok, out_dir: Path) -> Path:
     """Save the LoRA adapter (+ tokenizer) into out_dir/adapter atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "adapter"
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, selected_adapters=["default"])
         tok.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

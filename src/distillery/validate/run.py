@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DistilleryError, InputError
-from ..io import read_json
+from ..io import atomic_dir, read_json
 from ..mix.config import MixParams
 from .config import ValidateParams
 from .flatten import MixIndex, flatten_dpo, flatten_sft, mix_records, mix_shares
@@ -140,20 +138,12 @@ def run_validate(export_dir: str | Path | None, mix_dir: str | Path | None, outp
     frames = build_frames(Path(export_dir) if export_dir else None, Path(mix_dir) if mix_dir else None,
                           p, mix, buckets)
     out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         ctx = _context(tmp.resolve())
         results = []
         for name, df, exps in frames:
             log.info("validate: suite %s (%d rows, %d expectations)", name, len(df), len(exps))
             results.append(run_suite(ctx, name, df, exps, p.examples))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     metrics: dict[str, Any] = {
         "success": all(not r.failures for r in results),
         "expectations_evaluated": sum(r.evaluated for r in results),
