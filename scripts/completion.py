@@ -20,29 +20,16 @@ from distillery.stage import stage_options, stage_run
               help="Count the tokens and cost of the calls not yet cached (tokenizer-counted prompts; output from a pilot or max_tokens); call nothing and leave the outputs untouched.")
 def main(params_path, overrides, inputs, output, sample, refresh, dry_run):
     """Complete instructions with a base model from rotated few-shot exemplars (no chat template)."""
-    from pathlib import Path
-
-    from distillery.generation.common import check_stage_reject_rate, cost_by_teacher
+    from distillery.generation.common import run_llm_stage
     from distillery.generation.completion import run_completion
-    from distillery.distributed import make_engine
-    from distillery.generation.common import dry_run_dir, print_dry_run
 
     options = {"synthesize.completion.sample": sample}
     with stage_run("synthesize", params_path, overrides, options, metrics_name="completion") as run:
-        out = dry_run_dir() if dry_run else Path(output)
-        engine = make_engine(run.params, "completion", refresh=refresh, dry_run=dry_run,
-                                    failed_path=out / "failed_requests.jsonl")
-        try:
-            metrics = run_completion(run.params, list(inputs), out, engine)
-            metrics["cost"] = cost_by_teacher(engine.metrics())
-            if dry_run:
-                return print_dry_run(engine, "completion")
-        finally:
-            engine.close()
-        run.finish(metrics, [out / "records.jsonl"],
-                   log_params=run.params.synthesize.completion.model_dump(mode="json"))
-        check_stage_reject_rate("completion", metrics, run.params.synthesize.completion.max_reject_rate,
-                                out / "quarantine.jsonl", "synthesize.completion.max_reject_rate")
+        run_llm_stage(run, "completion", output, lambda out, eng: run_completion(run.params, list(inputs), out, eng),
+                      refresh=refresh, dry_run=dry_run,
+                      max_reject_rate=run.params.synthesize.completion.max_reject_rate,
+                      rate_key="synthesize.completion.max_reject_rate",
+                      log_params=run.params.synthesize.completion.model_dump(mode="json"))
 
 
 if __name__ == "__main__":

@@ -23,29 +23,17 @@ from distillery.stage import stage_options, stage_run
               help="Count the tokens and cost of the calls not yet cached (tokenizer-counted prompts; output from a pilot or max_tokens); call nothing and leave the outputs untouched.")
 def main(params_path, overrides, inputs, output, sample, responses_per_prompt, pilot_size, refresh, dry_run):
     """Distil answers from teacher models, routed deterministically by record id and seed."""
-    from pathlib import Path
-
     from distillery.generation.distill import run_distill
-    from distillery.generation.common import check_stage_reject_rate, cost_by_teacher
-    from distillery.distributed import make_engine
-    from distillery.generation.common import dry_run_dir, print_dry_run
+    from distillery.generation.common import run_llm_stage
 
     options = {"distill.sample": sample, "distill.responses_per_prompt": responses_per_prompt,
                "distill.pilot.size": pilot_size}
     with stage_run("distill", params_path, overrides, options) as run:
-        out = dry_run_dir() if dry_run else Path(output)
-        engine = make_engine(run.params, "distill", refresh=refresh, dry_run=dry_run,
-                                    failed_path=out / "failed_requests.jsonl")
-        try:
-            metrics = run_distill(run.params, list(inputs), out, engine)
-            metrics["cost"] = cost_by_teacher(engine.metrics())
-            if dry_run:
-                return print_dry_run(engine, "distill")
-        finally:
-            engine.close()
-        run.finish(metrics, [out / "records.jsonl", out / "comparison.json"])
-        check_stage_reject_rate("distill", metrics, run.params.distill.max_reject_rate, out / "quarantine.jsonl",
-                                "distill.max_reject_rate")
+        run_llm_stage(run, "distill", output, lambda out, eng: run_distill(run.params, list(inputs), out, eng),
+                      refresh=refresh, dry_run=dry_run,
+                      artifacts=("records.jsonl", "comparison.json"),
+                      max_reject_rate=run.params.distill.max_reject_rate,
+                      rate_key="distill.max_reject_rate")
 
 
 if __name__ == "__main__":

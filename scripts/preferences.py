@@ -22,28 +22,15 @@ from distillery.stage import stage_options, stage_run
               help="Count the tokens and cost of the calls not yet cached (tokenizer-counted prompts; output from a pilot or max_tokens); call nothing and leave the outputs untouched.")
 def main(params_path, overrides, inputs, output, mode, min_margin, refresh, dry_run):
     """Build DPO pairs (ties dropped) and their SFT conversions with the identity system prompt."""
-    from pathlib import Path
-
-    from distillery.generation.common import check_stage_reject_rate, cost_by_teacher
+    from distillery.generation.common import run_llm_stage
     from distillery.generation.preferences import run_preferences
-    from distillery.distributed import make_engine
-    from distillery.generation.common import dry_run_dir, print_dry_run
 
     options = {"preferences.mode": mode, "preferences.min_margin": min_margin}
     with stage_run("preferences", params_path, overrides, options) as run:
-        out = dry_run_dir() if dry_run else Path(output)
-        engine = make_engine(run.params, "preferences", refresh=refresh, dry_run=dry_run,
-                                    failed_path=out / "failed_requests.jsonl")
-        try:
-            metrics = run_preferences(run.params, list(inputs), out, engine)
-            metrics["cost"] = cost_by_teacher(engine.metrics())
-            if dry_run:
-                return print_dry_run(engine, "preferences")
-        finally:
-            engine.close()
-        run.finish(metrics, [out / "records.jsonl"])
-        check_stage_reject_rate("preferences", metrics, run.params.preferences.max_reject_rate,
-                                out / "quarantine.jsonl", "preferences.max_reject_rate")
+        run_llm_stage(run, "preferences", output, lambda out, eng: run_preferences(run.params, list(inputs), out, eng),
+                      refresh=refresh, dry_run=dry_run,
+                      max_reject_rate=run.params.preferences.max_reject_rate,
+                      rate_key="preferences.max_reject_rate")
 
 
 if __name__ == "__main__":

@@ -26,27 +26,16 @@ def main(params_path, overrides, inputs, output, plots, keep_above, max_judged, 
     """Score records: heuristics always, the LLM judge on generated ones; quarantine the rest with reasons."""
     from pathlib import Path
 
-    from distillery.generation.common import check_stage_reject_rate, cost_by_teacher
+    from distillery.generation.common import run_llm_stage
     from distillery.generation.score import run_score
-    from distillery.distributed import make_engine
-    from distillery.generation.common import dry_run_dir, print_dry_run
 
     options = {"score.judge.keep_above": keep_above, "score.judge.max_records": max_judged}
     with stage_run("score", params_path, overrides, options) as run:
-        out = dry_run_dir() if dry_run else Path(output)
         p = run.params.score
         plots_path = Path(plots) if plots else Path(p.plots_dir) / "judge_scores.csv"
-        engine = make_engine(run.params, "score", refresh=refresh, dry_run=dry_run,
-                                    failed_path=out / "failed_requests.jsonl")
-        try:
-            metrics = run_score(run.params, list(inputs), out, engine, plots_path)
-            metrics["cost"] = cost_by_teacher(engine.metrics())
-            if dry_run:
-                return print_dry_run(engine, "score")
-        finally:
-            engine.close()
-        run.finish(metrics, [out / "records.jsonl", plots_path])
-        check_stage_reject_rate("score", metrics, p.max_reject_rate, out / "quarantine.jsonl", "score.max_reject_rate")
+        run_llm_stage(run, "score", output, lambda out, eng: run_score(run.params, list(inputs), out, eng, plots_path),
+                      refresh=refresh, dry_run=dry_run, extra_artifacts=[plots_path],
+                      max_reject_rate=p.max_reject_rate, rate_key="score.max_reject_rate")
 
 
 if __name__ == "__main__":

@@ -168,3 +168,24 @@ def print_dry_run(engine: Any, stage: str) -> None:
     est = {"stage": stage, "dry_run": True,
            "note": "first-step requests only for multi-step stages (later steps depend on answers)", **est}
     click.echo(json.dumps(est, indent=2, sort_keys=True))
+
+
+def run_llm_stage(run: Any, name: str, output: str | Path, work: Any, *, refresh: bool, dry_run: bool,
+                  artifacts: Iterable[str] = ("records.jsonl",), extra_artifacts: Iterable[Path] = (),
+                  max_reject_rate: float, rate_key: str, log_params: dict | None = None) -> None:
+    """The life every LLM stage shares: an engine (local or Ray), the stage's `work(out, engine)`, cost per
+    teacher, --dry-run (estimate printed, outputs untouched), metrics + MLflow, and the reject-rate stop."""
+    from ..distributed import make_engine
+
+    out = dry_run_dir() if dry_run else Path(output)
+    engine = make_engine(run.params, name, refresh=refresh, dry_run=dry_run, failed_path=out / "failed_requests.jsonl")
+    try:
+        metrics = work(out, engine)
+        metrics["cost"] = cost_by_teacher(engine.metrics())
+        if dry_run:
+            print_dry_run(engine, name)
+            return
+    finally:
+        engine.close()
+    run.finish(metrics, [out / a for a in artifacts] + list(extra_artifacts), log_params=log_params)
+    check_stage_reject_rate(name, metrics, max_reject_rate, out / "quarantine.jsonl", rate_key)
