@@ -71,7 +71,7 @@ def resolve_model_path(name: str | Path) -> Path | str:
     if name == SMOLLM2_ALIAS:
         for cand in (DEFAULT_PREPARED_DIR, user_cache_dir() / "smollm2"):
             if (cand / "config.json").exists():
-                return cand
+                return cand.resolve()   # absolute: callers may run from another folder
         target = user_cache_dir() / "smollm2"
         log.info("converting SmolLM2 GGUF to safetensors once, into %s (~20 s)", target)
         return prepare_smollm2(target)

@@ -88,3 +88,4 @@ def test_paths_are_checked_against_the_params_folder(tmp_path, monkeypatch):
     p2 = write(tmp_path, "ingest:\n  sources:\n    x: {path: data/nope.jsonl, adapter: alpaca}\n")
     with pytest.raises(ParamsError, match=r"ingest.sources.x.path: path not found: data/nope.jsonl"):
         load_params(p2)
+
