@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 
 from ..io import AtomicWriter, BadLine, open_binary, write_text
+from ..stage import progress
 from ..quarantine import Quarantine
 from .cluster import components, exact_groups, keep_order, source_ranks
 from .config import DedupParams
@@ -233,15 +234,18 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
             t = time.perf_counter()
             table = Table()
             lines_in = 0
+            bar = progress(desc=f"{stage}: signatures", unit="rec")
             for batch_no, file_no, prep in _ordered_map(
                     pool, _work_prepare, iter_line_batches(files, p.batch_size), window=2 * workers):
                 lines_in += len(prep.ids) + len(prep.bad)
+                bar.update(len(prep.ids) + len(prep.bad))
                 for ln, reason, raw, detail in prep.bad:
                     if isinstance(raw, dict):
                         quarantine.reject(reason, raw, file=str(files[file_no]), line=ln, detail=detail)
                     else:
                         quarantine.reject_bad_line(BadLine(reason, ln, raw, detail), str(files[file_no]))
                 table.add(batch_no, file_no, prep)
+            bar.close()
             cols = table.freeze(bands)
             ids, sources = table.ids, table.sources
             n = len(ids)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..stage import progress
 from ..io import AtomicWriter, BadLine, iter_jsonl
 from ..quarantine import Quarantine
 from .checks import export_problem, with_system_prompt
@@ -100,7 +101,7 @@ def export_bundle(name: str, inputs: Iterable[Path], out_dir: Path, params: Expo
         writers = {kind: {rel: stack.enter_context(AtomicWriter(out_dir / rel)) for rel in files}
                    for kind, files in convs.items()}
         for path in inputs:
-            for lineno, obj in iter_jsonl(path, max_line_bytes):
+            for lineno, obj in progress(iter_jsonl(path, max_line_bytes), desc=f"export {name}: {path.name}"):
                 res.records_in += 1
                 if tick:
                     tick(1)

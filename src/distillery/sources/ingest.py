@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..stage import progress
 from ..io import AtomicWriter, BadLine
 from ..quarantine import Quarantine, StageCounter, check_reject_rate
 from ..records import stable_id
@@ -101,7 +102,8 @@ def ingest_source(name: str, spec: SourceSpec, defaults: IngestDefaults, output:
     with AtomicWriter(output / "records.jsonl") as out, Quarantine(q_path, STAGE) as q:
         for file in files:
             rel = "" if file == spec.path else str(file.relative_to(spec.path))
-            for row_idx, (line, row) in enumerate(read_rows(file, spec.format, max_row_bytes)):
+            rows = progress(read_rows(file, spec.format, max_row_bytes), desc=f"ingest {name}", unit="row")
+            for row_idx, (line, row) in enumerate(rows):
                 if spec.limit is not None and rows_read >= spec.limit:
                     break
                 rows_read += 1
