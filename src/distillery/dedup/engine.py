@@ -130,6 +130,27 @@ def _ordered_map(pool, fn: Callable, tasks: Iterable, window: int) -> Iterator:
         yield pending.popleft().get()
 
 
+def mark_near(label: np.ndarray, rank: np.ndarray, by_rank: np.ndarray, active: np.ndarray, status: np.ndarray,
+              dup_of: np.ndarray, sim: np.ndarray, edges_u: np.ndarray, edges_v: np.ndarray,
+              edge_sims: np.ndarray) -> np.ndarray:
+    """Mark every active record whose component keeper (lowest rank) is another record as a near duplicate
+    of it, with the similarity of the direct edge to the keeper when there is one. Returns the records whose
+    similarity to the keeper still has to be computed (no direct edge). Shared by the local and Ray engines."""
+    keeper_rank = label[rank]
+    near = (keeper_rank != rank) & active
+    status[near] = NEAR
+    dup_of[near] = by_rank[keeper_rank[near]]
+    direct = {int(b): s for a, b, s in zip(edges_u, edges_v, edge_sims) if label[a] == a}
+    need = []
+    for i in np.flatnonzero(near):
+        s = direct.get(int(rank[i]))
+        if s is None:
+            need.append(i)
+        else:
+            sim[i] = s
+    return np.array(need, np.int64)
+
+
 def iter_line_batches(files: list[Path], batch_size: int) -> Iterator[tuple[int, int, list[tuple[int, bytes]]]]:
     """(batch_no, file_no, [(line, raw bytes)]) over every non-blank line; batches stay within a file."""
     batch_no = 0
@@ -301,21 +322,8 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
                 log.info("dedup: %d of %d pairs verified in %.1fs", int(ok.sum()), n_candidates, timings["verify_s"])
                 t = time.perf_counter()
                 label = components(n, edges_u, edges_v)          # in rank space
-                keeper_rank = label[rank]
-                near = (keeper_rank != rank) & active
-                status[near] = NEAR
-                dup_of[near] = by_rank[keeper_rank[near]]
-                # similarity to the kept record: the direct edge when there is one, else computed
-                direct = {}
-                for a, b, s in zip(edges_u, edges_v, pair_sims[ok]):
-                    if label[a] == a:
-                        direct[int(b)] = s
-                need = [i for i in np.flatnonzero(near) if int(rank[i]) not in direct]
-                for i in np.flatnonzero(near):
-                    if int(rank[i]) in direct:
-                        sim[i] = direct[int(rank[i])]
-                if need:
-                    need = np.array(need, np.int64)
+                need = mark_near(label, rank, by_rank, active, status, dup_of, sim, edges_u, edges_v, pair_sims[ok])
+                if len(need):
                     sim[need] = _verify(pool, p.verify, cols, need, dup_of[need], workers)
                 timings["cluster_s"] = time.perf_counter() - t
 

@@ -329,22 +329,9 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
                     label = components(n, edges_u, edges_v)
                 else:
                     label = components_ray(ray, n, edges_u, edges_v)
-                keeper_rank = label[rank]
-                near = (keeper_rank != rank) & active
-                status[near] = NEAR
-                dup_of[near] = by_rank[keeper_rank[near]]
-                direct = {}
-                for a, b, s in zip(edges_u, edges_v, pair_sims[ok]):
-                    if label[a] == a:
-                        direct[int(b)] = s
-                need = []
-                for i in np.flatnonzero(near):
-                    if int(rank[i]) in direct:
-                        sim[i] = direct[int(rank[i])]
-                    else:
-                        need.append(i)
-                if need:
-                    need = np.array(need, np.int64)
+                need = local.mark_near(label, rank, by_rank, active, status, dup_of, sim, edges_u, edges_v,
+                                       pair_sims[ok])
+                if len(need):
                     sim[need] = _verify(rd, p.verify, cols, need, dup_of[need], spill_dir, cpus)
                 timings["cluster_s"] = time.perf_counter() - t
 
