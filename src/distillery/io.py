@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+import numpy as np
+
 from .errors import InputError
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -86,6 +88,41 @@ def iter_records(path: str | os.PathLike) -> Iterator[dict]:
     for _, obj in iter_jsonl(path):
         if isinstance(obj, dict):
             yield obj
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Lines as a binary file iterates them (each keeps its b'\\n', the last may lack it)."""
+    if not data:
+        return []
+    lines = data.split(b"\n")
+    last = lines.pop()
+    out = [ln + b"\n" for ln in lines]
+    if last:
+        out.append(last)
+    return out
+
+
+def iter_line_blocks(path: str | os.PathLike, lines_per_block: int, read_bytes: int = 1 << 22
+                     ) -> Iterator[tuple[int, bytes]]:
+    """(number of its first line, bytes of `lines_per_block` whole lines; fewer at the end).
+
+    Files are read in large blocks and cut at every n-th newline with numpy, so a parent process
+    that hands work to others does no per-line Python work (workers `split_lines` the blocks).
+    """
+    first, pending, have = 1, [], 0
+    with open_binary(path) as fh:
+        while block := fh.read(read_bytes):
+            nl = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            start = 0
+            for cut in (nl[lines_per_block - have - 1::lines_per_block] + 1).tolist():
+                pending.append(block[start:cut])
+                yield first, b"".join(pending)
+                first, pending, have, start = first + lines_per_block, [], 0, cut
+            if start < len(block):
+                pending.append(block[start:])
+                have += len(nl) - int(np.searchsorted(nl, start))
+    if pending:
+        yield first, b"".join(pending)
 
 
 def dumps(obj: Any) -> str:

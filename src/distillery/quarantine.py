@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import RejectRateError
-from .io import AtomicWriter, BadLine
+from .io import AtomicWriter, BadLine, dumps
 
 Check = Callable[[dict], "str | None"]
 
@@ -35,8 +35,7 @@ class Quarantine:
     def __exit__(self, *exc) -> None:
         self._w.__exit__(*exc)
 
-    def reject(self, reason: str, record: Any = None, *, file: str | None = None,
-               line: int | None = None, detail: str = "", **extra: Any) -> None:
+    def _entry(self, reason: str, file: str | None, line: int | None, detail: str, extra: dict) -> dict[str, Any]:
         self.counts[reason] += 1
         entry: dict[str, Any] = {"reason": reason, "stage": self.stage}
         if file is not None:
@@ -46,11 +45,24 @@ class Quarantine:
         if detail:
             entry["detail"] = detail[:1000]
         entry.update(extra)
+        return entry
+
+    def reject(self, reason: str, record: Any = None, *, file: str | None = None,
+               line: int | None = None, detail: str = "", **extra: Any) -> None:
+        entry = self._entry(reason, file, line, detail, extra)
         if isinstance(record, BadLine):
             entry["raw"] = record.raw
         elif record is not None:
             entry["record"] = record
         self._w.write_record(entry)
+
+    def reject_json(self, reason: str, record_json: bytes, *, file: str | None = None,
+                    line: int | None = None, detail: str = "", **extra: Any) -> None:
+        """Like `reject` for a record still in its input form (one valid JSON object, as read):
+        it is spliced in as `record` without a parse and re-serialise round trip."""
+        head = dumps(self._entry(reason, file, line, detail, extra))
+        self._w.write(head[:-1] + ',"record":' + record_json.decode("utf-8").strip() + "}\n")
+        self._w.count += 1
 
     def reject_bad_line(self, bad: BadLine, file: str) -> None:
         self.reject(bad.reason, bad, file=file, line=bad.line, detail=bad.detail)

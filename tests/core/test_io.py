@@ -72,3 +72,27 @@ def test_outputs_get_normal_permissions(tmp_path):
     p = tmp_path / "out.jsonl"
     write_jsonl(p, [{"a": 1}])
     assert p.stat().st_mode & 0o044 == 0o044  # group/other can read (mkstemp alone gives 0600)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_line_blocks_cut_every_nth_line_and_lose_nothing(tmp_path, gz):
+    """Blocks of n whole lines, numbered, whatever the read size: what the dedup parent hands out."""
+    import random
+
+    from distillery.io import iter_line_blocks, split_lines
+
+    rng = random.Random(0)
+    for trial in range(40):
+        lines = [b"x" * rng.choice([0, 1, 5, 300]) + (b"\r" if rng.random() < .1 else b"") + b"\n"
+                 for _ in range(rng.randint(0, 50))]
+        if lines and trial % 2:
+            lines[-1] = b"last" + lines[-1].rstrip(b"\n")  # no final newline
+        path = tmp_path / (f"t{trial}.jsonl" + (".gz" if gz else ""))
+        (gzip.open if gz else open)(path, "wb").write(b"".join(lines))
+        n = rng.randint(1, 9)
+        got = []
+        for first, blob in iter_line_blocks(path, n, read_bytes=rng.choice([1, 7, 1 << 20])):
+            part = split_lines(blob)
+            assert first == len(got) + 1 and (len(part) == n or len(got) + len(part) == len(lines))
+            got += part
+        assert got == lines

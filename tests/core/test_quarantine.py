@@ -32,3 +32,15 @@ def test_reject_rate_over_threshold_stops_with_one_line(tmp_path):
                                               r"; top reasons: empty_turn=7, role_order=3"):
         check_reject_rate("ingest", c, 0.05, tmp_path / "q.jsonl")
     check_reject_rate("ingest", c, 0.2, tmp_path / "q.jsonl")
+
+
+def test_reject_json_keeps_the_record_exactly_as_read(tmp_path):
+    """Records quarantined from their input bytes (no re-serialisation) are the same JSON objects."""
+    raw = '{"id": "x1", "messages": [{"role": "user", "content": "héllo \\u2603"}], "n": 1.50}\r\n'.encode()
+    qpath = tmp_path / "q.jsonl"
+    with Quarantine(qpath, "dedup") as q:
+        q.reject_json("near_duplicate", raw, file="in.jsonl", line=7, duplicate_of="x0", similarity=0.91)
+    row = json.loads(qpath.read_text())
+    assert row == {"reason": "near_duplicate", "stage": "dedup", "file": "in.jsonl", "line": 7,
+                   "duplicate_of": "x0", "similarity": 0.91, "record": json.loads(raw)}
+    assert q.counts == {"near_duplicate": 1}

@@ -7,7 +7,7 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from distillery.dedup.lsh import candidate_pairs
-from distillery.dedup.minhash import band_keys, candidate_probability, choose_banding, signatures
+from distillery.dedup.minhash import band_keys, candidate_probability, choose_banding, permutations, signatures
 from distillery.dedup.shingle import Batch, shingle_hash32, shingle_strings, shingles, tokenize
 
 DATASETS = "/work/shared/datasets"
@@ -47,6 +47,13 @@ def test_fast_signatures_equal_plain_datasketch_minhash():
         sig = signatures(sh, off, num_perm, seed)
         for i, t in enumerate(texts):
             assert np.array_equal(sig[i], datasketch_signature(t, num_perm, seed).hashvalues), (i, t[:60])
+
+
+def test_permutations_are_datasketch_affine32():
+    for num_perm, seed in ((128, 1), (64, 42), (256, 0)):
+        a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+        mine = permutations(num_perm, seed)
+        assert np.array_equal(mine[0], a) and np.array_equal(mine[1], b)
 
 
 def test_candidate_pairs_equal_datasketch_lsh():
@@ -103,3 +110,47 @@ def test_partial_signature_is_a_prefix_of_the_full_one():
     sh, off = shingles(Batch.from_texts(sample_texts(10)), 5)
     full = signatures(sh, off, 128, 1)
     assert np.array_equal(signatures(sh, off, 128, 1, used=91), full[:, :91])
+
+
+def random_texts(n, seed=0):
+    """ASCII, accented, CJK/Thai, odd whitespace and punctuation: every branch of the batch tokeniser."""
+    import random
+
+    rng = random.Random(seed)
+    alphabet = "abcXYZ019_ ,.;!\n\t\x0b\x1c\x1f-'éüÉ中文字ก’“”ßİK\u00a0\u3000"
+    return ["", " ", "Hi", "İstanbul STRASSE Straße", "a_b c-d 12x"] + [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(n)]
+
+
+def test_batch_tokeniser_equals_regex_tokens_and_scalar_hash():
+    """The numpy byte-table path (ASCII) and the regex path (other scripts) give the token hashes of
+    `tokenize` + the scalar `token_hash`, doc by doc."""
+    from distillery.dedup.shingle import token_hashes
+
+    texts = random_texts(400)
+    batch = Batch.from_texts(texts)
+    for i, t in enumerate(texts):
+        assert np.array_equal(batch.flat[batch.offsets[i]:batch.offsets[i + 1]], token_hashes(tokenize(t))), repr(t)
+
+
+def test_token_hashes_separate_distinct_tokens():
+    from distillery.dedup.shingle import token_hash
+
+    words = {w for t in random_texts(300, seed=3) for w in tokenize(t)} | {"a", "aa", "ab", "ba", "a" * 40}
+    assert len({token_hash(w) for w in words}) == len(words)
+
+
+def test_blocked_signatures_equal_per_doc_minimum_including_docs_longer_than_a_block():
+    from distillery.dedup.minhash import _BLOCK, EMPTY, fmix32
+
+    rng = np.random.default_rng(0)
+    lens = np.array([0, 5, 1, 0, _BLOCK + 1, 3, _BLOCK, 2 * _BLOCK + 7, 0, 7, 2])
+    off = np.concatenate([[0], np.cumsum(lens)])
+    sh = rng.integers(0, 2**32, off[-1], dtype=np.uint64).astype(np.uint32)
+    got = signatures(sh, off, 64, 3)
+    a, b = permutations(64, 3)
+    mixed = fmix32(sh)
+    for d in range(len(lens)):
+        h = mixed[off[d]:off[d + 1]]
+        want = (np.multiply.outer(h, a) + b).min(axis=0) if len(h) else np.full(64, EMPTY, np.uint32)
+        assert np.array_equal(got[d], want), d

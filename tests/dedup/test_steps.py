@@ -24,3 +24,20 @@ def test_batch_boundaries_do_not_change_keys_or_hashes():
     assert np.array_equal(whole.n_shingles, np.concatenate([p.n_shingles for p in parts]))
     assert whole.ids == sum((p.ids for p in parts), [])
     assert whole.scores.tolist() == [float(i % 3) for i in range(50)]
+
+
+def test_batch_exact_hashes_equal_the_scalar_normalised_hash():
+    """ASCII texts are normalised in numpy, others by `dedup_key_text`; both give `exact_hash`, so an
+    ASCII text and a non-ASCII one that normalise alike (Straße / STRASSE) are still exact duplicates."""
+    from distillery.dedup.keys import exact_hash, exact_hashes
+    from distillery.dedup.shingle import Encoded
+
+    from .test_minhash import random_texts
+
+    texts = random_texts(600, seed=5)
+    salts = [("", "src-a", "é")[k % 3] for k in range(len(texts))]
+    hi, lo = exact_hashes(texts, salts, Encoded.from_texts(texts))
+    assert [(int(h), int(l)) for h, l in zip(hi, lo)] == [exact_hash(t, s) for t, s in zip(texts, salts)]
+    same = ["Strasse", "  STRASSE ", "Straße", "stra\u00dfe\n"]
+    hi, lo = exact_hashes(same, [""] * 4, Encoded.from_texts(same))
+    assert len(set(zip(hi.tolist(), lo.tolist()))) == 1

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..io import AtomicWriter, BadLine, open_binary, write_text
+from ..io import AtomicWriter, BadLine, iter_line_blocks, open_binary, split_lines, write_text
 from ..stage import progress
 from ..quarantine import Quarantine
 from .cluster import components, exact_groups, keep_order, source_ranks
@@ -54,8 +54,9 @@ def _spill_path(batch_no: int, what: str) -> str:
     return os.path.join(_W["spill_dir"], f"{batch_no:07d}.{what}")
 
 
-def _work_prepare(task: tuple[int, int, list[tuple[int, bytes]]]) -> tuple[int, int, Prepared]:
-    batch_no, file_no, lines = task
+def _work_prepare(task: tuple[int, int, int, bytes]) -> tuple[int, int, Prepared]:
+    batch_no, file_no, first, blob = task
+    lines = numbered_lines(first, blob)
 
     def spill(sig, sh, off):
         sh.astype(np.uint32, copy=False).tofile(_spill_path(batch_no, "sh"))
@@ -151,23 +152,18 @@ def mark_near(label: np.ndarray, rank: np.ndarray, by_rank: np.ndarray, active: 
     return np.array(need, np.int64)
 
 
-def iter_line_batches(files: list[Path], batch_size: int) -> Iterator[tuple[int, int, list[tuple[int, bytes]]]]:
-    """(batch_no, file_no, [(line, raw bytes)]) over every non-blank line; batches stay within a file."""
+def iter_line_batches(files: list[Path], batch_size: int) -> Iterator[tuple[int, int, int, bytes]]:
+    """(batch_no, file_no, first line number, bytes of `batch_size` lines); batches stay within a file."""
     batch_no = 0
     for f_no, path in enumerate(files):
-        buf: list[tuple[int, bytes]] = []
-        with open_binary(path) as fh:
-            for ln, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                buf.append((ln, raw))
-                if len(buf) >= batch_size:
-                    yield batch_no, f_no, buf
-                    batch_no += 1
-                    buf = []
-        if buf:
-            yield batch_no, f_no, buf
+        for first, blob in iter_line_blocks(path, batch_size):
+            yield batch_no, f_no, first, blob
             batch_no += 1
+
+
+def numbered_lines(first: int, blob: bytes) -> list[tuple[int, bytes]]:
+    """(line number, raw) of every non-blank line of a block."""
+    return [(ln, raw) for ln, raw in enumerate(split_lines(blob), start=first) if raw.strip()]
 
 
 @dataclass
@@ -242,7 +238,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
     index = build_index(p.decontaminate)
     timings["eval_index_s"] = time.perf_counter() - t
 
-    permutations(p.num_perm, seed)          # import datasketch/scipy once, before the workers fork
+    permutations(p.num_perm, seed)          # drawn once, before the workers fork
     import scipy.sparse.csgraph  # noqa: F401
 
     _init_worker(settings, index, spill_dir)
@@ -344,8 +340,8 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
 
             # ---- write
             t = time.perf_counter()
-            records_out = _write_outputs(files, out_dir, cols, ids, status, dup_of, sim, quarantine,
-                                         first_hit, index)
+            records_out = _write_outputs(files, out_dir, cols, Decisions(ids, status, dup_of, sim, first_hit, index),
+                                         quarantine)
             clusters, largest = _write_clusters(out_dir / "clusters.jsonl", ids, status, dup_of, sim, rank)
             with AtomicWriter(out_dir / "contamination.jsonl") as w:
                 for row in contam_rows:
@@ -429,26 +425,43 @@ def _atomic_binary(path: Path) -> Iterator[BinaryIO]:
             os.unlink(tmp)
 
 
-def _write_outputs(files, out_dir, cols, ids, status, dup_of, sim, quarantine, first_hit, index) -> int:
+@dataclass
+class Decisions:
+    """What the decide phase settled per record (index k), and how each input line is written out."""
+
+    ids: list[str]
+    status: np.ndarray
+    dup_of: np.ndarray
+    sim: np.ndarray
+    first_hit: dict[int, int]
+    index: EvalIndex | None
+
+    def __post_init__(self) -> None:
+        self._status = self.status.tolist()
+
+    def emit(self, out: BinaryIO, quarantine: Quarantine, raw: bytes, k: int, file: str, line: int) -> int:
+        """Copy a kept line as it is (1), or quarantine it with its reason and duplicate (0)."""
+        st = self._status[k]
+        if st == KEEP:
+            out.write(raw if raw.endswith(b"\n") and not raw.endswith(b"\r\n") else raw.rstrip(b"\r\n") + b"\n")
+            return 1
+        extra: dict[str, Any] = {}
+        if self.dup_of[k] >= 0:
+            extra["duplicate_of"] = self.ids[self.dup_of[k]]
+            extra["similarity"] = round(float(self.sim[k]), 4)
+        if st == CONTAMINATED:
+            ev = self.index.items[self.first_hit[k]]
+            extra["duplicate_of"] = f"{ev.set}:{ev.item}"
+            extra["matched"] = {"eval_set": ev.set, "eval_item": ev.item}
+        quarantine.reject_json(REASONS[int(st)], raw, file=file, line=line, **extra)
+        return 0
+
+
+def _write_outputs(files, out_dir, cols, decisions: Decisions, quarantine) -> int:
     kept = 0
-    status_l = status.tolist()
     with _atomic_binary(out_dir / "records.jsonl") as w:
         for f_no, ln, raw, k in _iter_positions(files, cols):
-            st = status_l[k]
-            if st == KEEP:
-                w.write(raw if raw.endswith(b"\n") and not raw.endswith(b"\r\n") else raw.rstrip(b"\r\n") + b"\n")
-                kept += 1
-                continue
-            rec = parse_line(raw, 1 << 62)
-            extra: dict[str, Any] = {}
-            if dup_of[k] >= 0:
-                extra["duplicate_of"] = ids[dup_of[k]]
-                extra["similarity"] = round(float(sim[k]), 4)
-            if st == CONTAMINATED:
-                ev = index.items[first_hit[k]]
-                extra["duplicate_of"] = f"{ev.set}:{ev.item}"
-                extra["matched"] = {"eval_set": ev.set, "eval_item": ev.item}
-            quarantine.reject(REASONS[int(st)], rec, file=str(files[f_no]), line=ln, **extra)
+            kept += decisions.emit(w, quarantine, raw, k, str(files[f_no]), ln)
     return kept
 
 

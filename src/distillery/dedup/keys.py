@@ -8,10 +8,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import xxhash
 
 from ..records import iter_texts, prompt_messages, response_text
 from ..text import dedup_key_text
+from .shingle import Encoded
+
+# the ASCII characters str.split() splits on
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+_MASK64 = (1 << 64) - 1
 
 
 def _contents(msgs: list[dict]) -> list[str]:
@@ -56,7 +63,40 @@ def source_name(rec: dict) -> str:
 def exact_hash(text: str, salt: str = "") -> tuple[int, int]:
     """xxh3-128 of the normalised text (NFC, casefold, whitespace collapsed) as two uint64."""
     h = xxhash.xxh3_128_intdigest((salt + "\x1f" + dedup_key_text(text)).encode("utf-8"))
-    return h >> 64, h & ((1 << 64) - 1)
+    return h >> 64, h & _MASK64
+
+
+def exact_hashes(texts: list[str], salts: list[str], enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
+    """`exact_hash` of every text of a batch, as (hi, lo) uint64 arrays.
+
+    For ASCII texts (NFC is the identity, casefold is lower-casing) the whitespace collapse runs in
+    numpy over the batch buffer `enc` (already lower-cased): every space byte is dropped except one
+    before each word run that is not its doc's first. Other texts take the scalar path.
+    """
+    buf, starts = enc.buf, enc.starts
+    solid = ~_SPACE.take(buf)
+    run = solid.copy()
+    run[1:] &= ~solid[:-1]
+    rs = np.flatnonzero(run)
+    first = np.zeros(len(rs) + 1, dtype=bool)      # each doc's first run (if it has one)
+    first[np.searchsorted(rs, starts[:-1])] = True
+    inner = rs[~first[:-1]] - 1                      # the byte before every other run
+    solid[inner] = True
+    out = buf.copy()
+    out[inner] = 32
+    kept = np.flatnonzero(solid)
+    cut = np.searchsorted(kept, starts).tolist()
+    packed = out.take(kept).tobytes()
+    digest = xxhash.xxh3_128_intdigest
+    his, los = [], []
+    for d, (text, salt, ascii) in enumerate(zip(texts, salts, enc.ascii.tolist())):
+        if ascii:
+            h = digest((salt + "\x1f").encode("utf-8") + packed[cut[d]:cut[d + 1]])
+        else:
+            h = digest((salt + "\x1f" + dedup_key_text(text)).encode("utf-8"))
+        his.append(h >> 64)
+        los.append(h & _MASK64)
+    return np.array(his, dtype=np.uint64), np.array(los, dtype=np.uint64)
 
 
 def record_id(rec: dict, fallback: str) -> str:

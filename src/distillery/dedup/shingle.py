@@ -1,13 +1,17 @@
 """Word n-gram shingles as hashes, for a whole batch of texts at once.
 
-Why this shape: building n-gram strings in Python is the cost centre of MinHash dedup
-(see docs/dedup.md). Instead every token is hashed once (xxh3-64, C-level `map`) and the
-n-gram hash is a position-weighted sum of token hashes, computed for the whole batch with a few
-numpy ops. `shingle_hash32(" ".join(tokens))` is the per-shingle reference of the same function,
-so plain `datasketch.MinHash(hashfunc=shingle_hash32)` can be checked against the fast path.
+Why this shape: building n-gram strings in Python is the cost centre of MinHash dedup, and after
+that, making one Python string per token (see docs/dedup.md). So a whole batch is tokenised and
+hashed in numpy over one byte buffer: a token's hash is a polynomial hash of its UTF-8 bytes
+(prefix sums over the buffer, so every token costs a few vector ops) finished with fmix64, and the
+n-gram hash is a position-weighted sum of token hashes. `shingle_hash32(" ".join(tokens))` is a
+scalar, per-shingle reference of the same function, so plain
+`datasketch.MinHash(hashfunc=shingle_hash32)` can be checked against the fast path.
 
-Scripts without spaces (CJK, Thai, Lao, Khmer, Myanmar) are tokenised one character per token;
-everything else is lower-cased `\\w+` runs.
+Tokens are lower-cased `\\w+` runs (Python's Unicode `\\w`); characters of scripts written without
+spaces (CJK, Thai, Lao, Khmer, Myanmar) are one token each. ASCII texts are tokenised by a byte
+table (for ASCII, `\\w` is exactly `[A-Za-z0-9_]`); other texts go through the regex first and are
+then hashed the same way, so both paths give equal hashes for equal tokens.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import xxhash
 
 _NOSPACE = "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff" \
            "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"
@@ -57,8 +60,99 @@ def fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> U64(33))
 
 
+# ---- token hash: polynomial over the token's UTF-8 bytes mod 2**64, finished with fmix64
+_P = 0x9E3779B97F4A7C15                       # odd, so it has an inverse mod 2**64
+_P_INV = pow(_P, -1, 1 << 64)
+_LEN_MIX = 0xC2B2AE3D27D4EB4F
+
+# byte tables of the batch tokeniser: lower-casing, and "part of a token" (ASCII \w, or any byte of a
+# non-ASCII character, which only occurs in texts the regex has already split into space-separated tokens)
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[ord("A"):ord("Z") + 1] += 32
+_WORD = np.zeros(256, dtype=bool)
+for _lo, _hi in (("0", "9"), ("A", "Z"), ("a", "z"), ("_", "_")):
+    _WORD[ord(_lo):ord(_hi) + 1] = True
+_WORD[0x80:] = True
+
+
+def _fmix64_int(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & _MASK64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & _MASK64
+    return h ^ (h >> 33)
+
+
+def token_hash(token: str) -> int:
+    """Scalar reference of the token hash (tests and `shingle_hash32`; the batch path is vectorised)."""
+    data = token.encode("utf-8")
+    poly, pw = 0, 1
+    for byte in data:
+        poly = (poly + byte * pw) & _MASK64
+        pw = (pw * _P) & _MASK64
+    return _fmix64_int(poly ^ ((len(data) * _LEN_MIX) & _MASK64))
+
+
 def token_hashes(tokens: list[str]) -> np.ndarray:
-    return np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, tokens)), dtype=U64, count=len(tokens))
+    return np.fromiter(map(token_hash, tokens), dtype=U64, count=len(tokens))
+
+
+_POWERS: dict[int, np.ndarray] = {}
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    """base**0 .. base**(n-1) mod 2**64 (cached per process, grown to the largest batch seen)."""
+    pw = _POWERS.get(base)
+    if pw is None or len(pw) < n:
+        pw = np.full(max(n, 1 << 20), base, dtype=U64)
+        pw[0] = 1
+        np.cumprod(pw, out=pw)
+        _POWERS[base] = pw
+    return pw[:n]
+
+
+@dataclass
+class Encoded:
+    """A batch of texts as one lower-cased UTF-8 buffer, one newline after each doc.
+
+    ASCII texts are stored as they are; any other text as its regex tokens joined by spaces.
+    Doc d is `buf[starts[d]:starts[d + 1] - 1]`.
+    """
+
+    buf: np.ndarray        # uint8
+    starts: np.ndarray     # int64, n + 1
+    ascii: np.ndarray      # bool, n
+
+    @classmethod
+    def from_texts(cls, texts: list[str]) -> "Encoded":
+        n = len(texts)
+        ascii = np.fromiter((t.isascii() for t in texts), dtype=bool, count=n)
+        if ascii.all():  # one encode call for the whole batch (the common case)
+            lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+            raw = "\n".join(texts).encode("ascii")
+        else:
+            parts = [t.encode("ascii") if a else " ".join(tokenize(t)).encode("utf-8") for t, a in zip(texts, ascii)]
+            lens = np.fromiter(map(len, parts), dtype=np.int64, count=n)
+            raw = b"\n".join(parts)
+        starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens + 1, out=starts[1:])
+        buf = np.frombuffer(raw + b"\n" if n else b"", dtype=np.uint8)
+        return cls(_LOWER.take(buf), starts, ascii)
+
+    def doc_of(self, pos: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.starts, pos, side="right") - 1
+
+
+def hash_spans(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """`token_hash` of every byte span buf[s:e], vectorised with prefix sums."""
+    if not len(s):
+        return np.zeros(0, U64)
+    n = int(e.max())
+    prefix = np.zeros(n + 1, dtype=U64)
+    np.multiply(buf[:n], _powers(_P, n), out=prefix[1:], dtype=U64)
+    np.cumsum(prefix[1:], out=prefix[1:])
+    poly = (prefix[e] - prefix[s]) * _powers(_P_INV, int(s.max()) + 1)[s]
+    return fmix64(poly ^ ((e - s).astype(U64) * U64(_LEN_MIX)))
 
 
 @dataclass
@@ -74,12 +168,18 @@ class Batch:
 
     @classmethod
     def from_texts(cls, texts: list[str]) -> "Batch":
-        toks = [tokenize(t) for t in texts]
-        lens = np.fromiter((len(t) for t in toks), dtype=np.int64, count=len(toks))
-        offsets = np.zeros(len(toks) + 1, dtype=np.int64)
-        np.cumsum(lens, out=offsets[1:])
-        flat = token_hashes([w for t in toks for w in t])
-        return cls(flat, offsets)
+        return cls.from_encoded(Encoded.from_texts(texts))
+
+    @classmethod
+    def from_encoded(cls, enc: Encoded) -> "Batch":
+        word = _WORD.take(enc.buf)
+        first = word.copy()
+        first[1:] &= ~word[:-1]
+        last = word.copy()
+        last[:-1] &= ~word[1:]
+        s, e = np.flatnonzero(first), np.flatnonzero(last) + 1
+        # no token crosses a doc's trailing newline, so doc d's tokens are those starting in its span
+        return cls(hash_spans(enc.buf, s, e), np.searchsorted(s, enc.starts).astype(np.int64))
 
 
 def window_hashes(batch: Batch, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import numpy as np
+import orjson
 import xxhash
 
 from .config import DedupParams
 from .decontam import EvalIndex
-from .keys import conversation_text, exact_hash, key_text, quality_score, record_id, source_name
+from .keys import conversation_text, exact_hashes, key_text, quality_score, record_id, source_name
 from .minhash import band_keys, signatures
-from .shingle import Batch, shingles
+from .shingle import Batch, Encoded, shingles
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,12 @@ def parse_line(raw: bytes, max_line_bytes: int) -> dict | tuple[str, str, str]:
     """A record dict, or (reason, raw excerpt, detail) for a line that is not one."""
     if len(raw) > max_line_bytes:
         return "record_too_large", raw[:200].decode("utf-8", "replace"), f"{len(raw)} bytes > limit {max_line_bytes}"
+    try:  # orjson is ~2x faster; anything it refuses gets the standard parser's verdict (and reason)
+        obj = orjson.loads(raw)
+        if isinstance(obj, dict):
+            return obj
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -93,10 +100,10 @@ def prepare_batch(lines: list[tuple[int, bytes]], st: Settings, index: EvalIndex
         texts.append(text)
         if index is not None and p.key != "conversation":
             convs.append(conversation_text(rec))
-    salt_s = [s if not p.cross_source else "" for s in sources]
-    hashes = [exact_hash(t, s) for t, s in zip(texts, salt_s)]
-    batch = Batch.from_texts(texts)
-    del texts
+    enc = Encoded.from_texts(texts)
+    hi, lo = exact_hashes(texts, [s if not p.cross_source else "" for s in sources], enc)
+    batch = Batch.from_encoded(enc)
+    del texts, enc
     sh, off = shingles(batch, p.shingle_size)
     n_sh = np.diff(off)
     # exact verification reads only the banded columns of the signature: compute just those
@@ -113,7 +120,7 @@ def prepare_batch(lines: list[tuple[int, bytes]], st: Settings, index: EvalIndex
         lines=np.array(good_lines, dtype=np.int64), ids=ids,
         scores=np.array(scores, dtype=np.float64) if scores else np.zeros(0),
         sources=sources,
-        hi=np.array([h[0] for h in hashes], dtype=np.uint64), lo=np.array([h[1] for h in hashes], dtype=np.uint64),
+        hi=hi, lo=lo,
         n_shingles=n_sh,
         keys=keys, bad=bad, hits=hits)
 

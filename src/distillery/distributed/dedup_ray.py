@@ -36,12 +36,12 @@ from ..dedup.config import DedupParams
 from ..dedup.decontam import EvalIndex, build_index
 from ..dedup.lsh import _pairs_in_runs
 from ..dedup.minhash import choose_banding, estimate
-from ..dedup.steps import Settings, parse_line, prepare_batch, verify_pairs
+from ..dedup.steps import Settings, prepare_batch, verify_pairs
 from ..errors import ParamsError
-from ..io import AtomicWriter, BadLine, write_text
+from ..io import AtomicWriter, BadLine, split_lines, write_text
 from ..quarantine import Quarantine
 from .config import EngineParams
-from .shards import Chunk, plan_chunks, read_chunk, split_lines
+from .shards import Chunk, plan_chunks, read_chunk
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +337,8 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
 
             # ---- 6. write (driver, streaming the input once more)
             t = time.perf_counter()
-            records_out = _write_outputs(chunks, files, out_dir, cols, ids, status, dup_of, sim, quarantine,
-                                         first_hit, index)
+            records_out = _write_outputs(chunks, files, out_dir, cols,
+                                         local.Decisions(ids, status, dup_of, sim, first_hit, index), quarantine)
             clusters, largest = local._write_clusters(out_dir / "clusters.jsonl", ids, status, dup_of, sim, rank)
             with AtomicWriter(out_dir / "contamination.jsonl") as w:
                 for row in contam_rows:
@@ -389,34 +389,19 @@ def _verify(rd, mode: str, cols: dict, u: np.ndarray, v: np.ndarray, spill_dir: 
     return np.concatenate([x["sim"] for x in ds.iter_batches(batch_size=None, batch_format="numpy")])
 
 
-def _write_outputs(chunks, files, out_dir, cols, ids, status, dup_of, sim, quarantine, first_hit, index) -> int:
+def _write_outputs(chunks, files, out_dir, cols, decisions: local.Decisions, quarantine) -> int:
     """As `dedup.engine._write_outputs`, reading the input through the same byte ranges (local or S3)."""
     fno, lines = cols["file_no"], cols["line"]
     k, n, kept = 0, len(lines), 0
     line_off: dict[int, int] = {}
-    with AtomicWriter(out_dir / "records.jsonl") as w:
+    with local._atomic_binary(out_dir / "records.jsonl") as w:
         for c in chunks:
             raw_lines = split_lines(read_chunk(c))
             off = line_off.get(c.file_no, 0)
             line_off[c.file_no] = off + len(raw_lines)
             for j, raw in enumerate(raw_lines, start=1):
                 ln = off + j
-                if not (k < n and fno[k] == c.file_no and lines[k] == ln):
-                    continue
-                st = status[k]
-                if st == KEEP:
-                    w.write(raw.decode("utf-8").rstrip("\r\n") + "\n")
-                    kept += 1
-                else:
-                    rec = parse_line(raw, 1 << 62)
-                    extra: dict[str, Any] = {}
-                    if dup_of[k] >= 0:
-                        extra["duplicate_of"] = ids[dup_of[k]]
-                        extra["similarity"] = round(float(sim[k]), 4)
-                    if st == CONTAMINATED:
-                        ev = index.items[first_hit[k]]
-                        extra["duplicate_of"] = f"{ev.set}:{ev.item}"
-                        extra["matched"] = {"eval_set": ev.set, "eval_item": ev.item}
-                    quarantine.reject(local.REASONS[int(st)], rec, file=files[c.file_no], line=ln, **extra)
-                k += 1
+                if k < n and fno[k] == c.file_no and lines[k] == ln:
+                    kept += decisions.emit(w, quarantine, raw, k, files[c.file_no], ln)
+                    k += 1
     return kept

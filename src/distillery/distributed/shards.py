@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import InputError
-from ..io import input_files
+from ..io import input_files, split_lines
 
 _TAIL = 1 << 20
 
@@ -101,18 +101,6 @@ def read_chunk(c: Chunk) -> bytes:
                 tail.append(more)
             data += b"".join(tail)
         return data
-
-
-def split_lines(data: bytes) -> list[bytes]:
-    """Lines as a binary file iterates them (each keeps its b'\\n', the last may lack it)."""
-    if not data:
-        return []
-    lines = data.split(b"\n")
-    last = lines.pop()
-    out = [ln + b"\n" for ln in lines]
-    if last:
-        out.append(last)
-    return out
 
 
 def iter_chunk_lines(chunks: list[Chunk]) -> Iterator[tuple[Chunk, list[bytes]]]:
