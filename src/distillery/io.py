@@ -130,7 +130,7 @@ def dumps(obj: Any) -> str:
 
 
 class AtomicWriter:
-    """Write a file (text, JSONL, gzip by suffix) atomically: temp file, fsync, rename."""
+    """Write a file (text, JSONL, gzip by suffix) atomically: temp file beside it, renamed on success."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

@@ -88,7 +88,7 @@ class DedupParams(Section):
         default_factory=list, description="source.dataset names, most preferred first (keep-policy tie-break)")
     score_field: str = Field("judge.overall", description="dotted path under `scores` of the quality score")
     workers: int = Field(0, ge=0, description="processes; 0 = all cores")
-    batch_size: int = Field(2048, gt=0, description="records per worker task")
+    batch_size: int = Field(2048, gt=0, description="input lines (records) per worker task")
     histogram_bins: int = Field(20, ge=2, le=200)
     max_reject_rate: float | None = Field(
         None, ge=0, le=1, description="bad input lines + empty key texts allowed (default project.max_reject_rate)")

@@ -139,9 +139,6 @@ class Encoded:
         buf = np.frombuffer(raw + b"\n" if n else b"", dtype=np.uint8)
         return cls(_LOWER.take(buf), starts, ascii)
 
-    def doc_of(self, pos: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.starts, pos, side="right") - 1
-
 
 def hash_spans(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
     """`token_hash` of every byte span buf[s:e], vectorised with prefix sums."""
