@@ -75,3 +75,28 @@ def test_generation_chain_with_local_model(tmp_path, repo_root, run_script, smol
     r = run_script(*distill_cmd, cwd=tmp_path, env=env)
     assert r.returncode == 0 and (d / "distill" / "records.jsonl").read_bytes() == before
     assert json.loads((tmp_path / "metrics" / "distill.json").read_text())["cost"]["local-smollm2"]["cached"] > 0
+
+
+@pytest.mark.slow
+def test_guided_local_judge_always_gives_scores_and_winners(tmp_path, repo_root, smollm2_path, monkeypatch):
+    """`score.judge.guided`: the offline 135M judge, which rarely writes valid rubric JSON by itself,
+    returns scores for every dimension and a winner for both pairwise orders on every call."""
+    from distillery.generation.config import JudgeParams
+    from distillery.generation.judging import Judge
+    from distillery.llm import Engine
+    from distillery.params import load_params
+
+    monkeypatch.chdir(repo_root)  # the judge templates under prompts/
+    params = load_params(None, extra={
+        "llm.teachers": [{"name": "local", "provider": "local", "model": str(smollm2_path), "batch_size": 4}],
+        "llm.default_teacher": "local", "llm.cache_path": str(tmp_path / "c.sqlite"), "llm.progress": False})
+    jp = JudgeParams(teachers=["local"], allow_self_judge=True, guided=True, gen={"temperature": 0.0, "max_tokens": 8})
+    answers = [("What is 2+2?", "4"), ("What is 2+2?", "It is 5."), ("Name a fruit.", "An apple.")]
+    with Engine.from_params(params, stage="score", progress=False) as engine:
+        judge = Judge(engine, jp, params.llm, seed=0, stage="score")
+        scored = judge.score([(i, q, a, ("other", "other")) for i, (q, a) in enumerate(answers)])
+        pairs = judge.compare([(0, "What is 2+2?", "4", "It is 5.", ("x", "x"), ("y", "y"))])
+    for v in scored:
+        assert v.reason == "" and set(v.scores) == {*jp.dimensions, "overall"}
+        assert all(1 <= s <= 10 for s in v.scores.values())
+    assert pairs[0].reason == "" and sum(pairs[0].scores.values()) == 1.0

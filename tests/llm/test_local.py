@@ -64,3 +64,31 @@ def test_default_alias_uses_the_prepared_model(tmp_path, smollm2_path, monkeypat
         (r,) = eng.run([ChatRequest(teacher="local-smollm2",
                                     messages=[{"role": "user", "content": "Say hello."}])])
     assert r.ok and r.model == "smollm2" and r.text
+
+
+def test_structured_requests_to_a_local_model_are_decoded_under_the_schema(local_params):
+    """A 135M model asked for rubric JSON rambles; under a closed-value schema every answer parses,
+    with values from the allowed sets and no repair round. Pydantic schemas work the same."""
+    from typing import Literal
+
+    from pydantic import BaseModel, Field
+
+    class Winner(BaseModel):
+        winner: Literal["A", "B", "tie"]
+        confident: bool
+
+    rubric = {"type": "object", "properties": {
+        "helpfulness": {"type": "integer", "minimum": 1, "maximum": 10},
+        "overall": {"type": "integer", "minimum": 1, "maximum": 10}}}
+    ask = [{"role": "user", "content": f"Rate this answer to 'What is 2+2?': {a}. Reply as JSON."}
+           for a in ("4", "5", "Paris")]
+    p = local_params(gen={"temperature": 0.0, "max_tokens": 8})  # too few tokens for free-form JSON
+    with Engine.from_params(p, stage="score") as eng:
+        res = eng.run([ChatRequest(teacher="local", messages=[m], schema=rubric) for m in ask]
+                      + [ChatRequest(teacher="local", messages=[ask[0]], schema=Winner)])
+        m = eng.metrics()
+    for r in res[:3]:
+        assert r.ok and r.finish_reason == "stop", r.error
+        assert set(r.parsed) == {"helpfulness", "overall"} and all(1 <= v <= 10 for v in r.parsed.values())
+    assert isinstance(res[3].parsed, Winner) and res[3].parsed.winner in ("A", "B", "tie")
+    assert m["teachers"]["local"]["repair_rounds"] == 0

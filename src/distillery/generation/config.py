@@ -238,6 +238,8 @@ class JudgeParams(Section):
     keep_above: float = Field(7.0, ge=0, le=10, description="records need overall > this (seed 001: > 7)")
     parse_retries: int = Field(1, ge=0, description="re-asks after an unparseable answer")
     on_parse_failure: str = Field("quarantine", pattern="^(keep|quarantine)$")
+    guided: bool = Field(False, description="local judge teachers: decode the scores / winner under their JSON "
+                                            "schema, so every answer parses (worth it with a model that can judge)")
     max_records: int = Field(8, ge=0, description="records without generation lineage judged at most")
     batch_size: int = Field(16, gt=0)
     gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.0, max_tokens=96))

@@ -51,11 +51,17 @@ class Judge:
                 return j
         return self.p.teachers[0] if self.p.allow_self_judge and self.p.teachers else None
 
-    def _ask(self, teacher_of: dict[int, str], tag: str):
+    def _schema(self, teacher: str, schema: dict) -> dict | None:
+        """The answer schema for guided decoding: local judges only, when `guided` is on."""
+        t = self.llm.teachers.get(teacher)
+        return schema if self.p.guided and t is not None and t.provider == "local" else None
+
+    def _ask(self, teacher_of: dict[int, str], tag: str, schema: dict):
         from ..llm import ChatRequest
 
         def ask(calls: list[JudgeCall]):
-            reqs = [ChatRequest(teacher=teacher_of[id(c)], messages=c.messages, gen=self.gen, tag=f"{tag}:{c.key}")
+            reqs = [ChatRequest(teacher=teacher_of[id(c)], messages=c.messages, gen=self.gen, tag=f"{tag}:{c.key}",
+                                schema=self._schema(teacher_of[id(c)], schema))
                     for c in calls]
             return self.engine.run(reqs)
         return ask
@@ -74,7 +80,9 @@ class Judge:
             calls.append(c)
             teacher_of[id(c)] = j
             index[id(c)] = i
-        run_with_retries(calls, self._ask(teacher_of, f"{self.stage}:judge"),
+        rubric = {"type": "object", "properties": {
+            d: {"type": "integer", "minimum": 1, "maximum": 10} for d in [*self.dims, "overall"]}}
+        run_with_retries(calls, self._ask(teacher_of, f"{self.stage}:judge", rubric),
                          lambda t: parse_scores(t, self.dims), self.p.parse_retries)
         for c in calls:
             lin = [lineage_entry(self.stage, r, self.gen, (self.system, self.pointwise), role="judge", llm=self.llm,
@@ -104,7 +112,8 @@ class Judge:
             w = parse_winner(text)
             return (w, "") if w else (None, "judge_no_winner")
 
-        run_with_retries(calls, self._ask(teacher_of, f"{self.stage}:pairwise"), parse, self.p.parse_retries)
+        winner = {"type": "object", "properties": {"winner": {"enum": ["A", "B", "tie"]}}}
+        run_with_retries(calls, self._ask(teacher_of, f"{self.stage}:pairwise", winner), parse, self.p.parse_retries)
         by_item: dict[int, list[JudgeCall]] = {}
         for c in calls:
             by_item.setdefault(index[id(c)], []).append(c)

@@ -13,6 +13,7 @@ a normal request, so it is cached and budgeted like any other.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -257,14 +258,15 @@ class Engine:
         out: dict[int, Any] = {}
         groups: dict[str, list[Item]] = defaultdict(list)
         for it in items:
-            groups[f"{it.mode}|{sorted(it.gen.items())!r}"].append(it)
+            groups[f"{it.mode}|{sorted(it.gen.items())!r}|{json.dumps(it.schema_js, sort_keys=True)}"].append(it)
         for gk in sorted(groups):
             group = sorted(groups[gk], key=lambda it: (prompt_bytes(it.mode, it.payload), it.key))
             for s in range(0, len(group), t.batch_size):
                 chunk = group[s:s + t.batch_size]
                 start = time.perf_counter()
                 try:
-                    outs = provider_local.generate(t, chunk[0].mode, [it.payload for it in chunk], chunk[0].gen)
+                    outs = provider_local.generate(t, chunk[0].mode, [it.payload for it in chunk], chunk[0].gen,
+                                                   chunk[0].schema_js)
                 except CallError as e:
                     for it in chunk:
                         out[it.index] = e

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from .config import TeacherParams
+from .guided import decode, guided_fields
 from .outcome import CallError, Outcome
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,18 @@ def count_tokens(tok: Any, mode: str, payload: Any) -> int:
     return len(tok(render(tok, mode, payload), add_special_tokens=False)["input_ids"])
 
 
+def _guided(teacher: TeacherParams, model: Any, tok: Any, prompt: str, fields: list) -> Outcome:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(teacher.threads)
+    try:
+        text, n_in, n_out = decode(model, tok, prompt, fields)
+    finally:
+        torch.set_num_threads(before)
+    return Outcome(text=text, finish_reason="stop", prompt_tokens=n_in, completion_tokens=n_out, model=teacher.model)
+
+
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     best = None
     for s in stops:
@@ -54,8 +67,10 @@ def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text, False) if best is None else (text[:best], True)
 
 
-def generate(teacher: TeacherParams, mode: str, payloads: list[Any], gen: dict) -> list[Outcome]:
-    """Generate for prompts that share `gen` (one padded batch)."""
+def generate(teacher: TeacherParams, mode: str, payloads: list[Any], gen: dict, schema: dict | None = None
+             ) -> list[Outcome]:
+    """Generate for prompts that share `gen` (one padded batch). A structured request whose schema
+    `guided.guided_fields` accepts is decoded under that schema instead, so it always parses."""
     import torch
 
     try:
@@ -63,6 +78,9 @@ def generate(teacher: TeacherParams, mode: str, payloads: list[Any], gen: dict) 
     except Exception as e:  # noqa: BLE001 - a model that cannot load fails its requests, one line
         raise CallError("local_error", str(e).splitlines()[0][:200]) from None
     texts = [render(tok, mode, p) for p in payloads]
+    fields = guided_fields(schema)
+    if fields is not None:
+        return [_guided(teacher, model, tok, t, fields) for t in texts]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     max_new = int(gen.get("max_tokens") or 256)
     temperature = float(gen.get("temperature") or 0.0)
