@@ -47,6 +47,32 @@ def load_texts(path: Path, which: set[int] | None = None) -> dict[int, str]:
     return out
 
 
+def real_text_rates(repeat: int = 8192) -> dict[str, float] | None:
+    """Per-process records/s of the per-batch step (`steps.prepare_batch`) on the shipped OASST sample as
+    ingested (multilingual, ~22% non-ASCII), all records and only the non-ASCII ones: the synthetic corpus
+    is ASCII. None before the ingest stage has run (`make repro`)."""
+    from distillery.dedup.config import DedupParams
+    from distillery.dedup.steps import Settings, prepare_batch
+
+    path = REPO / "data" / "ingest" / "oasst" / "records.jsonl"
+    if not path.exists():
+        return None
+    lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
+    non_ascii = [ln for ln in lines if not all(m["content"].isascii() for m in json.loads(ln)["messages"])]
+    st = Settings(DedupParams(), 0, 13, 7, 1 << 26)
+    out = {}
+    for name, pool in (("all", lines), ("non_ascii", non_ascii)):
+        batch = [(i, pool[i % len(pool)]) for i in range(repeat)]
+        prepare_batch(batch[:64], st, None)  # warm up (code-point tables)
+        t = time.perf_counter()
+        for k in range(0, repeat, 2048):
+            prepare_batch(batch[k:k + 2048], st, None)
+        out[name] = repeat / (time.perf_counter() - t)
+        out[name + "_kb"] = sum(len(b) for _, b in batch) / repeat / 1024
+    out["share"] = len(non_ascii) / len(lines)
+    return out
+
+
 def busy_cpu() -> float:
     """Machine-wide busy CPU seconds so far (all processes, all cores)."""
     t = psutil.cpu_times()
@@ -224,6 +250,10 @@ def main(n, seed, workers, ds_sample, out_dir, skip_accuracy):
           f"{stage['peak_tree_mb']:.0f} MiB (largest process {stage['peak_one_mb']:.0f} MiB); "
           f"foreign CPU during run {foreign:.0f}s")
 
+    real = real_text_rates()
+    if real:
+        print(f"real text (OASST): {real['all']:,.0f} rec/s per process, non-ASCII only {real['non_ascii']:,.0f}")
+
     acc = None
     if not skip_accuracy:
         ids = [f"r{i:07d}" for i in range(n)]
@@ -273,6 +303,11 @@ def main(n, seed, workers, ds_sample, out_dir, skip_accuracy):
         "",
         "Stage phases (s): " + ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()),
     ]
+    if real:
+        lines += ["", f"Real text, per-batch step on one process (`steps.prepare_batch`, shipped OASST sample as "
+                      f"ingested, replicated to 8,192 records; {real['share']:.0%} of them non-ASCII): "
+                      f"{real['all']:,.0f} records/s ({real['all_kb']:.1f} KiB each); non-ASCII records only: "
+                      f"{real['non_ascii']:,.0f} records/s ({real['non_ascii_kb']:.1f} KiB each)."]
     if acc:
         lines += ["", f"Ground truth: {acc['truth']:,} docs with a partner at exact J >= {m['threshold']} among "
                       f"{acc['pairs_checked']:,} checked pairs (all pairs in injected clusters + every reported pair); "

@@ -117,8 +117,9 @@ def random_texts(n, seed=0):
     import random
 
     rng = random.Random(seed)
-    alphabet = "abcXYZ019_ ,.;!\n\t\x0b\x1c\x1f-'éüÉ中文字ก’“”ßİK\u00a0\u3000"
-    return ["", " ", "Hi", "İstanbul STRASSE Straße", "a_b c-d 12x"] + [
+    alphabet = ("abcXYZ019_ ,.;!\n\t\x0b\x1c\x1f-'éüÉ中文字ก’“”ßİK\u00a0\u3000"
+                "ΣσςΩω\u0301\U0001F600\ud800฿。한글Жж٣\u0e3f")  # final sigma, combining mark, emoji, lone surrogate
+    return ["", " ", "Hi", "İstanbul STRASSE Straße", "a_b c-d 12x", "ΟΔΟΣ ΟΔΟΣ.", "e\u0301te 中文ok"] + [
         "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(n)]
 
 

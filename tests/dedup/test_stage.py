@@ -177,3 +177,20 @@ def test_signature_verification_agrees_on_clear_cases(tmp_path):
     _, exact = run(tmp_path, corpus(), "exact", workers=2)
     _, sig = run(tmp_path, corpus(), "sig", workers=2, verify="signature")
     assert ids(exact / "records.jsonl") == ids(sig / "records.jsonl")
+
+
+def test_mixed_scripts_and_lone_surrogates_in_one_batch(tmp_path):
+    """A batch that is not all ASCII (accents, Greek, emoji, a lone surrogate escape, which JSON allows
+    and ingest would quarantine) still dedups: near copies found across scripts, nothing crashes."""
+    base = ("Ο δρόμος προς το σπίτι ήταν μακρύς και ο ήλιος έδυε πίσω από τα βουνά, ενώ τα παιδιά έπαιζαν "
+            "στην πλατεία του χωριού και οι γιαγιάδες κάθονταν στα σκαλιά μιλώντας για τον καιρό και τη σοδειά "
+            "της χρονιάς που πέρασε, όταν η βροχή ήρθε αργά και τα αμπέλια άργησαν να ωριμάσουν.")
+    latin = ("Le café était fermé, alors nous avons marché jusqu'à la gare sous la pluie fine, en parlant "
+             "de nos projets pour l'été et des livres que nous voulions lire avant la rentrée de septembre.")
+    records = [rec("g1", base, ""), rec("g2", base.replace("μακρύς", "σύντομος", 1), ""),  # J = 0.81
+               rec("l1", latin, ""), rec("l2", latin.upper() + " 😀", ""),  # same tokens
+               json.dumps(rec("s1", "bad \ud800 text here " * 5, "")),  # ASCII-escaped: "\\ud800" in the file
+               rec("a1", text(4), "")]
+    m, out = run(tmp_path, records, workers=1)
+    assert ids(out / "records.jsonl") == ["g1", "l1", "s1", "a1"]
+    assert m["near_duplicates"] == 2 and m["bad_input"] == 0

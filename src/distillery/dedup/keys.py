@@ -62,7 +62,7 @@ def source_name(rec: dict) -> str:
 
 def exact_hash(text: str, salt: str = "") -> tuple[int, int]:
     """xxh3-128 of the normalised text (NFC, casefold, whitespace collapsed) as two uint64."""
-    h = xxhash.xxh3_128_intdigest((salt + "\x1f" + dedup_key_text(text)).encode("utf-8"))
+    h = xxhash.xxh3_128_intdigest((salt + "\x1f" + dedup_key_text(text)).encode("utf-8", "surrogatepass"))
     return h >> 64, h & _MASK64
 
 
@@ -70,11 +70,11 @@ def exact_hashes(texts: list[str], salts: list[str], enc: Encoded) -> tuple[np.n
     """`exact_hash` of every text of a batch, as (hi, lo) uint64 arrays.
 
     For ASCII texts (NFC is the identity, casefold is lower-casing) the whitespace collapse runs in
-    numpy over the batch buffer `enc` (already lower-cased): every space byte is dropped except one
-    before each word run that is not its doc's first. Other texts take the scalar path.
+    numpy over the batch buffer `enc` (already lower-cased): every space is dropped except one before
+    each word run that is not its doc's first. Other texts take the scalar path.
     """
     buf, starts = enc.buf, enc.starts
-    solid = ~_SPACE.take(buf)
+    solid = ~_SPACE.take(buf, mode="clip")  # code points >= 256 (non-ASCII docs only) are not used
     run = solid.copy()
     run[1:] &= ~solid[:-1]
     rs = np.flatnonzero(run)
@@ -86,14 +86,14 @@ def exact_hashes(texts: list[str], salts: list[str], enc: Encoded) -> tuple[np.n
     out[inner] = 32
     kept = np.flatnonzero(solid)
     cut = np.searchsorted(kept, starts).tolist()
-    packed = out.take(kept).tobytes()
+    packed = out.take(kept).astype(np.uint8, copy=False).tobytes()  # exact for the ASCII docs read below
     digest = xxhash.xxh3_128_intdigest
     his, los = [], []
     for d, (text, salt, ascii) in enumerate(zip(texts, salts, enc.ascii.tolist())):
         if ascii:
             h = digest((salt + "\x1f").encode("utf-8") + packed[cut[d]:cut[d + 1]])
         else:
-            h = digest((salt + "\x1f" + dedup_key_text(text)).encode("utf-8"))
+            h = digest((salt + "\x1f" + dedup_key_text(text)).encode("utf-8", "surrogatepass"))
         his.append(h >> 64)
         los.append(h & _MASK64)
     return np.array(his, dtype=np.uint64), np.array(los, dtype=np.uint64)

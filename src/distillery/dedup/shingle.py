@@ -2,16 +2,16 @@
 
 Why this shape: building n-gram strings in Python is the cost centre of MinHash dedup, and after
 that, making one Python string per token (see docs/dedup.md). So a whole batch is tokenised and
-hashed in numpy over one byte buffer: a token's hash is a polynomial hash of its UTF-8 bytes
-(prefix sums over the buffer, so every token costs a few vector ops) finished with fmix64, and the
-n-gram hash is a position-weighted sum of token hashes. `shingle_hash32(" ".join(tokens))` is a
-scalar, per-shingle reference of the same function, so plain
+hashed in numpy over one array of code points: a token's hash is a polynomial hash of its code
+points (prefix sums over the array, so every token costs a few vector ops) finished with fmix64,
+and the n-gram hash is a position-weighted sum of token hashes. `shingle_hash32(" ".join(tokens))`
+is a scalar, per-shingle reference of the same function, so plain
 `datasketch.MinHash(hashfunc=shingle_hash32)` can be checked against the fast path.
 
 Tokens are lower-cased `\\w+` runs (Python's Unicode `\\w`); characters of scripts written without
-spaces (CJK, Thai, Lao, Khmer, Myanmar) are one token each. ASCII texts are tokenised by a byte
-table (for ASCII, `\\w` is exactly `[A-Za-z0-9_]`); other texts go through the regex first and are
-then hashed the same way, so both paths give equal hashes for equal tokens.
+spaces (CJK, Thai, Lao, Khmer, Myanmar) are one token each. `tokenize` is the regex reference; the
+batch path classifies code points with tables built from the same regexes (ASCII batches: a byte
+table, since for ASCII `\\w` is exactly `[A-Za-z0-9_]`), and tests compare the two on random text.
 """
 
 from __future__ import annotations
@@ -60,19 +60,35 @@ def fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> U64(33))
 
 
-# ---- token hash: polynomial over the token's UTF-8 bytes mod 2**64, finished with fmix64
+# ---- token hash: polynomial over the token's code points mod 2**64, finished with fmix64
 _P = 0x9E3779B97F4A7C15                       # odd, so it has an inverse mod 2**64
 _P_INV = pow(_P, -1, 1 << 64)
 _LEN_MIX = 0xC2B2AE3D27D4EB4F
 
-# byte tables of the batch tokeniser: lower-casing, and "part of a token" (ASCII \w, or any byte of a
-# non-ASCII character, which only occurs in texts the regex has already split into space-separated tokens)
+# ASCII batches: byte tables for lower-casing and for `\w` (for ASCII exactly [A-Za-z0-9_])
 _LOWER = np.arange(256, dtype=np.uint8)
 _LOWER[ord("A"):ord("Z") + 1] += 32
-_WORD = np.zeros(256, dtype=bool)
+_ASCII_WORD = np.zeros(256, dtype=bool)
 for _lo, _hi in (("0", "9"), ("A", "Z"), ("a", "z"), ("_", "_")):
-    _WORD[ord(_lo):ord(_hi) + 1] = True
-_WORD[0x80:] = True
+    _ASCII_WORD[ord(_lo):ord(_hi) + 1] = True
+_RUN, _SINGLE = 1, 2                          # code point classes: part of a \\w run, a token on its own
+_CP_CLASS: np.ndarray | None = None
+
+
+def _codepoint_classes() -> np.ndarray:
+    """Class of every code point (0 separator, _RUN, _SINGLE) from Python's own regexes, so the batch
+    tokeniser cannot drift from `tokenize`. Built once per process (~0.1 s, 1.1 MB), on the first
+    batch that is not all ASCII."""
+    global _CP_CLASS
+    if _CP_CLASS is None:
+        every = "".join(map(chr, range(0x110000)))
+        cls = np.zeros(0x110000, dtype=np.uint8)
+        for m in _WORD_RE.finditer(every):
+            cls[m.start():m.end()] = _RUN
+        for m in re.finditer(f"[{_NOSPACE}]+", every):
+            cls[m.start():m.end()] = _SINGLE
+        _CP_CLASS = cls
+    return _CP_CLASS
 
 
 def _fmix64_int(h: int) -> int:
@@ -85,12 +101,11 @@ def _fmix64_int(h: int) -> int:
 
 def token_hash(token: str) -> int:
     """Scalar reference of the token hash (tests and `shingle_hash32`; the batch path is vectorised)."""
-    data = token.encode("utf-8")
     poly, pw = 0, 1
-    for byte in data:
-        poly = (poly + byte * pw) & _MASK64
+    for ch in token:
+        poly = (poly + ord(ch) * pw) & _MASK64
         pw = (pw * _P) & _MASK64
-    return _fmix64_int(poly ^ ((len(data) * _LEN_MIX) & _MASK64))
+    return _fmix64_int(poly ^ ((len(token) * _LEN_MIX) & _MASK64))
 
 
 def token_hashes(tokens: list[str]) -> np.ndarray:
@@ -113,13 +128,14 @@ def _powers(base: int, n: int) -> np.ndarray:
 
 @dataclass
 class Encoded:
-    """A batch of texts as one lower-cased UTF-8 buffer, one newline after each doc.
+    """A batch of texts as one lower-cased array of code points, one newline after each doc.
 
-    ASCII texts are stored as they are; any other text as its regex tokens joined by spaces.
-    Doc d is `buf[starts[d]:starts[d + 1] - 1]`.
+    All-ASCII batches (the common case) are a uint8 array lower-cased by a byte table; any other
+    batch is lower-cased by `str.lower` and stored as uint32 (UTF-32). Doc d is
+    `buf[starts[d]:starts[d + 1] - 1]`.
     """
 
-    buf: np.ndarray        # uint8
+    buf: np.ndarray        # uint8 or uint32 code points
     starts: np.ndarray     # int64, n + 1
     ascii: np.ndarray      # bool, n
 
@@ -127,21 +143,19 @@ class Encoded:
     def from_texts(cls, texts: list[str]) -> "Encoded":
         n = len(texts)
         ascii = np.fromiter((t.isascii() for t in texts), dtype=bool, count=n)
-        if ascii.all():  # one encode call for the whole batch (the common case)
-            lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
-            raw = "\n".join(texts).encode("ascii")
-        else:
-            parts = [t.encode("ascii") if a else " ".join(tokenize(t)).encode("utf-8") for t, a in zip(texts, ascii)]
-            lens = np.fromiter(map(len, parts), dtype=np.int64, count=n)
-            raw = b"\n".join(parts)
         starts = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lens + 1, out=starts[1:])
-        buf = np.frombuffer(raw + b"\n" if n else b"", dtype=np.uint8)
-        return cls(_LOWER.take(buf), starts, ascii)
+        if ascii.all():  # one encode call, bytes are code points
+            np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=n) + 1, out=starts[1:])
+            buf = np.frombuffer("\n".join(texts).encode("ascii") + b"\n" if n else b"", dtype=np.uint8)
+            return cls(_LOWER.take(buf), starts, ascii)
+        low = [t.lower() for t in texts]  # str.lower, not a table: some characters lower to two
+        np.cumsum(np.fromiter(map(len, low), dtype=np.int64, count=n) + 1, out=starts[1:])
+        raw = ("\n".join(low) + "\n").encode("utf-32-le", "surrogatepass")  # JSON may hold lone surrogates
+        return cls(np.frombuffer(raw, dtype=np.uint32), starts, ascii)
 
 
 def hash_spans(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """`token_hash` of every byte span buf[s:e], vectorised with prefix sums."""
+    """`token_hash` of every code-point span buf[s:e], vectorised with prefix sums."""
     if not len(s):
         return np.zeros(0, U64)
     n = int(e.max())
@@ -169,11 +183,20 @@ class Batch:
 
     @classmethod
     def from_encoded(cls, enc: Encoded) -> "Batch":
-        word = _WORD.take(enc.buf)
-        first = word.copy()
-        first[1:] &= ~word[:-1]
-        last = word.copy()
-        last[:-1] &= ~word[1:]
+        """Tokens as `tokenize` finds them: runs of `\\w` outside the no-space scripts, and every
+        character of those scripts on its own."""
+        if enc.buf.dtype == np.uint8:
+            run, single = _ASCII_WORD.take(enc.buf), None
+        else:
+            kind = _codepoint_classes().take(enc.buf)
+            run, single = kind == _RUN, kind == _SINGLE
+        first = run.copy()
+        first[1:] &= ~run[:-1]
+        last = run.copy()
+        last[:-1] &= ~run[1:]
+        if single is not None:
+            first |= single
+            last |= single
         s, e = np.flatnonzero(first), np.flatnonzero(last) + 1
         # no token crosses a doc's trailing newline, so doc d's tokens are those starting in its span
         return cls(hash_spans(enc.buf, s, e), np.searchsorted(s, enc.starts).astype(np.int64))
