@@ -272,30 +272,9 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
 
             # ---- decide
             t = time.perf_counter()
-            rank = keep_order(cols["scores"], source_ranks(sources, p.source_priority), ids)
-            status = np.zeros(n, np.int8)
-            dup_of = np.full(n, -1, np.int64)
-            sim = np.full(n, np.nan)
-            all_on = np.ones(n, bool)
-            if p.exact and n:
-                keeper = exact_groups(cols["hi"], cols["lo"], rank, all_on)
-                ex = keeper != np.arange(n)
-                status[ex], dup_of[ex], sim[ex] = EXACT, keeper[ex], 1.0
+            dec = Decisions.start(cols, ids, sources, table.hits, index, p)
+            rank, status, dup_of, sim = dec.rank, dec.status, dec.dup_of, dec.sim  # marked in place below
             timings["exact_s"] = time.perf_counter() - t
-
-            contam_rows = []
-            hit_docs = sorted({d for d, *_ in table.hits})
-            for d, item, method, overlap in table.hits:
-                ev = index.items[item]
-                contam_rows.append({"id": ids[d], "eval_set": ev.set, "eval_item": ev.item, "method": method,
-                                    "overlap": overlap, "eval_text": ev.text[:300],
-                                    "removed_as": "contaminated" if status[d] == KEEP else REASONS[status[d]]})
-            first_hit = {}
-            for d, item, _, _ in table.hits:
-                first_hit.setdefault(d, item)
-            for d in hit_docs:
-                if status[d] == KEEP:
-                    status[d] = CONTAMINATED
 
             t = time.perf_counter()
             edges_u = edges_v = np.zeros(0, np.int64)
@@ -323,7 +302,6 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
                     sim[need] = _verify(pool, p.verify, cols, need, dup_of[need], workers)
                 timings["cluster_s"] = time.perf_counter() - t
 
-            n_semantic = 0
             if p.semantic.enabled and n:
                 t = time.perf_counter()
                 from .semantic import semantic_duplicates
@@ -335,21 +313,12 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
                 status[surv[rem]] = SEMANTIC
                 dup_of[surv[rem]] = surv[keep_of[rem]]
                 sim[surv[rem]] = cos[rem]
-                n_semantic = int(rem.sum())
                 timings["semantic_s"] = time.perf_counter() - t
 
             # ---- write
             t = time.perf_counter()
-            records_out = _write_outputs(files, out_dir, cols, Decisions(ids, status, dup_of, sim, first_hit, index),
-                                         quarantine)
-            clusters, largest = _write_clusters(out_dir / "clusters.jsonl", ids, status, dup_of, sim, rank)
-            with AtomicWriter(out_dir / "contamination.jsonl") as w:
-                for row in contam_rows:
-                    w.write_record(row)
-            hist = _histogram(pair_sims, p.threshold, p.histogram_bins)
-            if plots_path is not None:
-                write_text(plots_path, "similarity,similarity_hi,pairs,duplicates\n"
-                           + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in hist))
+            records_out = _write_outputs(files, out_dir, cols, dec, quarantine)
+            clusters, largest, hist = dec.write_reports(out_dir, plots_path, pair_sims, p)
             timings["write_s"] = time.perf_counter() - t
     finally:
         if pool is not None:
@@ -358,27 +327,10 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
         _close_spill()
         shutil.rmtree(spill_dir, ignore_errors=True)
 
-    counts = Counter(int(x) for x in status)
-    by_set = Counter(index.items[i].set for d, i in first_hit.items() if status[d] == CONTAMINATED) if index else {}
-    metrics = {
-        "records_in": lines_in,
-        "records_out": records_out,
-        "bad_input": sum(bad_counts.values()),
-        "bad_input_by_reason": dict(sorted(bad_counts.items())),
-        "exact_duplicates": counts.get(EXACT, 0),
-        "near_duplicates": counts.get(NEAR, 0),
-        "contaminated": counts.get(CONTAMINATED, 0),
-        "contaminated_by_set": dict(sorted(by_set.items())),
-        "contamination_hits": len(contam_rows),
-        "semantic_duplicates": n_semantic,
-        "clusters": clusters,
-        "largest_cluster": largest,
-        "candidate_pairs": n_candidates,
-        "verified_pairs": int(len(edges_u)),
-        "bands": bands, "rows": rows, "num_perm": p.num_perm, "threshold": p.threshold, "key": p.key,
-        "workers": workers,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-    }
+    metrics = dec.metrics(records_in=lines_in, records_out=records_out, bad_counts=bad_counts, clusters=clusters,
+                          largest=largest, candidate_pairs=n_candidates, verified_pairs=int(len(edges_u)))
+    metrics.update(bands=bands, rows=rows, num_perm=p.num_perm, threshold=p.threshold, key=p.key, workers=workers,
+                   timings_s={k: round(v, 3) for k, v in timings.items()})
     metrics["wall_s"] = round(time.perf_counter() - t_start, 3)
     metrics["records_per_s"] = round(lines_in / metrics["wall_s"], 1) if metrics["wall_s"] else None
     return Result(metrics, hist)
@@ -427,20 +379,50 @@ def _atomic_binary(path: Path) -> Iterator[BinaryIO]:
 
 @dataclass
 class Decisions:
-    """What the decide phase settled per record (index k), and how each input line is written out."""
+    """Per record (index k): keep-policy rank, status, the record it duplicates and how similar, the
+    first eval item it matched; plus the contamination report. Every engine starts one the same way
+    (`start`), marks near/semantic duplicates in place, then writes and measures through it."""
 
     ids: list[str]
+    rank: np.ndarray
     status: np.ndarray
     dup_of: np.ndarray
     sim: np.ndarray
     first_hit: dict[int, int]
     index: EvalIndex | None
+    contam_rows: list[dict]
+    _status: list[int] | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        self._status = self.status.tolist()
+    @classmethod
+    def start(cls, cols: dict, ids: list[str], sources: list[str], hits: list[tuple[int, int, str, float]],
+              index: EvalIndex | None, p: DedupParams) -> "Decisions":
+        """Ranks, exact groups, then contamination: all that is settled before the near-duplicate pass."""
+        n = len(ids)
+        rank = keep_order(cols["scores"], source_ranks(sources, p.source_priority), ids)
+        status = np.zeros(n, np.int8)
+        dup_of = np.full(n, -1, np.int64)
+        sim = np.full(n, np.nan)
+        if p.exact and n:
+            keeper = exact_groups(cols["hi"], cols["lo"], rank, np.ones(n, bool))
+            ex = keeper != np.arange(n)
+            status[ex], dup_of[ex], sim[ex] = EXACT, keeper[ex], 1.0
+        rows: list[dict] = []
+        first_hit: dict[int, int] = {}
+        for d, item, method, overlap in hits:
+            ev = index.items[item]
+            rows.append({"id": ids[d], "eval_set": ev.set, "eval_item": ev.item, "method": method,
+                         "overlap": overlap, "eval_text": ev.text[:300],
+                         "removed_as": "contaminated" if status[d] == KEEP else REASONS[status[d]]})
+            first_hit.setdefault(d, item)
+        for d in sorted(first_hit):
+            if status[d] == KEEP:
+                status[d] = CONTAMINATED
+        return cls(ids, rank, status, dup_of, sim, first_hit, index, rows)
 
     def emit(self, out: BinaryIO, quarantine: Quarantine, raw: bytes, k: int, file: str, line: int) -> int:
         """Copy a kept line as it is (1), or quarantine it with its reason and duplicate (0)."""
+        if self._status is None:  # decisions are final once lines are written
+            self._status = self.status.tolist()
         st = self._status[k]
         if st == KEEP:
             out.write(raw if raw.endswith(b"\n") and not raw.endswith(b"\r\n") else raw.rstrip(b"\r\n") + b"\n")
@@ -455,6 +437,36 @@ class Decisions:
             extra["matched"] = {"eval_set": ev.set, "eval_item": ev.item}
         quarantine.reject_json(REASONS[int(st)], raw, file=file, line=line, **extra)
         return 0
+
+    def write_reports(self, out_dir: Path, plots_path: Path | None, pair_sims: np.ndarray, p: DedupParams
+                      ) -> tuple[int, int, list[tuple[float, float, int, int]]]:
+        """clusters.jsonl, contamination.jsonl and the similarity histogram: (clusters, largest, histogram)."""
+        clusters, largest = _write_clusters(out_dir / "clusters.jsonl", self.ids, self.status, self.dup_of,
+                                            self.sim, self.rank)
+        with AtomicWriter(out_dir / "contamination.jsonl") as w:
+            for row in self.contam_rows:
+                w.write_record(row)
+        hist = _histogram(pair_sims, p.threshold, p.histogram_bins)
+        if plots_path is not None:
+            write_text(plots_path, "similarity,similarity_hi,pairs,duplicates\n"
+                       + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in hist))
+        return clusters, largest, hist
+
+    def metrics(self, *, records_in: int, records_out: int, bad_counts: Counter, clusters: int, largest: int,
+                candidate_pairs: int, verified_pairs: int) -> dict[str, Any]:
+        """The counts of metrics/dedup.json that every engine reports the same way."""
+        counts = Counter(int(x) for x in self.status)
+        by_set = Counter(self.index.items[i].set for d, i in self.first_hit.items()
+                         if self.status[d] == CONTAMINATED) if self.index else {}
+        return {
+            "records_in": records_in, "records_out": records_out,
+            "bad_input": sum(bad_counts.values()), "bad_input_by_reason": dict(sorted(bad_counts.items())),
+            "exact_duplicates": counts.get(EXACT, 0), "near_duplicates": counts.get(NEAR, 0),
+            "contaminated": counts.get(CONTAMINATED, 0), "contaminated_by_set": dict(sorted(by_set.items())),
+            "contamination_hits": len(self.contam_rows), "semantic_duplicates": counts.get(SEMANTIC, 0),
+            "clusters": clusters, "largest_cluster": largest,
+            "candidate_pairs": candidate_pairs, "verified_pairs": verified_pairs,
+        }
 
 
 def _write_outputs(files, out_dir, cols, decisions: Decisions, quarantine) -> int:

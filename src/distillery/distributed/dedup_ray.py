@@ -31,21 +31,21 @@ from typing import Any
 import numpy as np
 
 from ..dedup import engine as local
-from ..dedup.cluster import components, exact_groups, keep_order, source_ranks
+from ..dedup.cluster import components
 from ..dedup.config import DedupParams
 from ..dedup.decontam import EvalIndex, build_index
 from ..dedup.lsh import _pairs_in_runs
 from ..dedup.minhash import choose_banding, estimate
 from ..dedup.steps import Settings, prepare_batch, verify_pairs
 from ..errors import ParamsError
-from ..io import AtomicWriter, BadLine, split_lines, write_text
+from ..io import BadLine, split_lines
 from ..quarantine import Quarantine
 from .config import EngineParams
 from .shards import Chunk, plan_chunks, read_chunk
 
 log = logging.getLogger(__name__)
 
-KEEP, EXACT, CONTAMINATED, NEAR = local.KEEP, local.EXACT, local.CONTAMINATED, local.NEAR
+KEEP = local.KEEP
 SENTINEL = "\x00"
 SUB_BITS = 16  # batch_no = chunk << SUB_BITS | sub-batch
 
@@ -270,27 +270,11 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
             log.info("dedup[ray]: prepared %d records in %d ranges in %.1fs", n, len(chunks), timings["prepare_s"])
             bad_counts = Counter(quarantine.counts)
 
-            # ---- 2. driver: ranks, exact groups, contamination (same code as local)
+            # ---- 2. driver: ranks, exact groups, contamination (the local engine's own code)
             t = time.perf_counter()
-            rank = keep_order(cols["scores"], source_ranks(sources, p.source_priority), ids)
-            status = np.zeros(n, np.int8)
-            dup_of = np.full(n, -1, np.int64)
-            sim = np.full(n, np.nan)
-            if p.exact and n:
-                keeper = exact_groups(cols["hi"], cols["lo"], rank, np.ones(n, bool))
-                ex = keeper != np.arange(n)
-                status[ex], dup_of[ex], sim[ex] = EXACT, keeper[ex], 1.0
+            dec = local.Decisions.start(cols, ids, sources, table.hits, index, p)
+            rank, status, dup_of, sim = dec.rank, dec.status, dec.dup_of, dec.sim  # marked in place below
             timings["exact_s"] = time.perf_counter() - t
-            contam_rows, first_hit = [], {}
-            for d, item, method, overlap in table.hits:
-                ev = index.items[item]
-                contam_rows.append({"id": ids[d], "eval_set": ev.set, "eval_item": ev.item, "method": method,
-                                    "overlap": overlap, "eval_text": ev.text[:300],
-                                    "removed_as": "contaminated" if status[d] == KEEP else local.REASONS[status[d]]})
-                first_hit.setdefault(d, item)
-            for d in sorted(first_hit):
-                if status[d] == KEEP:
-                    status[d] = CONTAMINATED
 
             edges_u = edges_v = np.zeros(0, np.int64)
             pair_sims = np.zeros(0)
@@ -337,33 +321,16 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
 
             # ---- 6. write (driver, streaming the input once more)
             t = time.perf_counter()
-            records_out = _write_outputs(chunks, files, out_dir, cols,
-                                         local.Decisions(ids, status, dup_of, sim, first_hit, index), quarantine)
-            clusters, largest = local._write_clusters(out_dir / "clusters.jsonl", ids, status, dup_of, sim, rank)
-            with AtomicWriter(out_dir / "contamination.jsonl") as w:
-                for row in contam_rows:
-                    w.write_record(row)
-            hist = local._histogram(pair_sims, p.threshold, p.histogram_bins)
-            if plots_path is not None:
-                write_text(plots_path, "similarity,similarity_hi,pairs,duplicates\n"
-                           + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in hist))
+            records_out = _write_outputs(chunks, files, out_dir, cols, dec, quarantine)
+            clusters, largest, hist = dec.write_reports(out_dir, plots_path, pair_sims, p)
             timings["write_s"] = time.perf_counter() - t
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
 
-    counts = Counter(int(x) for x in status)
-    by_set = Counter(index.items[i].set for d, i in first_hit.items() if status[d] == CONTAMINATED) if index else {}
-    metrics = {
-        "records_in": lines_in, "records_out": records_out, "bad_input": sum(bad_counts.values()),
-        "bad_input_by_reason": dict(sorted(bad_counts.items())),
-        "exact_duplicates": counts.get(EXACT, 0), "near_duplicates": counts.get(NEAR, 0),
-        "contaminated": counts.get(CONTAMINATED, 0), "contaminated_by_set": dict(sorted(by_set.items())),
-        "contamination_hits": len(contam_rows), "semantic_duplicates": 0,
-        "clusters": clusters, "largest_cluster": largest, "candidate_pairs": n_candidates,
-        "verified_pairs": int(len(edges_u)), "bands": bands, "rows": rows, "num_perm": p.num_perm,
-        "threshold": p.threshold, "key": p.key, "workers": cpus, "engine": "ray", "input_ranges": len(chunks),
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-    }
+    metrics = dec.metrics(records_in=lines_in, records_out=records_out, bad_counts=bad_counts, clusters=clusters,
+                          largest=largest, candidate_pairs=n_candidates, verified_pairs=int(len(edges_u)))
+    metrics.update(bands=bands, rows=rows, num_perm=p.num_perm, threshold=p.threshold, key=p.key, workers=cpus,
+                   engine="ray", input_ranges=len(chunks), timings_s={k: round(v, 3) for k, v in timings.items()})
     metrics["wall_s"] = round(time.perf_counter() - t_start, 3)
     metrics["records_per_s"] = round(lines_in / metrics["wall_s"], 1) if metrics["wall_s"] else None
     return local.Result(metrics, hist)
