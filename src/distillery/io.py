@@ -15,7 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, BinaryIO, Iterator
 
 import numpy as np
 
@@ -129,27 +129,40 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file written beside `path` and renamed over it only when the block exits cleanly
+    (with normal permissions: mkstemp alone gives 0600). A killed writer leaves the target untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            yield fh
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 class AtomicWriter:
-    """Write a file (text, JSONL, gzip by suffix) atomically: temp file beside it, renamed on success."""
+    """Write a file (text, JSONL, gzip by suffix) atomically, through `atomic_file`."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.count = 0
         self._fh: IO[str] | None = None
-        self._tmp: str | None = None
+        self._stack: contextlib.ExitStack | None = None
 
     def __enter__(self) -> "AtomicWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        raw = os.fdopen(fd, "wb")
+        self._stack = contextlib.ExitStack()
+        raw = self._stack.enter_context(atomic_file(self.path))
         if is_gzip(self.path):
             # mtime=0 keeps gzip output byte-identical across runs
-            gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
-            self._raw = raw
-            self._fh = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
-        else:
-            self._raw = None
-            self._fh = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+            raw = self._stack.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0))
+        self._fh = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+        self._stack.callback(self._fh.detach)  # flushes; then gzip, then the file close and are renamed
         return self
 
     def write(self, text: str) -> None:
@@ -162,19 +175,9 @@ class AtomicWriter:
         self._fh.write("\n")
         self.count += 1
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self._fh is not None and self._tmp is not None
-        try:
-            self._fh.flush()
-            self._fh.close()
-            if self._raw is not None:
-                self._raw.close()
-        finally:
-            if exc_type is None:
-                os.chmod(self._tmp, 0o666 & ~_umask())
-                os.replace(self._tmp, self.path)
-            elif os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+    def __exit__(self, exc_type, exc, tb) -> bool | None:
+        assert self._stack is not None
+        return self._stack.__exit__(exc_type, exc, tb)
 
 
 def write_jsonl(path: str | os.PathLike, records) -> int:

@@ -96,3 +96,19 @@ def test_line_blocks_cut_every_nth_line_and_lose_nothing(tmp_path, gz):
             assert first == len(got) + 1 and (len(part) == n or len(got) + len(part) == len(lines))
             got += part
         assert got == lines
+
+
+def test_binary_outputs_are_atomic_with_normal_permissions(tmp_path):
+    """`atomic_file` (the dedup stage's records.jsonl): renamed in only on success, readable by others."""
+    from distillery.io import atomic_file
+
+    p = tmp_path / "records.jsonl"
+    p.write_bytes(b"old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_file(p) as fh:
+            fh.write(b"half")
+            raise RuntimeError("killed")
+    assert p.read_bytes() == b"old\n" and [f.name for f in tmp_path.iterdir()] == ["records.jsonl"]
+    with atomic_file(p) as fh:
+        fh.write(b"new\n")
+    assert p.read_bytes() == b"new\n" and p.stat().st_mode & 0o044 == 0o044

@@ -60,6 +60,8 @@ def test_removes_exact_and_near_duplicates_and_keeps_far_ones(tmp_path):
     hist = (out / "sim.csv").read_text().splitlines()
     assert hist[0] == "similarity,similarity_hi,pairs,duplicates"
     assert sum(int(x.split(",")[3]) for x in hist[1:]) == 5
+    for f in ("records.jsonl", "quarantine.jsonl", "clusters.jsonl", "contamination.jsonl"):
+        assert (out / f).stat().st_mode & 0o044 == 0o044, f  # readable by the team, like every output
 
 
 def test_threshold_means_jaccard_at_or_above(tmp_path):

@@ -10,7 +10,6 @@ Write: re-read the input, copy kept lines as they are, quarantine the rest with 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import multiprocessing as mp
@@ -25,7 +24,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..io import AtomicWriter, BadLine, iter_line_blocks, open_binary, split_lines, write_text
+from ..io import AtomicWriter, BadLine, atomic_file, iter_line_blocks, open_binary, split_lines, write_text
 from ..stage import progress
 from ..quarantine import Quarantine
 from .cluster import components, exact_groups, keep_order, source_ranks
@@ -362,21 +361,6 @@ def _iter_positions(files: list[Path], cols: dict) -> Iterator[tuple[int, int, b
                     k += 1
 
 
-@contextlib.contextmanager
-def _atomic_binary(path: Path) -> Iterator[BinaryIO]:
-    """Like io.AtomicWriter, for bytes: kept lines are copied without a decode/encode round trip."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 @dataclass
 class Decisions:
     """Per record (index k): keep-policy rank, status, the record it duplicates and how similar, the
@@ -471,7 +455,7 @@ class Decisions:
 
 def _write_outputs(files, out_dir, cols, decisions: Decisions, quarantine) -> int:
     kept = 0
-    with _atomic_binary(out_dir / "records.jsonl") as w:
+    with atomic_file(out_dir / "records.jsonl") as w:
         for f_no, ln, raw, k in _iter_positions(files, cols):
             kept += decisions.emit(w, quarantine, raw, k, str(files[f_no]), ln)
     return kept

@@ -38,7 +38,7 @@ from ..dedup.lsh import _pairs_in_runs
 from ..dedup.minhash import choose_banding, estimate
 from ..dedup.steps import Settings, prepare_batch, verify_pairs
 from ..errors import ParamsError
-from ..io import BadLine, split_lines
+from ..io import BadLine, atomic_file, split_lines
 from ..quarantine import Quarantine
 from .config import EngineParams
 from .shards import Chunk, plan_chunks, read_chunk
@@ -361,7 +361,7 @@ def _write_outputs(chunks, files, out_dir, cols, decisions: local.Decisions, qua
     fno, lines = cols["file_no"], cols["line"]
     k, n, kept = 0, len(lines), 0
     line_off: dict[int, int] = {}
-    with local._atomic_binary(out_dir / "records.jsonl") as w:
+    with atomic_file(out_dir / "records.jsonl") as w:
         for c in chunks:
             raw_lines = split_lines(read_chunk(c))
             off = line_off.get(c.file_no, 0)
