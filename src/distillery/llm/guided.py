@@ -58,14 +58,34 @@ def _trie(seqs: list[list[int]]) -> dict:
     return root
 
 
-def decode(model: Any, tok: Any, prompt: str, fields: list[GuidedField]) -> tuple[str, int, int]:
-    """(JSON text, prompt tokens, completion tokens) for one prompt; greedy among allowed tokens."""
-    import torch
+@dataclass(frozen=True)
+class _Step:
+    literal: str                 # the fixed text before the value: '{"name":' or ' "name":'
+    literal_ids: list[int]
+    trie: dict                   # token trie of ' <value><terminator>' for every allowed value
+    value_of: dict[tuple[int, ...], str]
+    end: str
 
+
+def plan(tok: Any, fields: list[GuidedField]) -> list[_Step]:
+    """Tokenise the fixed text and every allowed value once per request group, not once per prompt."""
     def ids(text: str) -> list[int]:
         return tok(text, add_special_tokens=False)["input_ids"]
 
-    prompt_ids = ids(prompt)
+    steps = []
+    for i, f in enumerate(fields):
+        literal = ("{" if i == 0 else " ") + json.dumps(f.name, ensure_ascii=False) + ":"
+        end = "," if i < len(fields) - 1 else "}"
+        value_of = {tuple(ids(" " + v + end)): v for v in f.values}
+        steps.append(_Step(literal, ids(literal), _trie([list(s) for s in value_of]), value_of, end))
+    return steps
+
+
+def decode(model: Any, tok: Any, prompt: str, steps: list[_Step]) -> tuple[str, int, int]:
+    """(JSON text, prompt tokens, completion tokens) for one prompt; greedy among allowed tokens."""
+    import torch
+
+    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     pending, past, out, n_out = list(prompt_ids), None, [], 0
 
     def step() -> torch.Tensor:
@@ -75,15 +95,10 @@ def decode(model: Any, tok: Any, prompt: str, fields: list[GuidedField]) -> tupl
         return res.logits[0, -1]
 
     with torch.inference_mode():
-        for i, f in enumerate(fields):
-            literal = ("{" if i == 0 else " ") + json.dumps(f.name, ensure_ascii=False) + ":"
-            end = "," if i < len(fields) - 1 else "}"
-            lit_ids = ids(literal)
-            pending += lit_ids
-            out.append(literal)
-            n_out += len(lit_ids)
-            by_seq = {tuple(ids(" " + v + end)): v for v in f.values}
-            node, walked = _trie([list(s) for s in by_seq]), []
+        for st in steps:
+            pending += st.literal_ids
+            n_out += len(st.literal_ids)
+            node, walked = st.trie, []
             while node:
                 allowed = list(node)
                 choice = allowed[0] if len(allowed) == 1 else \
@@ -91,6 +106,6 @@ def decode(model: Any, tok: Any, prompt: str, fields: list[GuidedField]) -> tupl
                 walked.append(choice)
                 pending.append(choice)
                 node = node[choice]
-            out.append(" " + by_seq[tuple(walked)] + end)
+            out.append(st.literal + " " + st.value_of[tuple(walked)] + st.end)
             n_out += len(walked)
     return "".join(out), len(prompt_ids), n_out

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from .config import TeacherParams
-from .guided import decode, guided_fields
+from .guided import decode, guided_fields, plan
 from .outcome import CallError, Outcome
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,13 @@ def count_tokens(tok: Any, mode: str, payload: Any) -> int:
     return len(tok(render(tok, mode, payload), add_special_tokens=False)["input_ids"])
 
 
-def _guided(teacher: TeacherParams, model: Any, tok: Any, prompt: str, fields: list) -> Outcome:
+def _guided(teacher: TeacherParams, model: Any, tok: Any, prompt: str, steps: list) -> Outcome:
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(teacher.threads)
     try:
-        text, n_in, n_out = decode(model, tok, prompt, fields)
+        text, n_in, n_out = decode(model, tok, prompt, steps)
     finally:
         torch.set_num_threads(before)
     return Outcome(text=text, finish_reason="stop", prompt_tokens=n_in, completion_tokens=n_out, model=teacher.model)
@@ -80,7 +80,8 @@ def generate(teacher: TeacherParams, mode: str, payloads: list[Any], gen: dict, 
     texts = [render(tok, mode, p) for p in payloads]
     fields = guided_fields(schema)
     if fields is not None:
-        return [_guided(teacher, model, tok, t, fields) for t in texts]
+        steps = plan(tok, fields)
+        return [_guided(teacher, model, tok, t, steps) for t in texts]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     max_new = int(gen.get("max_tokens") or 256)
     temperature = float(gen.get("temperature") or 0.0)
