@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from itertools import combinations
@@ -33,6 +30,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "src"))
 
 from dedup_corpus import generate  # noqa: E402
+from measure import run_measured  # noqa: E402
 
 from distillery.dedup.shingle import shingle_strings  # noqa: E402
 
@@ -84,35 +82,11 @@ def run_stage(corpus: Path, out: Path, workers: int, extra: list[str]) -> dict:
     env = dict(os.environ, DISTILLERY_PROGRESS="0", DISTILLERY_TRACKING="0")
     cmd = [sys.executable, str(REPO / "scripts" / "dedup.py"), "--input", str(corpus), "--output", str(out / "dedup"),
            "--workers", str(workers), "--set", f"project.metrics_dir={out}/metrics", *extra]
-    peak_tree = peak_one = 0
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ps = psutil.Process(proc.pid)
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak_tree, peak_one
-        while not done.is_set():
-            try:
-                rss = [ps.memory_info().rss] + [c.memory_info().rss for c in ps.children(recursive=True)]
-                peak_tree, peak_one = max(peak_tree, sum(rss)), max(peak_one, max(rss))
-            except psutil.Error:
-                pass
-            time.sleep(0.05)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    log = proc.communicate()[0]
-    wall = time.perf_counter() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    done.set()
-    th.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"dedup stage failed ({proc.returncode}):\n{log[-3000:]}")
+    m = run_measured(cmd, cwd=out, env=env)
+    if m.returncode != 0:
+        raise SystemExit(f"dedup stage failed ({m.returncode}):\n{m.log[-3000:]}")
     metrics = json.loads((out / "metrics" / "dedup.json").read_text())
-    return {"wall": wall, "cpu": cpu, "peak_tree_mb": peak_tree / 2**20, "peak_one_mb": peak_one / 2**20,
+    return {"wall": m.wall, "cpu": m.cpu, "peak_tree_mb": m.peak_tree_mb, "peak_one_mb": m.peak_one_mb,
             "metrics": metrics}
 
 

@@ -121,9 +121,9 @@ def main() -> None:
                          "spent <= cap", "PASS" if s5 <= tight and refused > 0 else "FAIL"))
     load_after = os.getloadavg()
     cores = os.cpu_count()
-    lines = [f"| measure | result | target | |", "|---|---|---|---|"]
+    lines = ["| measure | result | target | |", "|---|---|---|---|"]
     lines += [f"| {a_} | {b} | {c} | {e} |" for a_, b, c, e in rows]
-    note = (f"Machine: {cores} cores shared with other engineers' jobs; load average "
+    note = (f"Machine: {cores} cores; load average "
             f"{load_before[0]:.1f} before, {load_after[0]:.1f} after. Test server in its own process on "
             f"127.0.0.1 (aiohttp), engine on AsyncOpenAI; `python benchmarks/bench_llm.py --n {a.n}`.")
     text = "\n".join(lines) + "\n\n" + note + "\n"

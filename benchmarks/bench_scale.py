@@ -15,17 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import click
-import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import run_measured  # noqa: E402
 
 STAGES = ("prepare_s", "exact_s", "lsh_s", "verify_s", "cluster_s", "write_s")
 
@@ -44,36 +42,12 @@ def run_engine(engine: str, corpus: Path, out: Path, cpus: int, chunk_mb: float)
     env = dict(os.environ, DISTILLERY_PROGRESS="0", RAY_USAGE_STATS_ENABLED="0")
     cmd = [sys.executable, __file__, "--child", engine, "--corpus", str(corpus), "--out", str(out),
            "--cpus", str(cpus), "--chunk-mb", str(chunk_mb)]
-    peak = 0
-    load0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ps = psutil.Process(proc.pid)
-    done = threading.Event()
-    loads = []
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            try:
-                rss = [ps.memory_info().rss] + [c.memory_info().rss for c in ps.children(recursive=True)]
-                peak = max(peak, sum(rss))
-            except psutil.Error:
-                pass
-            loads.append(os.getloadavg()[0])
-            time.sleep(0.1)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    log = proc.communicate()[0]
-    wall = time.perf_counter() - t0
-    done.set()
-    th.join()
-    line = [l for l in log.splitlines() if l.startswith("RESULT ")]
-    if proc.returncode != 0 or not line:
-        raise SystemExit(f"{engine} run failed ({proc.returncode}):\n{log[-3000:]}")
-    return {"wall": wall, "peak_mb": peak / 2**20, "metrics": json.loads(line[-1][7:]),
-            "load": (load0, max(loads or [load0])),
+    m = run_measured(cmd, env=env, interval=0.1)
+    line = [l for l in m.log.splitlines() if l.startswith("RESULT ")]
+    if m.returncode != 0 or not line:
+        raise SystemExit(f"{engine} run failed ({m.returncode}):\n{m.log[-3000:]}")
+    return {"wall": m.wall, "peak_mb": m.peak_tree_mb, "metrics": json.loads(line[-1][7:]),
+            "load": (m.load_start, m.load_peak),
             "kept_sha": hashlib.sha256((out / "records.jsonl").read_bytes()).hexdigest()}
 
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Iterator
 
-import numpy as np
-
 from .errors import InputError
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -109,6 +107,8 @@ def iter_line_blocks(path: str | os.PathLike, lines_per_block: int, read_bytes: 
     Files are read in large blocks and cut at every n-th newline with numpy, so a parent process
     that hands work to others does no per-line Python work (workers `split_lines` the blocks).
     """
+    import numpy as np  # here, not at import: every stage imports this module
+
     first, pending, have = 1, [], 0
     with open_binary(path) as fh:
         while block := fh.read(read_bytes):
