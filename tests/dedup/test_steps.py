@@ -41,3 +41,19 @@ def test_batch_exact_hashes_equal_the_scalar_normalised_hash():
     same = ["Strasse", "  STRASSE ", "Straße", "stra\u00dfe\n"]
     hi, lo = exact_hashes(same, [""] * 4, Encoded.from_texts(same))
     assert len(set(zip(hi.tolist(), lo.tolist()))) == 1
+
+
+def test_lines_parse_fast_but_keep_the_standard_parsers_verdicts():
+    """orjson first; what it refuses is decided by `json` (NaN is accepted, reasons stay the same)."""
+    from distillery.dedup.engine import numbered_lines
+    from distillery.dedup.steps import parse_line
+
+    assert parse_line(b'{"id": "a", "x": 1}\n', 1 << 20) == {"id": "a", "x": 1}
+    assert parse_line(b'{"id": "a", "x": NaN}', 1 << 20)["id"] == "a"            # orjson refuses, json accepts
+    assert parse_line(b'{"n": 123456789012345678901234567890}', 1 << 20)["n"] == 123456789012345678901234567890
+    assert parse_line(b"[1, 2]", 1 << 20)[0] == "not_an_object"
+    assert parse_line(b'{"a": ', 1 << 20)[0] == "malformed_json"
+    assert parse_line(b'{"a": "\xff"}', 1 << 20)[0] == "invalid_utf8"
+    assert parse_line(b'{"a": 1}', 4)[0] == "record_too_large"
+    # blank lines are skipped but still counted in the line numbers
+    assert numbered_lines(5, b'{"a": 1}\n\n  \n{"b": 2}') == [(5, b'{"a": 1}\n'), (8, b'{"b": 2}')]
