@@ -50,7 +50,8 @@ def test_lines_parse_fast_but_keep_the_standard_parsers_verdicts():
 
     assert parse_line(b'{"id": "a", "x": 1}\n', 1 << 20) == {"id": "a", "x": 1}
     assert parse_line(b'{"id": "a", "x": NaN}', 1 << 20)["id"] == "a"            # orjson refuses, json accepts
-    assert parse_line(b'{"n": 123456789012345678901234567890}', 1 << 20)["n"] == 123456789012345678901234567890
+    big = parse_line(b'{"id": 123456789012345678901234567890}', 1 << 20)["id"]  # orjson would give a float
+    assert big == 123456789012345678901234567890 and isinstance(big, int)
     assert parse_line(b"[1, 2]", 1 << 20)[0] == "not_an_object"
     assert parse_line(b'{"a": ', 1 << 20)[0] == "malformed_json"
     assert parse_line(b'{"a": "\xff"}', 1 << 20)[0] == "invalid_utf8"

@@ -56,7 +56,9 @@ def parse_line(raw: bytes, max_line_bytes: int) -> dict | tuple[str, str, str]:
         return "record_too_large", raw[:200].decode("utf-8", "replace"), f"{len(raw)} bytes > limit {max_line_bytes}"
     try:  # orjson is ~2x faster; anything it refuses gets the standard parser's verdict (and reason)
         obj = orjson.loads(raw)
-        if isinstance(obj, dict):
+        # orjson turns integers beyond 64 bits into floats: an id must stay exact (it names the record in
+        # clusters and quarantine), so such a line is parsed again. Lines themselves are copied verbatim.
+        if isinstance(obj, dict) and not isinstance(obj.get("id"), float):
             return obj
     except orjson.JSONDecodeError:
         pass
