@@ -22,8 +22,8 @@ os.environ.setdefault("DISTILLERY_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from distillery.llm import ChatRequest, Engine  # noqa: E402
-from distillery.llm.testserver import SubprocessServer  # noqa: E402
-from distillery.params import load_params  # noqa: E402
+from distillery.testing.testserver import SubprocessServer  # noqa: E402
+from distillery.core.params import load_params  # noqa: E402
 
 
 def params(url: str, cache: Path, concurrency: int, **llm):

@@ -30,7 +30,7 @@ STAGES = ("prepare_s", "exact_s", "lsh_s", "verify_s", "cluster_s", "write_s")
 
 def _child(engine: str, corpus: str, out: str, cpus: int, chunk_mb: float) -> None:
     from distillery.distributed import run_dedup
-    from distillery.params import load_params
+    from distillery.core.params import load_params
 
     p = load_params(None, ["dedup.decontaminate.enabled=false", f"engine.engine={engine}",
                            f"engine.num_cpus={cpus}", f"engine.chunk_mb={chunk_mb}", f"dedup.workers={cpus}"])

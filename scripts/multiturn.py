@@ -1,34 +1,4 @@
-"""multiturn: conversations of exactly N turns, persona x flow, generated turn by turn."""
+"""Shim: the multiturn stage lives in distillery.commands.multiturn (same as `distillery multiturn`)."""
+from distillery.commands.multiturn import main
 
-from __future__ import annotations
-
-import click
-
-from distillery.stage import stage_options, stage_run
-
-
-@click.command()
-@stage_options
-@click.option("--output", required=True, type=click.Path(file_okay=False),
-              help="Output directory: records.jsonl and quarantine.jsonl (truncated/empty turns, ...).")
-@click.option("--conversations", type=int, default=None,
-              help="Conversations to generate (synthesize.multiturn.conversations).")
-@click.option("--refresh", is_flag=True, help="Ignore cached answers and call the teachers again.")
-@click.option("--dry-run", is_flag=True,
-              help="Count the tokens and cost of the calls not yet cached (tokenizer-counted prompts; output from a pilot or max_tokens); call nothing and leave the outputs untouched.")
-def main(params_path, overrides, output, conversations, refresh, dry_run):
-    """Generate multi-turn conversations: a user-simulator call then an assistant call per turn."""
-    from distillery.generation.common import run_llm_stage
-    from distillery.generation.multiturn import run_multiturn
-
-    options = {"synthesize.multiturn.conversations": conversations}
-    with stage_run("synthesize", params_path, overrides, options, metrics_name="multiturn") as run:
-        run_llm_stage(run, "multiturn", output, lambda out, eng: run_multiturn(run.params, out, eng),
-                      refresh=refresh, dry_run=dry_run,
-                      max_reject_rate=run.params.synthesize.multiturn.max_reject_rate,
-                      rate_key="synthesize.multiturn.max_reject_rate",
-                      log_params=run.params.synthesize.multiturn.model_dump(mode="json"))
-
-
-if __name__ == "__main__":
-    main()
+main(prog_name="distillery multiturn")

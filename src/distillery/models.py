@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import DistilleryError
-from .io import atomic_dir
+from .core.errors import DistilleryError
+from .core.io import atomic_dir
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from distillery.errors import InputError
-from distillery.io import AtomicWriter, BadLine, input_files, iter_jsonl, write_jsonl
+from distillery.core.errors import InputError
+from distillery.core.io import AtomicWriter, BadLine, input_files, iter_jsonl, write_jsonl
 
 
 def test_bad_lines_are_reported_with_reasons_and_line_numbers(tmp_path):
@@ -44,7 +44,7 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
 
 def test_sigkill_mid_write_leaves_the_target_untouched(tmp_path):
     target = tmp_path / "out.jsonl"
-    code = (f"import os, signal\nfrom distillery.io import AtomicWriter\n"
+    code = (f"import os, signal\nfrom distillery.core.io import AtomicWriter\n"
             f"with AtomicWriter({str(target)!r}) as w:\n"
             f"    for i in range(1000): w.write_record({{'i': i}})\n"
             f"    os.kill(os.getpid(), signal.SIGKILL)\n")
@@ -79,7 +79,7 @@ def test_line_blocks_cut_every_nth_line_and_lose_nothing(tmp_path, gz):
     """Blocks of n whole lines, numbered, whatever the read size: what the dedup parent hands out."""
     import random
 
-    from distillery.io import iter_line_blocks, split_lines
+    from distillery.core.io import iter_line_blocks, split_lines
 
     rng = random.Random(0)
     for trial in range(40):
@@ -100,7 +100,7 @@ def test_line_blocks_cut_every_nth_line_and_lose_nothing(tmp_path, gz):
 
 def test_binary_outputs_are_atomic_with_normal_permissions(tmp_path):
     """`atomic_file` (the dedup stage's records.jsonl): renamed in only on success, readable by others."""
-    from distillery.io import atomic_file
+    from distillery.core.io import atomic_file
 
     p = tmp_path / "records.jsonl"
     p.write_bytes(b"old\n")

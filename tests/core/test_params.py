@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from distillery.errors import ParamsError
-from distillery.params import load_params
+from distillery.core.errors import ParamsError
+from distillery.core.params import load_params
 
 
 def write(tmp_path, text):
@@ -68,7 +68,7 @@ def test_shipped_params_file_is_valid(repo_root):
 def test_bad_params_stop_a_script_with_one_line_and_no_traceback(tmp_path, repo_root):
     """Any stage script: bad params -> exit code 2, a single `error:` line."""
     bad = write(tmp_path, "project:\n  seed: abc\n")
-    code = ("import click\nfrom distillery.stage import stage_options, stage_run\n"
+    code = ("import click\nfrom distillery.core.stage import stage_options, stage_run\n"
             "@click.command()\n@stage_options\ndef main(params_path, overrides):\n"
             "    with stage_run('project', params_path, overrides):\n        pass\nmain()\n")
     r = subprocess.run([sys.executable, "-c", code, "--params", str(bad)], capture_output=True, text=True)

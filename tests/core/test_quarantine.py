@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from distillery.errors import RejectRateError
-from distillery.quarantine import Quarantine, StageCounter, apply_checks, check_reject_rate
+from distillery.core.errors import RejectRateError
+from distillery.core.quarantine import Quarantine, StageCounter, apply_checks, check_reject_rate
 
 
 def test_apply_checks_quarantines_with_first_reason_and_counts(tmp_path):

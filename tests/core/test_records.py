@@ -2,7 +2,7 @@
 
 import pytest
 
-from distillery.records import Record, check_roles, prompt_messages, response_text, stable_id
+from distillery.core.records import Record, check_roles, prompt_messages, response_text, stable_id
 
 
 def msgs(*roles):

@@ -9,7 +9,7 @@ import pytest
 
 from distillery.dedup.config import DedupParams
 from distillery.dedup.engine import run_dedup
-from distillery.errors import InputError
+from distillery.core.errors import InputError
 
 from .helpers import read, rec, text, write
 

@@ -7,7 +7,7 @@ import pytest
 
 from distillery.dedup.config import DedupParams
 from distillery.dedup.engine import run_dedup
-from distillery.dedup.jaccard_ref import exact_jaccard
+from distillery.testing.jaccard_ref import exact_jaccard
 
 from .helpers import edit, read, rec, text, write
 

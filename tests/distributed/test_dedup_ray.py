@@ -11,7 +11,7 @@ import pytest
 
 from distillery.dedup.cluster import components
 from distillery.distributed import run_dedup
-from distillery.params import load_params
+from distillery.core.params import load_params
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

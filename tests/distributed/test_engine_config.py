@@ -11,9 +11,9 @@ import pytest
 
 from distillery.distributed import engine_for
 from distillery.distributed.runtime import INSTALL_HINT, EngineError
-from distillery.errors import DistilleryError, ParamsError
-from distillery.llm.testserver import free_port
-from distillery.params import load_params
+from distillery.core.errors import DistilleryError, ParamsError
+from distillery.testing.testserver import free_port
+from distillery.core.params import load_params
 
 
 def test_defaults_are_local_and_stage_override_applies_only_to_that_stage():
@@ -38,9 +38,9 @@ _NO_RAY = textwrap.dedent("""
             if name == "ray" or name.startswith("ray."):
                 raise ImportError("No module named 'ray'")
     sys.meta_path.insert(0, Block())
-    from distillery.params import load_params
+    from distillery.core.params import load_params
     from distillery.distributed import run_dedup
-    from distillery.errors import DistilleryError
+    from distillery.core.errors import DistilleryError
     p = load_params(None, ["engine.engine=ray", "dedup.decontaminate.enabled=false"])
     try:
         run_dedup(p, [sys.argv[1]], sys.argv[2])
@@ -65,7 +65,7 @@ def test_local_engine_and_import_never_load_ray(tmp_path):
                                                                 {"role": "assistant", "content": "answer"}]}) + "\n"
                          for i in range(20)))
     code = ("import sys; import distillery, distillery.distributed\n"
-            "from distillery.params import load_params\n"
+            "from distillery.core.params import load_params\n"
             "from distillery.distributed import run_dedup\n"
             "p = load_params(None, ['dedup.decontaminate.enabled=false', 'dedup.workers=1'])\n"
             f"r = run_dedup(p, [{str(f)!r}], {str(tmp_path / 'o')!r})\n"

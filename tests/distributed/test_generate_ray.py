@@ -14,8 +14,8 @@ import pytest
 from distillery.distributed import make_engine, run_chat
 from distillery.distributed.generate_ray import RayEngine, gpu_path_unavailable
 from distillery.llm import ChatRequest
-from distillery.llm.testserver import TestServer
-from distillery.params import load_params
+from distillery.testing.testserver import TestServer
+from distillery.core.params import load_params
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from distillery.distributed.shards import iter_chunk_lines, list_inputs, plan_chunks
-from distillery.errors import InputError
+from distillery.core.errors import InputError
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 10_000])
 def test_every_line_once_in_order_whatever_the_range_size(tmp_path, chunk):
@@ -33,7 +33,7 @@ def test_s3_prefix_lists_and_reads_records(tmp_path, monkeypatch):
     moto = pytest.importorskip("moto.server")
     import boto3
 
-    from distillery.llm.testserver import free_port
+    from distillery.testing.testserver import free_port
 
     port = free_port()
     srv = moto.ThreadedMotoServer(ip_address="127.0.0.1", port=port)

@@ -30,7 +30,7 @@ def _prompts(data: dict) -> None:
 
 
 def default_templates() -> dict:
-    from distillery.params import root_model
+    from distillery.core.params import root_model
 
     data = root_model().model_validate({}).model_dump(mode="json", by_alias=True)
     sections = {k: data[k] for k in ("distill", "synthesize", "preferences", "score")}
@@ -40,7 +40,7 @@ def default_templates() -> dict:
 
 @pytest.fixture()
 def server():
-    from distillery.llm.testserver import TestServer
+    from distillery.testing.testserver import TestServer
 
     with TestServer(latency_ms=0) as srv:
         yield srv
@@ -50,8 +50,8 @@ def server():
 def gen_params(tmp_path, server, monkeypatch):
     """Build validated params: teachers big/small/judge on the test server (+ a dead one), a cache in
     tmp, templates from the repo, and any dotted overrides."""
-    from distillery.llm.testserver import free_port
-    from distillery.params import apply_overrides, load_params
+    from distillery.testing.testserver import free_port
+    from distillery.core.params import apply_overrides, load_params
 
     monkeypatch.setenv(KEY_ENV, "sk-test-not-a-real-key")
     monkeypatch.chdir(tmp_path)

@@ -29,7 +29,7 @@ def test_generation_chain_with_local_model(tmp_path, repo_root, run_script, smol
     from distillery.generation.scenarios import run_scenarios
     from distillery.generation.score import run_score
     from distillery.llm import Engine
-    from distillery.params import load_params
+    from distillery.core.params import load_params
 
     shutil.copytree(repo_root / "prompts", tmp_path / "prompts")
     records = [gh.sft(i, q) for i, q in enumerate(["Name a fruit.", "What is 2+2?", "Say hello in French."])]
@@ -84,7 +84,7 @@ def test_guided_local_judge_always_gives_scores_and_winners(tmp_path, repo_root,
     from distillery.generation.config import JudgeParams
     from distillery.generation.judging import Judge
     from distillery.llm import Engine
-    from distillery.params import load_params
+    from distillery.core.params import load_params
 
     monkeypatch.chdir(repo_root)  # the judge templates under prompts/
     params = load_params(None, extra={

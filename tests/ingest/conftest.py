@@ -73,14 +73,10 @@ def ingested(shipped_ingest, tmp_path_factory):
 
 @pytest.fixture()
 def ingest_inproc(repo_root, tmp_path, monkeypatch):
-    """scripts/ingest.py's click command run in-process (for cheap checks of params errors)."""
-    import importlib.util
-
+    """The ingest click command run in-process (for cheap checks of params errors)."""
     from click.testing import CliRunner
 
-    spec = importlib.util.spec_from_file_location("ingest_script", repo_root / "scripts" / "ingest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from distillery.commands import ingest as mod
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DISTILLERY_TRACKING", "0")
 

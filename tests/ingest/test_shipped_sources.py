@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from distillery.records import Record, check_roles
+from distillery.core.records import Record, check_roles
 from distillery.sources.config import SourceSpec
 from distillery.sources.ingest import ingest_source
-from distillery.text import normalize_text
+from distillery.core.text import normalize_text
 
 
 def test_default_params_ingest_all_five_sources_with_buckets(shipped_ingest):

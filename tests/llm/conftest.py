@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from distillery.llm.testserver import TestServer
-from distillery.params import load_params
+from distillery.testing.testserver import TestServer
+from distillery.core.params import load_params
 
 FAKE_KEY = "sk-test-DO-NOT-LEAK-4f1c9a7e"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from distillery.errors import ParamsError
-from distillery.params import load_params
+from distillery.core.errors import ParamsError
+from distillery.core.params import load_params
 
 
 def load(**llm):

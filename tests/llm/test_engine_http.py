@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from distillery.errors import DistilleryError, ParamsError
+from distillery.core.errors import DistilleryError, ParamsError
 from distillery.llm import ChatRequest, Engine
 
 
@@ -227,7 +227,7 @@ def test_missing_api_key_variable_names_it_only_when_used(srv, make_params, monk
 
 
 def test_server_down_is_connection_error(make_params):
-    from distillery.llm.testserver import free_port
+    from distillery.testing.testserver import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     with Engine.from_params(make_params(url, teacher={"max_retries": 1}), stage="s") as eng:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from distillery.llm import ChatRequest, Engine
-from distillery.params import load_params
+from distillery.core.params import load_params
 
 pytestmark = pytest.mark.slow
 

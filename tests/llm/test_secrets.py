@@ -10,10 +10,10 @@ from .conftest import FAKE_KEY
 
 SCRIPT = r"""
 import json, logging, sys
-from distillery.stage import setup_logging
+from distillery.core.stage import setup_logging
 from distillery.llm import Engine, ChatRequest
-from distillery.params import load_params
-from distillery.io import write_json
+from distillery.core.params import load_params
+from distillery.core.io import write_json
 setup_logging()
 logging.getLogger().setLevel(logging.DEBUG)
 for name in ("openai", "httpx2", "httpcore2", "aiohttp"):

@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from distillery.llm.testserver import SubprocessServer, free_port
+from distillery.testing.testserver import SubprocessServer, free_port
 
 
 def post(url: str, body: dict) -> tuple[int, dict, dict]:
@@ -61,10 +61,10 @@ def test_command_line_server_with_fault_rates():
 
 def test_module_entry_point_help_and_port():
     port = free_port()
-    out = subprocess.run([sys.executable, "-m", "distillery.llm.testserver", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "distillery.testing.testserver", "--help"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "--rate-429" in out.stdout and "--latency-ms" in out.stdout
-    proc = subprocess.Popen([sys.executable, "-m", "distillery.llm.testserver", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "distillery.testing.testserver", "--port", str(port),
                              "--latency-ms", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from distillery.records import stable_id
+from distillery.core.records import stable_id
 
 TEXTS = {
     "instruction": ("Give me three tips for a tidy desk.", "1. Clear it daily. 2. Use trays. 3. Keep cables tied."),

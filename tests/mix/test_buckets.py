@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from distillery.errors import ParamsError
+from distillery.core.errors import ParamsError
 from distillery.mix.buckets import BucketAssigner
 from distillery.mix.config import BucketsParams
-from distillery.params import load_params
+from distillery.core.params import load_params
 
 
 def rec(q, a, **kw):

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from distillery.errors import DistilleryError, ParamsError
+from distillery.core.errors import DistilleryError, ParamsError
 from distillery.mix.config import BucketsParams, MixParams
 from distillery.mix.run import run_mix
 

@@ -19,7 +19,7 @@ VENV_BIN = Path(sys.executable).parent
 
 TOY = '''
 import click
-from distillery.stage import stage_options, stage_run
+from distillery.core.stage import stage_options, stage_run
 
 @click.command()
 @stage_options

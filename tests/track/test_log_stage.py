@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from distillery.errors import DistilleryError
-from distillery.params import load_params
+from distillery.core.errors import DistilleryError
+from distillery.core.params import load_params
 from distillery.track import LAST_RUN, log_stage
 
 from .conftest import SECRET, all_bytes_under, git

@@ -3,7 +3,7 @@ order, under one parent, with nothing secret in the spool, and nothing left behi
 
 from mlflow.tracking import MlflowClient
 
-from distillery.params import load_params
+from distillery.core.params import load_params
 from distillery.track import _payload, tracking_params
 from distillery.track.spool import pending, run_flusher, spool_payload, wait_drained
 

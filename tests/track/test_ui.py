@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from distillery.params import load_params
+from distillery.core.params import load_params
 from distillery.track import LAST_RUN, log_stage
 
 VENV_BIN = Path(sys.executable).parent

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from distillery.errors import InputError
-from distillery.params import load_params
+from distillery.core.errors import InputError
+from distillery.core.params import load_params
 from distillery.train.data import (gsm8k_items, last_number, load_dpo_rows, mt_bench_examples,
                                    recommended_max_length)
 from distillery.train.pipeline import load_inputs

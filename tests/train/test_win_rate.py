@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from distillery.llm.testserver import TestServer
-from distillery.params import load_params
+from distillery.testing.testserver import TestServer
+from distillery.core.params import load_params
 from distillery.train.judge import judge_win_rate
 
 

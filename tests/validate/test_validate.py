@@ -6,7 +6,7 @@ import pytest
 
 from distillery.mix.config import BucketsParams, MixParams
 from distillery.mix.run import run_mix
-from distillery.records import DEFAULT_BUCKETS, stable_id
+from distillery.core.records import DEFAULT_BUCKETS, stable_id
 from distillery.validate.config import ValidateParams
 from distillery.validate.run import run_validate
 

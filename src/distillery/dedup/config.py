@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..params import Section
+from ..core.params import Section
 
 Key = Literal["prompt", "response", "conversation", "prompt_chosen"]
 

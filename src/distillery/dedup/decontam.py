@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .config import DecontamParams, EvalSet
 from .shingle import Batch, shingles, whole_hashes, window_hashes
 

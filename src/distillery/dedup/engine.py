@@ -24,9 +24,9 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..io import AtomicWriter, BadLine, atomic_file, iter_line_blocks, open_binary, split_lines, write_text
-from ..stage import progress
-from ..quarantine import Quarantine
+from ..core.io import AtomicWriter, BadLine, atomic_file, iter_line_blocks, open_binary, split_lines, write_text
+from ..core.stage import progress
+from ..core.quarantine import Quarantine
 from .cluster import components, exact_groups, keep_order, source_ranks
 from .config import DedupParams
 from .decontam import EvalIndex, build_index

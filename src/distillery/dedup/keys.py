@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from ..records import iter_texts, prompt_messages, response_text
-from ..text import dedup_key_text
+from ..core.records import iter_texts, prompt_messages, response_text
+from ..core.text import dedup_key_text
 from .shingle import Encoded
 
 # the ASCII characters str.split() splits on

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DistilleryError
+from ..core.errors import DistilleryError
 from ..models import MINILM_ALIAS, minilm_path
 from .cluster import components
 from .config import SemanticParams

@@ -25,7 +25,7 @@ def engine_for(params: Any, stage: str) -> EngineParams:
 def run_dedup(params: Any, inputs: Sequence[str | Path], out_dir: str | Path, *, plots_path: Path | None = None,
               stage: str = "dedup"):
     """The dedup stage on the configured engine; same outputs, metrics and kept ids on both."""
-    from ..errors import InputError
+    from ..core.errors import InputError
 
     cfg = engine_for(params, stage)
     p = params.dedup
@@ -34,7 +34,7 @@ def run_dedup(params: Any, inputs: Sequence[str | Path], out_dir: str | Path, *,
               stage=stage)
     if cfg.engine == "local":
         from ..dedup.engine import run_dedup as run_local
-        from ..io import input_files
+        from ..core.io import input_files
 
         files = input_files([str(i) for i in inputs])
         if not files:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..params import Section
+from ..core.params import Section
 
 EngineName = Literal["local", "ray"]
 

@@ -37,9 +37,9 @@ from ..dedup.decontam import EvalIndex, build_index
 from ..dedup.lsh import _pairs_in_runs
 from ..dedup.minhash import choose_banding, estimate
 from ..dedup.steps import Settings, prepare_batch, verify_pairs
-from ..errors import ParamsError
-from ..io import BadLine, atomic_file, split_lines
-from ..quarantine import Quarantine
+from ..core.errors import ParamsError
+from ..core.io import BadLine, atomic_file, split_lines
+from ..core.quarantine import Quarantine
 from .config import EngineParams
 from .shards import Chunk, plan_chunks, read_chunk
 

@@ -154,7 +154,7 @@ def run_shard(llm: Any, stage: str, gov: Any, requests: list[ChatRequest], refre
 
 def _get(ray: Any, ref: Any) -> Any:
     """ray.get, re-raising a worker's one-line DistilleryError as itself (no remote traceback)."""
-    from ..errors import DistilleryError
+    from ..core.errors import DistilleryError
 
     try:
         return ray.get(ref)
@@ -249,7 +249,7 @@ class RayEngine:
         return ray
 
     def _fan_out(self, ray: Any, gov: Any, requests: list[ChatRequest], cpus: int) -> list[ChatResult]:
-        from ..stage import progress
+        from ..core.stage import progress
 
         task = ray.remote(num_cpus=1, max_retries=self.max_task_retries, retry_exceptions=False)(run_shard)
         llm_ref = ray.put(self.llm)

@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any, Iterator
 
-from ..errors import DistilleryError
+from ..core.errors import DistilleryError
 from .config import EngineParams
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import InputError
-from ..io import input_files, split_lines
+from ..core.errors import InputError
+from ..core.io import input_files, split_lines
 
 _TAIL = 1 << 20
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..stage import progress
-from ..io import AtomicWriter, BadLine, iter_jsonl
-from ..quarantine import Quarantine
+from ..core.stage import progress
+from ..core.io import AtomicWriter, BadLine, iter_jsonl
+from ..core.quarantine import Quarantine
 from .checks import export_problem, with_system_prompt
 from .config import ExportParams
 from .formats import DPO_FILES, SFT_FILES, Skip, file_name

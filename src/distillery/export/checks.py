@@ -6,7 +6,7 @@ fails on a prompt ending with the assistant), so the export quarantines them wit
 
 from __future__ import annotations
 
-from ..records import check_roles
+from ..core.records import check_roles
 
 
 def _message_problem(m, where: str) -> str | None:

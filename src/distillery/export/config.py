@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..params import Section
+from ..core.params import Section
 
 SftFormat = Literal["messages", "sharegpt", "alpaca", "chatml_text"]
 DpoFormat = Literal["trl", "messages_pair", "prompt_pairs", "alpaca_pref"]

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import InputError
-from ..io import input_files, write_json, write_text
-from ..quarantine import Quarantine
+from ..core.errors import InputError
+from ..core.io import input_files, write_json, write_text
+from ..core.quarantine import Quarantine
 from .bundle import BundleResult, export_bundle
 from .config import ExportParams
 from .registry import axolotl_yaml, dataset_info, trl_snippet

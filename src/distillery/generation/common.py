@@ -9,9 +9,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..io import BadLine, input_files, iter_jsonl
-from ..quarantine import Quarantine, StageCounter
-from ..records import check_roles
+from ..core.io import BadLine, input_files, iter_jsonl
+from ..core.quarantine import Quarantine, StageCounter
+from ..core.records import check_roles
 from .routing import unit_hash
 from .templates import Template
 
@@ -142,7 +142,7 @@ def cost_by_teacher(engine_metrics: dict[str, Any]) -> dict[str, Any]:
 def check_stage_reject_rate(stage: str, metrics: dict[str, Any], max_rate: float, quarantine_path: Path,
                             key: str) -> None:
     """Stop with exit code 3 (after metrics were written) when the stage rejected too much."""
-    from ..quarantine import check_reject_rate
+    from ..core.quarantine import check_reject_rate
 
     c = StageCounter()
     c.records_in, c.records_out = metrics["records_in"], metrics["records_out"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from ..text import dedup_key_text
+from ..core.text import dedup_key_text
 from .routing import unit_hash
 
 
@@ -77,7 +77,7 @@ def copied_exemplar(answer: str, exemplars: list[dict], threshold: float) -> str
 
 
 def _why_not(rec: dict, max_words: int) -> str | None:
-    from ..records import prompt_messages
+    from ..core.records import prompt_messages
 
     msgs = [m for m in prompt_messages(rec) if m.get("role") != "system"]
     if len(msgs) != 1 or msgs[0].get("role") != "user":
@@ -97,10 +97,10 @@ def run_completion(params, inputs, output, engine) -> dict:
     from collections import Counter
     from pathlib import Path
 
-    from ..io import AtomicWriter
+    from ..core.io import AtomicWriter
     from ..llm import ChatRequest
-    from ..quarantine import Quarantine, StageCounter
-    from ..records import prompt_messages, stable_id
+    from ..core.quarantine import Quarantine, StageCounter
+    from ..core.records import prompt_messages, stable_id
     from .common import gen_with_seed, hash_sample, lineage_entry, read_records
     from .templates import load_template
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from ..params import Section
+from ..core.params import Section
 
 DEFAULT_TEACHER = "local-smollm2"
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import AtomicWriter, write_json
-from ..quarantine import Quarantine, StageCounter
-from ..records import prompt_messages, stable_id
+from ..core.io import AtomicWriter, write_json
+from ..core.quarantine import Quarantine, StageCounter
+from ..core.records import prompt_messages, stable_id
 from .common import gen_with_seed, hash_sample, lineage_entry, list_cost, read_records
 from .config import DistillParams
 from .routing import route, weights_for

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from ..records import response_text
+from ..core.records import response_text
 from .config import HeuristicParams, IdentityParams
 
 REFUSAL = re.compile(

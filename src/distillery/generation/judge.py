@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..records import prompt_messages, response_text
+from ..core.records import prompt_messages, response_text
 from .templates import Template
 
 _NUM = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*$")

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import AtomicWriter
-from ..quarantine import Quarantine, StageCounter
-from ..records import check_roles, stable_id
+from ..core.io import AtomicWriter
+from ..core.quarantine import Quarantine, StageCounter
+from ..core.records import check_roles, stable_id
 from .common import gen_with_seed, lineage_entry
 from .config import MultiturnParams
 from .judge import find_json_objects

@@ -11,8 +11,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import stable_id
-from ..text import dedup_key_text
+from ..core.records import stable_id
+from ..core.text import dedup_key_text
 
 
 @dataclass

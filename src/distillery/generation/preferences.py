@@ -15,9 +15,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..io import AtomicWriter
-from ..quarantine import Quarantine, StageCounter
-from ..records import prompt_messages, response_text
+from ..core.io import AtomicWriter
+from ..core.quarantine import Quarantine, StageCounter
+from ..core.records import prompt_messages, response_text
 from .common import JudgeStats, read_records
 from .config import PreferencesParams
 from .heuristics import find_identity_leak, identity_leak_pattern, record_teacher

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import AtomicWriter
-from ..quarantine import Quarantine, StageCounter
-from ..records import stable_id
+from ..core.io import AtomicWriter
+from ..core.quarantine import Quarantine, StageCounter
+from ..core.records import stable_id
 from .common import gen_with_seed, lineage_entry, summary
 from .config import ScenariosParams
 from .judge import JudgeCall, parse_scores, run_with_retries

@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..io import AtomicWriter
-from ..quarantine import Quarantine, StageCounter
+from ..core.io import AtomicWriter
+from ..core.quarantine import Quarantine, StageCounter
 from .common import JudgeStats, read_records
 from .config import ScoreParams
 from .heuristics import HeuristicScorer, generated_by, record_teacher

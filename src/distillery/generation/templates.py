@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from ..errors import ParamsError
+from ..core.errors import ParamsError
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
                           trim_blocks=True, lstrip_blocks=True, autoescape=False)

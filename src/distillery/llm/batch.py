@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..io import dumps, write_text
+from ..core.io import dumps, write_text
 from .config import TeacherParams
 from .outcome import CallError, Outcome
 from .provider_openai import classify, outcome_from_body, request_body

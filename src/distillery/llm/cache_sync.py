@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from ..errors import DistilleryError, ParamsError
+from ..core.errors import DistilleryError, ParamsError
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def pull(cache_path: Path, t: Target) -> str:
 
 
 def _settings(params_path: str | None, overrides: tuple[str, ...]) -> tuple[Path, Any]:
-    from ..params import load_params
+    from ..core.params import load_params
 
     params = load_params(params_path, overrides)
     cache = getattr(params.llm, "cache_path", None) or DEFAULT_CACHE_PATH
@@ -187,7 +187,7 @@ def _settings(params_path: str | None, overrides: tuple[str, ...]) -> tuple[Path
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a params value.")
 def main(action, remote_name, repo_root, params_path, overrides):
     """Push or pull the LLM response cache through the DVC remote (merging, never overwriting)."""
-    from ..stage import one_line_errors
+    from ..core.stage import one_line_errors
 
     @one_line_errors
     def _run():

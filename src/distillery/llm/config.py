@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..params import Section
+from ..core.params import Section
 
 DEFAULT_CACHE_PATH = Path("data/llm_cache/responses.sqlite")
 DEFAULT_TEACHER = "local-smollm2"
@@ -142,7 +142,7 @@ class LLMParams(Section):
         return self
 
     def teacher(self, name: str) -> TeacherParams:
-        from ..errors import ParamsError
+        from ..core.errors import ParamsError
 
         if name not in self.teachers:
             raise ParamsError(f"unknown teacher {name!r} (params llm.teachers has: {', '.join(self.teachers)})")

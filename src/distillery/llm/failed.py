@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..io import write_jsonl
+from ..core.io import write_jsonl
 from .secrets import redact
 from .types import ChatRequest, ChatResult
 

@@ -17,7 +17,7 @@ class Progress:
         self._last = 0.0
         self.bar = None
         if enabled and os.environ.get("DISTILLERY_PROGRESS", "1") != "0" and total:
-            from ..stage import progress
+            from ..core.stage import progress
 
             self.bar = progress(total=total, desc=f"llm {desc}", unit="req")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DistilleryError
+from ..core.errors import DistilleryError
 
 _SECRETS: set[str] = set()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..records import prompt_messages, response_text
+from ..core.records import prompt_messages, response_text
 from .config import BucketRule, BucketsParams
 
 UNRESOLVED = None

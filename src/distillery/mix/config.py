@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..params import Section
-from ..records import DEFAULT_BUCKETS
+from ..core.params import Section
+from ..core.records import DEFAULT_BUCKETS
 
 
 def _valid_regexes(patterns: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DistilleryError
+from ..core.errors import DistilleryError
 from ..models import resolve_model_path
 from .config import EmbeddingParams
 

@@ -16,11 +16,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import DistilleryError, ParamsError
-from ..io import AtomicWriter, BadLine, input_files, iter_jsonl, write_json
-from ..quarantine import Quarantine, StageCounter, check_reject_rate
-from ..records import check_roles
-from ..stage import progress
+from ..core.errors import DistilleryError, ParamsError
+from ..core.io import AtomicWriter, BadLine, input_files, iter_jsonl, write_json
+from ..core.quarantine import Quarantine, StageCounter, check_reject_rate
+from ..core.records import check_roles
+from ..core.stage import progress
 from .buckets import BucketAssigner, record_texts
 from .config import BucketsParams, MixParams, PhaseParams
 from .sample import PhasePlan, plan_phase, pool_ids, select, shuffle_order

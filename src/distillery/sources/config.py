@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..params import ExistingPath, Section
+from ..core.params import ExistingPath, Section
 
 Adapter = Literal["auto", "alpaca", "openai_messages", "sharegpt", "oasst_tree", "hh", "prompt_chosen_rejected",
                   "gsm8k", "self_instruct", "mapping", "record"]

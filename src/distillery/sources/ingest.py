@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..stage import progress
-from ..io import AtomicWriter, BadLine
-from ..quarantine import Quarantine, StageCounter, check_reject_rate
-from ..records import stable_id
+from ..core.errors import InputError
+from ..core.stage import progress
+from ..core.io import AtomicWriter, BadLine
+from ..core.quarantine import Quarantine, StageCounter, check_reject_rate
+from ..core.records import stable_id
 from .adapters import ADAPTERS, Ctx, Draft, RowError
 from .config import IngestDefaults, SourceSpec
 from .normalize import Normalizer

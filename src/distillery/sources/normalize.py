@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from ..records import check_roles
-from ..text import normalize_text
+from ..core.records import check_roles
+from ..core.text import normalize_text
 from .adapters import Draft
 from .config import NormalizeParams
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import InputError
-from ..io import BadLine, iter_jsonl
+from ..core.errors import InputError
+from ..core.io import BadLine, iter_jsonl
 
 SUFFIXES = {".jsonl.gz": "jsonl.gz", ".json.gz": "json", ".jsonl": "jsonl", ".json": "json",
             ".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet"}

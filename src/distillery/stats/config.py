@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from ..params import Section
+from ..core.params import Section
 
 
 class StatsParams(Section):

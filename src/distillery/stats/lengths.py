@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import DistilleryError
+from ..core.errors import DistilleryError
 from ..models import load_tokenizer
 
 

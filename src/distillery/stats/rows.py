@@ -14,7 +14,7 @@ from typing import Iterator
 
 import xxhash
 
-from ..io import BadLine, iter_jsonl
+from ..core.io import BadLine, iter_jsonl
 
 
 @dataclass

@@ -12,10 +12,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..io import AtomicWriter, BadLine, input_files, write_json
-from ..quarantine import Quarantine, StageCounter
-from ..stage import progress
+from ..core.errors import InputError
+from ..core.io import AtomicWriter, BadLine, input_files, write_json
+from ..core.quarantine import Quarantine, StageCounter
+from ..core.stage import progress
 from .config import StatsParams
 from .lengths import TemplateLengths
 from .rows import BucketLookup, Row, iter_rows

@@ -21,7 +21,7 @@ LAST_RUN: dict[str, str] = {}
 
 
 def tracking_params(params_root: Any):
-    from ..params import get_section
+    from ..core.params import get_section
     from .config import TrackingParams
 
     try:
@@ -58,7 +58,7 @@ def log_stage(metrics_name: str, params: dict[str, Any], metrics: dict[str, Any]
         return log_payload(payload)
     except Exception as e:  # tracking must not break a pipeline unless asked to
         if tp.strict:
-            from ..errors import DistilleryError
+            from ..core.errors import DistilleryError
 
             raise DistilleryError(f"tracking: {metrics_name}: {type(e).__name__}: {e} (tracking.strict is true)") from e
         log.warning("tracking: %s not logged to MLflow: %s: %s", metrics_name, type(e).__name__,

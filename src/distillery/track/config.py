@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..params import Section
+from ..core.params import Section
 
 DEFAULT_SECRET_KEY_PARTS = ["secret", "password", "passwd", "pwd", "token", "apikey", "api_key", "access_key",
                             "private_key", "secret_key", "session_key", "credential", "credentials",

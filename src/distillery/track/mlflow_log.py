@@ -23,7 +23,7 @@ log = logging.getLogger("distillery.track")
 
 TAG_GROUP = "distillery.run_group"
 TAG_KIND = "distillery.kind"
-TAG_STAGE = "distillery.stage"
+TAG_STAGE = "distillery.core.stage"
 TAG_PARENT = "mlflow.parentRunId"
 # MLflow 3's UI opens an experiment on its GenAI (traces) view unless told it holds training-style runs
 TAG_KIND_EXPERIMENT = "mlflow.experimentKind"

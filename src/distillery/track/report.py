@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..io import write_text
+from ..core.io import write_text
 
 log = logging.getLogger("distillery.track")
 

@@ -34,7 +34,7 @@ def _safe(key: str) -> str:
 
 def spool_payload(root: Path, payload: dict[str, Any]) -> Path:
     """Write one stage's payload atomically; ordered by time so the flusher logs in stage order."""
-    from ..io import write_json
+    from ..core.io import write_json
 
     d = spool_root(root) / _safe(payload["group"]["key"])
     path = d / f"{time.time_ns():020d}-{_safe(payload['metrics_name'])}.json"

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import InputError
-from ..io import iter_jsonl, read_json
-from ..records import check_roles
+from ..core.errors import InputError
+from ..core.io import iter_jsonl, read_json
+from ..core.records import check_roles
 
 CALC_ANNOTATION = re.compile(r"<<[^>]*>>")
 

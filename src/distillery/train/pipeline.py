@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DistilleryError, InputError, ParamsError
-from ..io import atomic_dir, write_json, write_text
+from ..core.errors import DistilleryError, InputError, ParamsError
+from ..core.io import atomic_dir, write_json, write_text
 from .config import TrainEvalParams
 from .data import (Example, gsm8k_items, load_dpo_rows, load_mix, mt_bench_examples, recommended_max_length)
 

@@ -24,7 +24,7 @@ def pick_device(choice: str) -> str:
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda" and not torch.cuda.is_available():
-        from ..errors import ParamsError
+        from ..core.errors import ParamsError
 
         raise ParamsError("train_eval.device: cuda requested but no CUDA device is available")
     return choice
@@ -59,7 +59,7 @@ def add_lora(model, p: TrainEvalParams, seed: int):
     try:
         return get_peft_model(model, cfg)
     except ValueError as e:
-        from ..errors import ParamsError
+        from ..core.errors import ParamsError
 
         raise ParamsError(f"train_eval.lora.target_modules: {str(e).splitlines()[0][:200]}") from None
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import xxhash
 
-from ..io import BadLine, iter_jsonl
+from ..core.io import BadLine, iter_jsonl
 from ..mix.config import MixParams
 from ..mix.split import is_eval
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import DistilleryError, InputError
-from ..io import atomic_dir, read_json
+from ..core.errors import DistilleryError, InputError
+from ..core.io import atomic_dir, read_json
 from ..mix.config import MixParams
 from .config import ValidateParams
 from .flatten import MixIndex, flatten_dpo, flatten_sft, mix_records, mix_shares

@@ -48,7 +48,7 @@ class ProjectParams(Section):
 
 # section name -> "module:Class". Each module holds only pydantic models (cheap to import).
 SECTIONS: dict[str, str] = {
-    "project": "distillery.params:ProjectParams",
+    "project": "distillery.core.params:ProjectParams",
     "prepare_model": "distillery.llm.config:PrepareModelParams",
     "llm": "distillery.llm.config:LLMParams",
     "ingest": "distillery.sources.config:IngestParams",

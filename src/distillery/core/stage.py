@@ -98,7 +98,7 @@ class StageRun:
         params_logged = log_params if log_params is not None else (
             section_dict(self.params, name) if name in SECTIONS else {})
         try:
-            from .track import log_stage
+            from ..track import log_stage
         except ImportError:  # tracking is optional for standalone use
             log_stage = None
         if log_stage is not None:

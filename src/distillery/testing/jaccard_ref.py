@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .shingle import shingle_strings
+from ..dedup.shingle import shingle_strings
 
 
 def exact_jaccard(a: str, b: str, n: int = 5) -> float:

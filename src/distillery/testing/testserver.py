@@ -18,7 +18,7 @@ the first matching rule with `times` left wins; otherwise a deterministic defaul
         base_url = srv.url          # http://127.0.0.1:PORT/v1
         srv.requests()              # what it received
 
-    python -m distillery.llm.testserver --port 8765 --latency-ms 200 --rate-429 0.05 --rate-500 0.02
+    python -m distillery.testing.testserver --port 8765 --latency-ms 200 --rate-429 0.05 --rate-500 0.02
 """
 
 from __future__ import annotations
@@ -434,7 +434,7 @@ class SubprocessServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> "SubprocessServer":
-        args = [sys.executable, "-m", "distillery.llm.testserver", "--port", str(self.port),
+        args = [sys.executable, "-m", "distillery.testing.testserver", "--port", str(self.port),
                 "--config-json", json.dumps(self.cfg)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         import urllib.request
@@ -477,7 +477,7 @@ class SubprocessServer:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m distillery.llm.testserver", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m distillery.testing.testserver", description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1")
     ap.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     for name in ("429", "500", "hang", "malformed", "truncate"):

@@ -1,0 +1,66 @@
+"""dedup stage: exact dedup, decontamination against eval sets, MinHash-LSH near-dup, optional
+semantic dedup. Writes OUTPUT/{records,quarantine,clusters,contamination}.jsonl, metrics/dedup.json
+and metrics/plots/dedup_similarity.csv. See docs/dedup.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from distillery.core.quarantine import StageCounter, check_reject_rate
+from distillery.core.stage import stage_options, stage_run
+
+
+@click.command()
+@stage_options
+@click.option("--input", "inputs", multiple=True, required=True, type=click.Path(),
+              help="Record file or directory (every records.jsonl below it, sorted). Repeatable.")
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Output directory for records/quarantine/clusters/contamination JSONL.")
+@click.option("--key", type=click.Choice(["prompt", "response", "conversation", "prompt_chosen"]), default=None,
+              help="What counts as the same text (dedup.key; default conversation).")
+@click.option("--threshold", type=float, default=None,
+              help="Jaccard at or above which two records are near-duplicates (dedup.threshold; 0.8).")
+@click.option("--num-perm", type=int, default=None, help="MinHash permutations (dedup.num_perm; 128).")
+@click.option("--shingle-size", type=int, default=None, help="Word n-gram shingle size (dedup.shingle_size; 5).")
+@click.option("--bands", type=int, default=None, help="LSH bands; needs --rows (dedup.bands; default auto).")
+@click.option("--rows", type=int, default=None, help="LSH rows per band (dedup.rows; default auto).")
+@click.option("--workers", type=int, default=None, help="Worker processes, 0 = all cores (dedup.workers).")
+@click.option("--cross-source/--per-source", default=None,
+              help="Compare records across sources, or only within one source.dataset (dedup.cross_source).")
+@click.option("--decontaminate/--no-decontaminate", default=None,
+              help="Remove records overlapping the eval sets (dedup.decontaminate.enabled; on).")
+@click.option("--semantic/--no-semantic", default=None,
+              help="MiniLM paraphrase dedup after MinHash (dedup.semantic.enabled; off).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="Run on this machine's process pool or a Ray cluster (engine.stages.dedup.engine).")
+def main(params_path, overrides, inputs, output, key, threshold, num_perm, shingle_size, bands, rows, workers,
+         cross_source, decontaminate, semantic, engine):
+    """Remove exact and near-duplicate records and records that contain evaluation items."""
+    options = {"dedup.key": key, "dedup.threshold": threshold, "dedup.num_perm": num_perm,
+               "dedup.shingle_size": shingle_size, "dedup.bands": bands, "dedup.rows": rows,
+               "dedup.workers": workers, "dedup.cross_source": cross_source,
+               "dedup.decontaminate.enabled": decontaminate, "dedup.semantic.enabled": semantic,
+               "engine.stages.dedup.engine": engine}
+    with stage_run("dedup", params_path, overrides, options) as run:
+        from distillery.distributed import run_dedup
+
+        p = run.section
+        metrics_dir = Path(run.params.project.metrics_dir)
+        out = Path(output)
+        res = run_dedup(run.params, inputs, out, plots_path=metrics_dir / "plots" / "dedup_similarity.csv")
+        m = res.metrics
+        counter = StageCounter()
+        counter.records_in = m["records_in"]
+        counter.merge_rejects(m["bad_input_by_reason"])
+        max_rate = p.max_reject_rate if p.max_reject_rate is not None else run.params.project.max_reject_rate
+        run.finish(m, [out / "clusters.jsonl", out / "contamination.jsonl"])
+        check_reject_rate("dedup", counter, max_rate, out / "quarantine.jsonl", "dedup.max_reject_rate")
+        click.echo(f"dedup: {m['records_in']} in, {m['records_out']} out; exact {m['exact_duplicates']}, "
+                   f"near {m['near_duplicates']}, contaminated {m['contaminated']}, "
+                   f"semantic {m['semantic_duplicates']} ({m['wall_s']}s)", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Export stage: write the trainer-ready bundle (TRL, axolotl, LLaMA-Factory) from mixed records.
+
+    python scripts/export.py --input data/mix --output data/export
+    python scripts/export.py --input any/records.jsonl --output /tmp/bundle --no-phases
+"""
+
+from __future__ import annotations
+
+import click
+
+from distillery.export.run import QUARANTINE, run_export
+from distillery.core.quarantine import StageCounter, check_reject_rate
+from distillery.core.stage import progress, stage_options, stage_run
+
+
+@click.command()
+@stage_options
+@click.option("--input", "inputs", multiple=True, required=True, type=click.Path(),
+              help="Record file, or a directory: the mix stage's (production.jsonl -> train bundle, "
+                   "eval.jsonl -> eval/, phases/*.jsonl -> phases/<name>/) or any folder whose "
+                   "records.jsonl files all go into the train bundle. Repeatable.")
+@click.option("--output", default="data/export", show_default=True, type=click.Path(file_okay=False),
+              help="Bundle folder: sft/, dpo/, eval/, phases/, configs/, dataset_info.json, provenance.json, "
+                   "quarantine.jsonl.")
+@click.option("--eval/--no-eval", "with_eval", default=None,
+              help="Export the held-out eval.jsonl into eval/ (export.eval, default on).")
+@click.option("--phases/--no-phases", default=None,
+              help="Export each curriculum phase file into phases/<name>/ (export.phases, default on).")
+@click.option("--system-prompt", default=None,
+              help="System prompt to inject (export.system_prompt; where, see --system-prompt-mode; empty: none).")
+@click.option("--system-prompt-mode", type=click.Choice(["if_missing", "override"]), default=None,
+              help="Inject only where a record has no system message, or replace all (export.system_prompt_mode).")
+@click.option("--no-id", "no_id", is_flag=True, default=None,
+              help="Drop the `id` string column from every row (export.keep_id=false).")
+@click.option("--max-reject-rate", type=float, default=None,
+              help="Fail when more records are rejected (export.max_reject_rate; default project.max_reject_rate).")
+def main(params_path, overrides, inputs, output, with_eval, phases, system_prompt, system_prompt_mode, no_id,
+         max_reject_rate):
+    """Write SFT files (messages, ShareGPT, Alpaca, ChatML text) and DPO files (TRL, axolotl
+    chat_template.default, prompt pairs, Alpaca preference), LLaMA-Factory's dataset_info.json,
+    copy-paste configs, and metrics/export.json. Unexportable records go to quarantine.jsonl."""
+    options = {"export.eval": with_eval, "export.phases": phases, "export.system_prompt": system_prompt,
+               "export.system_prompt_mode": system_prompt_mode, "export.keep_id": False if no_id else None,
+               "export.max_reject_rate": max_reject_rate}
+    with stage_run("export", params_path, overrides, options) as run:
+        p = run.section
+        with progress(desc="export") as bar:
+            metrics = run_export(list(inputs), output, p, max_line_bytes=run.params.project.max_line_bytes,
+                                 tick=bar.update)
+        run.finish(metrics, artifacts=[f"{output}/dataset_info.json", f"{output}/provenance.json"])
+        counter = StageCounter()
+        counter.records_in, counter.records_out = metrics["records_in"], metrics["records_out"]
+        counter.merge_rejects(metrics["rejects_by_reason"])
+        rate = p.max_reject_rate if p.max_reject_rate is not None else run.params.project.max_reject_rate
+        check_reject_rate("export", counter, rate, f"{output}/{QUARANTINE}", key="export.max_reject_rate")
+        click.echo(f"export: {metrics['records_out']}/{metrics['records_in']} records -> {output} "
+                   f"(rejected {metrics['rejected']})", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Mix stage: bucket records, hold out an eval split, sample the production mix and curriculum phases.
+
+    python scripts/mix.py --input data/dedup --output data/mix
+    python scripts/mix.py --input any/records.jsonl --output /tmp/mix --eval-fraction 0.1 --size 500
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from distillery.mix.run import run_mix
+from distillery.core.params import get_section
+from distillery.core.stage import stage_options, stage_run
+
+
+@click.command()
+@stage_options
+@click.option("--input", "inputs", multiple=True, required=True, type=click.Path(),
+              help="Record file, or a directory whose records.jsonl files (sorted) are mixed. Repeatable.")
+@click.option("--output", default="data/mix", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for production.jsonl, eval.jsonl, phases/<phase>.jsonl, composition.json, "
+                   "quarantine.jsonl.")
+@click.option("--eval-fraction", type=float, default=None,
+              help="Share of record ids held out for eval, by id hash (mix.eval_fraction).")
+@click.option("--size", type=int, default=None, help="Records in the production mix (mix.production.size).")
+@click.option("--strict/--no-strict", default=None,
+              help="Fail when a bucket cannot reach its target count (mix.strict); default: report it.")
+@click.option("--embeddings/--no-embeddings", default=None,
+              help="Classify records no rule matched with the MiniLM nearest-centroid model "
+                   "(buckets.embedding.enabled).")
+@click.option("--plots-dir", type=click.Path(file_okay=False), default=None,
+              help="Where mix_composition.json (dvc plots data) goes; default <project.metrics_dir>/plots.")
+def main(params_path, overrides, inputs, output, eval_fraction, size, strict, embeddings, plots_dir):
+    """Give every record a bucket (existing field, source default, rules, optional embeddings, default),
+    label red-team records for safety, split off eval ids, and sample the production mix and every
+    phase of the manifest in params (mix.*). Writes metrics/mix.json with target vs realised shares."""
+    options = {"mix.eval_fraction": eval_fraction, "mix.strict": strict, "buckets.embedding.enabled": embeddings}
+    with stage_run("mix", params_path, overrides, options) as run:
+        if size is not None:
+            run.section.production.size = size
+        proj = run.params.project
+        metrics = run_mix(list(inputs), output, get_section(run.params, "buckets"), run.section, run.seed,
+                          proj.max_line_bytes, proj.max_reject_rate,
+                          Path(plots_dir) if plots_dir else Path(proj.metrics_dir) / "plots")
+        run.finish(metrics, artifacts=[f"{output}/composition.json"])
+        click.echo(f"mix: {metrics['records_in']} records in, {metrics['production_records']} in production, "
+                   f"{metrics['eval_records']} held out for eval -> {output}", err=True)
+
+
+if __name__ == "__main__":
+    main()
