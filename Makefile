@@ -54,8 +54,15 @@ bench-llm: $(STAMP)
 bench-scale: $(STAMP)
 	$(PY) benchmarks/bench_scale.py
 
+# One self-contained page (Vega scripts inlined from src/distillery/track/vendor): opens offline.
 plots: $(STAMP)
-	$(VENV)/bin/dvc plots show -o reports/plots
+	$(PY) -m distillery.track.plots_page show -o reports/plots
+	@echo "open reports/plots/index.html"
+
+# Plots of the workspace against REV (default HEAD~1); e.g. make plots-diff REV=main
+.PHONY: plots-diff
+plots-diff: $(STAMP)
+	$(PY) -m distillery.track.plots_page diff $${REV:-HEAD~1} -o reports/plots
 	@echo "open reports/plots/index.html"
 
 ui: $(STAMP)
