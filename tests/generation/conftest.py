@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
 KEY_ENV = "DISTILLERY_GEN_TEST_KEY"
 
 
@@ -20,22 +19,13 @@ def _teacher(url: str, model: str, price_in: float = 1.0, price_out: float = 2.0
             "gen": {"temperature": 0.0, "max_tokens": 400}}
 
 
-def _prompts(data: dict) -> None:
-    """Point every template key at the repo's prompts/ (tests run in tmp dirs)."""
-    for key, val in list(data.items()):
-        if isinstance(val, dict):
-            _prompts(val)
-        elif isinstance(val, str) and val.startswith("prompts/"):
-            data[key] = str(REPO / val)
-
-
 def default_templates() -> dict:
+    """The generation sections' defaults; their `prompts/...` templates come from the package data
+    (tests run in tmp dirs with no prompts/ folder of their own)."""
     from distillery.core.params import root_model
 
     data = root_model().model_validate({}).model_dump(mode="json", by_alias=True)
-    sections = {k: data[k] for k in ("distill", "synthesize", "preferences", "score")}
-    _prompts(sections)
-    return sections
+    return {k: data[k] for k in ("distill", "synthesize", "preferences", "score")}
 
 
 @pytest.fixture()

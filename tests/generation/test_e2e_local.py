@@ -2,7 +2,6 @@
 in dvc.yaml, on a tiny sample. Output quality is low (135M); the mechanics are what is checked."""
 
 import json
-import shutil
 
 import pytest
 
@@ -22,7 +21,7 @@ TINY = [
 
 
 @pytest.mark.slow
-def test_generation_chain_with_local_model(tmp_path, repo_root, run_script, smollm2_path, gh, monkeypatch):
+def test_generation_chain_with_local_model(tmp_path, run_script, smollm2_path, gh, monkeypatch):
     from distillery.generation.completion import run_completion
     from distillery.generation.multiturn import run_multiturn
     from distillery.generation.preferences import run_preferences
@@ -31,7 +30,6 @@ def test_generation_chain_with_local_model(tmp_path, repo_root, run_script, smol
     from distillery.llm import Engine
     from distillery.core.params import load_params
 
-    shutil.copytree(repo_root / "prompts", tmp_path / "prompts")
     records = [gh.sft(i, q) for i, q in enumerate(["Name a fruit.", "What is 2+2?", "Say hello in French."])]
     gh.write_records(tmp_path / "data" / "ingest" / "t" / "records.jsonl", records)
     (tmp_path / "params.yaml").write_text("project: {seed: 42}\n")
@@ -78,7 +76,7 @@ def test_generation_chain_with_local_model(tmp_path, repo_root, run_script, smol
 
 
 @pytest.mark.slow
-def test_guided_local_judge_always_gives_scores_and_winners(tmp_path, repo_root, smollm2_path, monkeypatch):
+def test_guided_local_judge_always_gives_scores_and_winners(tmp_path, smollm2_path, monkeypatch):
     """`score.judge.guided`: the offline 135M judge, which rarely writes valid rubric JSON by itself,
     returns scores for every dimension and a winner for both pairwise orders on every call."""
     from distillery.generation.config import JudgeParams
@@ -86,7 +84,7 @@ def test_guided_local_judge_always_gives_scores_and_winners(tmp_path, repo_root,
     from distillery.llm import Engine
     from distillery.core.params import load_params
 
-    monkeypatch.chdir(repo_root)  # the judge templates under prompts/
+    monkeypatch.chdir(tmp_path)  # any folder: the judge templates are package data
     params = load_params(None, extra={
         "llm.teachers": [{"name": "local", "provider": "local", "model": str(smollm2_path), "batch_size": 4}],
         "llm.default_teacher": "local", "llm.cache_path": str(tmp_path / "c.sqlite"), "llm.progress": False})
