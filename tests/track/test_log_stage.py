@@ -52,6 +52,9 @@ def test_stages_of_one_group_share_a_parent_run(project, monkeypatch):
     assert score.metrics["rejects.too_long"] == 15 and score.metrics["judge.overall.mean"] == 7.4
     assert score.metrics["cost.gpt.cost_usd"] == pytest.approx(0.0123) and "note" not in score.metrics
     assert parent.data.metrics["score.records_out"] == 100 and parent.data.metrics["dedup.records_in"] == 100
+    # the parent gets each stage's headline (top-level numbers) only, never nested breakdowns
+    assert {k for k in parent.data.metrics if k.startswith("score.")} == {"score.records_in", "score.records_out",
+                                                                         "score.dedup_rate"}
     arts = [f.path for f in client.list_artifacts(a)]
     assert arts == ["report.html"]
     assert parent.info.status == "FINISHED" and runs["score"].info.status == "FINISHED"
@@ -71,13 +74,17 @@ def test_no_secret_value_reaches_the_store_or_artifacts(project, monkeypatch):
     assert b"fine" in store                       # the clean artifact was uploaded, the leaky one skipped
 
 
-def test_standalone_runs_get_their_own_parent(project):
+def test_standalone_stages_are_top_level_runs(project):
     params = load_params(None)
-    log_stage("mix", {}, {"n": 1}, [], params)
-    first = LAST_RUN["parent_run_id"]
-    assert _client(project).get_run(first).data.tags["distillery.kind"] == "standalone"
-    log_stage("export", {}, {"n": 2}, [], params)
-    assert LAST_RUN["parent_run_id"] == first     # same process = same standalone group
+    first = log_stage("mix", {}, {"n": 1}, [], params)
+    assert LAST_RUN["parent_run_id"] == first     # the top-level run is the run itself
+    second = log_stage("export", {}, {"n": 2}, [], params)
+    client = _client(project)
+    runs = client.search_runs([client.get_experiment_by_name("distillery").experiment_id])
+    assert {r.info.run_id for r in runs} == {first, second}   # no parent run was created
+    for r in runs:
+        assert "mlflow.parentRunId" not in r.data.tags
+        assert r.data.tags["distillery.standalone"] == "true" and r.data.tags["distillery.kind"] == "standalone"
 
 
 def test_env_tracking_uri_wins_over_params(project, monkeypatch, tmp_path, empty_store):

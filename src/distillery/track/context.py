@@ -2,12 +2,14 @@
 
 The run group is what makes all stages of one `dvc repro` / `dvc exp run` children of ONE parent
 run: each stage is a separate process, so they agree on a key derived from the invoking dvc
-process (pid + start time, unique per boot). DISTILLERY_RUN_GROUP overrides it; a standalone
-script run (no dvc ancestor) is its own group.
+process (pid + start time, unique per boot). DISTILLERY_RUN_GROUP overrides it. A script run by
+hand (no dvc ancestor, no DISTILLERY_RUN_GROUP) is kind "standalone": logged as a top-level run with
+no parent, so it can never land under the parent of an earlier `dvc repro`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -125,7 +127,8 @@ def git_info(root: Path) -> dict[str, str]:
 
 
 def dvc_lock_hashes(root: Path) -> dict[str, str]:
-    """{"dvc.out.<path>": md5} for every output recorded in dvc.lock (what `dvc repro` has locked)."""
+    """{"dvc.out.<path>": md5} for every output recorded in dvc.lock (what `dvc repro` has locked).
+    For reports only: MLflow's output tags come from `output_hashes` (what a run itself wrote)."""
     lock = root / "dvc.lock"
     if not lock.is_file():
         return {}
@@ -139,6 +142,33 @@ def dvc_lock_hashes(root: Path) -> dict[str, str]:
             digest = o.get("md5") or o.get("hash") or o.get("etag")
             if o.get("path") and digest:
                 out[f"dvc.out.{o['path']}"] = str(digest)
+    return out
+
+
+def output_hashes(root: Path, outputs: list[Path]) -> dict[str, str]:
+    """{"dvc.out.<path>": value} for the outputs a stage run wrote, computed in the stage process
+    (dvc.lock is written only after the stage exits). <path>: relative to the project root, absolute
+    outside it (a relative output is taken from the cwd, like artifacts). value: for a file its md5
+    hex digest (what DVC 3 records as `md5` in dvc.lock); for a folder `dirstat:<md5 of the sorted
+    "relpath<TAB>size<TAB>mtime_ns" lines of its files>`, cheap (no file is read) and stable while
+    the folder is unchanged, but NOT DVC's `.dir` hash. A missing output is left out."""
+    out: dict[str, str] = {}
+    for o in outputs:
+        p = Path(o).resolve()
+        if p.is_file():
+            digest = hashlib.md5()
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            value = digest.hexdigest()
+        elif p.is_dir():
+            stats = ((f.relative_to(p).as_posix(), f.stat()) for f in p.rglob("*") if f.is_file())
+            lines = "".join(sorted(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n" for rel, st in stats))
+            value = "dirstat:" + hashlib.md5(lines.encode()).hexdigest()
+        else:
+            continue
+        rel = p.relative_to(root.resolve()).as_posix() if p.is_relative_to(root.resolve()) else str(p)
+        out[f"dvc.out.{rel}"] = value
     return out
 
 

@@ -1,4 +1,5 @@
-"""MLflow writes: one parent run per run group, one child run per stage.
+"""MLflow writes: one parent run per run group, one child run per stage (a standalone stage: one
+top-level run). Run times are the stage's own (given, not "now"), so deferred logging keeps them true.
 
 Uses MlflowClient with an explicit tracking URI (no global fluent state), so a stage process never
 leaves an "active run" behind and tests can point each call at their own store.
@@ -25,6 +26,8 @@ TAG_GROUP = "distillery.run_group"
 TAG_KIND = "distillery.kind"
 TAG_STAGE = "distillery.core.stage"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_STANDALONE = "distillery.standalone"
+TAG_ERROR = "distillery.error"          # on a failed run; on the parent: distillery.error.<stage>
 # MLflow 3's UI opens an experiment on its GenAI (traces) view unless told it holds training-style runs
 TAG_KIND_EXPERIMENT = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
@@ -87,8 +90,9 @@ class Tracker:
                 raise
             return exp.experiment_id
 
-    def parent_run(self, group: RunGroup, tags: dict[str, str], first_stage: str = "") -> str:
-        """The parent run of this group, created on first use."""
+    def parent_run(self, group: RunGroup, tags: dict[str, str], first_stage: str = "",
+                   start_ms: int | None = None) -> str:
+        """The parent run of this group, created on first use (starting when its first stage started)."""
         with _group_lock(self.uri):
             found = self.client.search_runs(
                 [self.experiment_id], filter_string=f"tags.`{TAG_GROUP}` = '{group.key}'", max_results=1)
@@ -98,23 +102,26 @@ class Tracker:
                                                                           f"{first_stage} (standalone)")
             short = tags.get("git.commit", "")[:8]
             run = self.client.create_run(
-                self.experiment_id, run_name=f"{name} @ {short}" if short else name,
+                self.experiment_id, run_name=f"{name} @ {short}" if short else name, start_time=start_ms,
                 tags={TAG_GROUP: group.key, TAG_KIND: group.kind, "distillery.command": group.command,
                       "mlflow.user": _user(), **tags})
             return run.info.run_id
 
-    def child_run(self, parent_id: str, stage: str, tags: dict[str, str]) -> str:
+    def child_run(self, parent_id: str | None, stage: str, tags: dict[str, str], start_ms: int | None = None,
+                  run_name: str | None = None) -> str:
+        """The stage's run: a child of parent_id, or top-level when parent_id is None (standalone)."""
+        link = {TAG_PARENT: parent_id} if parent_id else {}
         run = self.client.create_run(
-            self.experiment_id, run_name=stage,
-            tags={TAG_PARENT: parent_id, TAG_STAGE: stage, "mlflow.source.name": os.path.basename(sys.argv[0]),
+            self.experiment_id, run_name=run_name or stage, start_time=start_ms,
+            tags={**link, TAG_STAGE: stage, "mlflow.source.name": os.path.basename(sys.argv[0]),
                   "mlflow.source.type": "LOCAL", **tags})
         return run.info.run_id
 
     def log(self, run_id: str, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
-            tags: dict[str, str] | None = None) -> None:
+            tags: dict[str, str] | None = None, timestamp_ms: int | None = None) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
-        now = int(time.time() * 1000)
+        now = timestamp_ms or int(time.time() * 1000)
         for batch in _chunks([Param(k, v) for k, v in sorted((params or {}).items())], 100):
             self.client.log_batch(run_id, params=batch)
         for batch in _chunks([Metric(k, v, now, 0) for k, v in sorted((metrics or {}).items())], 1000):
@@ -144,8 +151,23 @@ class Tracker:
                 logged.append(str(f))
         return logged
 
-    def finish(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status)
+    def finish(self, run_id: str, status: str = "FINISHED", end_ms: int | None = None) -> None:
+        self.client.set_terminated(run_id, status, end_time=end_ms)
+
+    def finish_parent(self, parent_id: str, stage: str, status: str, error: str | None, end_ms: int) -> None:
+        """The parent is FAILED while the latest run of any of its stages did not finish (one
+        `distillery.error.<stage>` tag each; a later successful run of that stage clears it), and it
+        ends when its last stage ended."""
+        key = sanitize_key(f"{TAG_ERROR}.{stage}")
+        with _group_lock(self.uri):
+            run = self.client.get_run(parent_id)
+            failing = {k for k in run.data.tags if k.startswith(TAG_ERROR + ".")} - {key}
+            if status != "FINISHED":
+                self.client.set_tag(parent_id, key, error or status)
+                failing.add(key)
+            elif key in run.data.tags:
+                self.client.delete_tag(parent_id, key)
+            self.finish(parent_id, "FAILED" if failing else "FINISHED", max(run.info.end_time or 0, end_ms))
 
 
 def _user() -> str:
