@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..core.params import Section
+from ..core.params import KeyProblem, Section
 
 Key = Literal["prompt", "response", "conversation", "prompt_chosen"]
 
@@ -52,6 +52,13 @@ class DecontamParams(Section):
                                   description="near-duplicate hit: share of an eval item's word `near_ngram`-grams "
                                               "found in the record (containment) at or above this")
     sets: list[EvalSet] = Field(default_factory=_default_eval_sets)
+
+    @model_validator(mode="after")
+    def _short_items(self) -> "DecontamParams":
+        """min_ngram is the fallback for items shorter than ngram, so it cannot exceed it."""
+        if self.min_ngram > self.ngram:
+            raise KeyProblem("min_ngram", f"{self.min_ngram} is above ngram ({self.ngram})")
+        return self
 
 
 class SemanticParams(Section):

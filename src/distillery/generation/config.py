@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from ..core.params import Section
+from ..core.params import BucketName, Section, TeacherName
 
 DEFAULT_TEACHER = "local-smollm2"
 
@@ -51,25 +51,25 @@ class PilotParams(Section):
     """Per-teacher comparison on the same pilot prompts (seed 000 compared models on 100 examples)."""
 
     size: int = Field(4, ge=0, description="pilot prompts (0 disables the comparison)")
-    teachers: list[str] = Field(default_factory=list, description="default: every teacher in distill.teachers")
+    teachers: list[TeacherName] = Field(default_factory=list, description="default: every teacher in distill.teachers")
     judge: bool = True
 
 
 class DistillParams(Section):
     template: str = "prompts/distill/user.j2"
     system_template: str | None = "prompts/distill/system.j2"
-    teachers: dict[str, float] = Field(default_factory=lambda: {DEFAULT_TEACHER: 1.0},
-                                       description="teacher name (llm.teachers) -> routing weight")
-    bucket_teachers: dict[str, dict[str, float]] = Field(default_factory=dict,
-                                                         description="bucket -> its own teacher weights")
+    teachers: dict[TeacherName, float] = Field(default_factory=lambda: {DEFAULT_TEACHER: 1.0},
+                                               description="teacher name (llm.teachers) -> routing weight")
+    bucket_teachers: dict[BucketName, dict[TeacherName, float]] = Field(
+        default_factory=dict, description="bucket -> its own teacher weights")
     responses_per_prompt: int = Field(1, ge=1, description=">1: that many distinct teachers per prompt")
     samples_per_teacher: int = Field(1, ge=1, description="answers per routed teacher, each with its own "
                                      "sampling seed (best-of-n; feeds preferences with one teacher)")
-    failover: list[str] = Field(default_factory=list, description="teachers tried in order after a failure")
+    failover: list[TeacherName] = Field(default_factory=list, description="teachers tried in order after a failure")
     max_consecutive_failures: int = Field(5, ge=1, description="a teacher failing this often in a row is "
                                           "taken out of routing for the rest of the run")
     sample: int = Field(12, ge=0, description="prompts taken from the input (0 = all)")
-    buckets: list[str] = Field(default_factory=list, description="only prompts of these buckets (empty = all)")
+    buckets: list[BucketName] = Field(default_factory=list, description="only prompts of these buckets (empty = all)")
     max_prompt_words: int = Field(300, gt=0, description="longer prompts are skipped (prompt_too_long)")
     keep_truncated: bool = False
     batch_size: int = Field(16, gt=0)
@@ -99,8 +99,8 @@ DEFAULT_FLOWS = {
 
 
 class MultiturnParams(Section):
-    teacher: str = DEFAULT_TEACHER
-    user_teacher: str | None = Field(None, description="the user simulator (default: teacher)")
+    teacher: TeacherName = DEFAULT_TEACHER
+    user_teacher: TeacherName | None = Field(None, description="the user simulator (default: teacher)")
     conversations: int = Field(3, ge=0)
     min_turns: int = Field(2, ge=1)
     max_turns: int = Field(3, ge=1)
@@ -110,7 +110,7 @@ class MultiturnParams(Section):
         "fine-tuning a small language model on a custom dataset",
         "preparing and cleaning an instruction dataset",
         "evaluating a model after training"])
-    bucket: str = "instruction"
+    bucket: BucketName = "instruction"
     user_template: str = "prompts/multiturn/user_sim.j2"
     assistant_system_template: str = "prompts/multiturn/assistant_system.j2"
     min_words: int = Field(1, ge=0, description="per turn")
@@ -124,9 +124,7 @@ class MultiturnParams(Section):
     max_reject_rate: float = Field(1.0, ge=0, le=1)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "MultiturnParams":
-        if self.min_turns > self.max_turns:
-            raise ValueError("min_turns must be <= max_turns")
+    def _not_empty(self) -> "MultiturnParams":
         if not self.personas or not self.flows:
             raise ValueError("personas and flows must not be empty")
         return self
@@ -145,7 +143,7 @@ DEFAULT_TRAITS = {
 
 class TraitCheckParams(Section):
     enabled: bool = True
-    teacher: str | None = Field(None, description="default: score.judge.teachers")
+    teacher: TeacherName | None = Field(None, description="default: score.judge.teachers")
     template: str = "prompts/scenarios/trait_judge.j2"
     min_score: float = Field(6.0, ge=1, le=10, description="a trait scored below this is missing")
     on_parse_failure: str = Field("keep", pattern="^(keep|quarantine)$")
@@ -153,10 +151,10 @@ class TraitCheckParams(Section):
 
 
 class ScenariosParams(Section):
-    teacher: str = DEFAULT_TEACHER
-    bucket: str = "analytical"
-    idea_teacher: str | None = None
-    document_teacher: str | None = None
+    teacher: TeacherName = DEFAULT_TEACHER
+    bucket: BucketName = "analytical"
+    idea_teacher: TeacherName | None = None
+    document_teacher: TeacherName | None = None
     categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     ideas_per_category: int = Field(1, ge=1)
     doc_types: list[str] = Field(default_factory=lambda: ["memo", "email", "report"])
@@ -192,7 +190,7 @@ DEFAULT_EXEMPLARS = [
 
 
 class CompletionParams(Section):
-    teacher: str = DEFAULT_TEACHER
+    teacher: TeacherName = DEFAULT_TEACHER
     template: str = "prompts/completion/fewshot.j2"
     exemplars: list[Exemplar] = Field(default_factory=lambda: [Exemplar(**e) for e in DEFAULT_EXEMPLARS])
     shots: int = Field(4, ge=1, description="exemplars per prompt, rotated from the pool")
@@ -228,8 +226,8 @@ DEFAULT_DIMENSIONS = {
 class JudgeParams(Section):
     """The LLM judge: a rubric of named dimensions scored 1-10 plus overall (seed 001)."""
 
-    teachers: list[str] = Field(default_factory=lambda: [DEFAULT_TEACHER],
-                                description="first one that is not the record's teacher judges it")
+    teachers: list[TeacherName] = Field(default_factory=lambda: [DEFAULT_TEACHER],
+                                        description="first one that is not the record's teacher judges it")
     allow_self_judge: bool = Field(False, description="let a teacher judge its own answers")
     dimensions: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_DIMENSIONS))
     template: str = "prompts/judge/pointwise.j2"
@@ -256,7 +254,7 @@ class JudgeParams(Section):
 
 class RequiredPattern(Section):
     pattern: str
-    buckets: list[str] = Field(default_factory=list, description="empty = every bucket")
+    buckets: list[BucketName] = Field(default_factory=list, description="empty = every bucket")
     stages: list[str] = Field(default_factory=list, description="only records generated by these stages")
 
 
@@ -266,7 +264,7 @@ class HeuristicParams(Section):
     max_repeated_trigram_ratio: float = Field(0.5, gt=0, le=1, description="share of word trigrams that repeat")
     reject_truncated: bool = True
     reject_refusals: bool = True
-    refusal_exempt_buckets: list[str] = Field(default_factory=lambda: ["red_team"])
+    refusal_exempt_buckets: list[BucketName] = Field(default_factory=lambda: ["red_team"])
     reject_ai_disclaimer: bool = True
     check_code_fences: bool = True
     required: list[RequiredPattern] = Field(default_factory=list)
@@ -293,6 +291,6 @@ class DpoToSftParams(Section):
 class PreferencesParams(Section):
     mode: str = Field("judge", pattern="^(judge|pairwise|teacher_rank)$")
     min_margin: float = Field(1.0, ge=0, description="judge-score (or win) gap needed; smaller = tie, dropped")
-    teacher_rank: list[str] = Field(default_factory=list, description="strongest first (mode teacher_rank)")
+    teacher_rank: list[TeacherName] = Field(default_factory=list, description="strongest first (mode teacher_rank)")
     dpo_to_sft: DpoToSftParams = Field(default_factory=DpoToSftParams)
     max_reject_rate: float = Field(1.0, ge=0, le=1)

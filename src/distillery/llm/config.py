@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..core.params import Section
+from ..core.params import KeyProblem, Section
 
 DEFAULT_CACHE_PATH = Path("data/llm_cache/responses.sqlite")
 DEFAULT_TEACHER = "local-smollm2"
@@ -89,6 +89,8 @@ class TeacherParams(Section):
             raise ValueError(f"teacher {self.name!r}: batch mode is for provider openai")
         if self.api_key_env and not self.api_key_env.replace("_", "").isalnum():
             raise ValueError(f"teacher {self.name!r}: api_key_env must be the NAME of an env var")
+        if self.backoff_base_s > self.backoff_max_s:
+            raise KeyProblem("backoff_base_s", f"{self.backoff_base_s} is above backoff_max_s ({self.backoff_max_s})")
         return self
 
 

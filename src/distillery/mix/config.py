@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..core.params import Section
+from ..core.params import BucketName, KeyProblem, Section
 from ..core.records import DEFAULT_BUCKETS
 
 
@@ -136,8 +136,8 @@ class BucketsParams(Section):
         used += [(f"refine[{i}]", b) for i, b in enumerate(self.refine)]
         for where, b in used:
             if b not in names:
-                raise ValueError(f"{where}: unknown bucket {b!r} (known: {', '.join(sorted(names))}; "
-                                 f"add new ones to buckets.extra)")
+                raise KeyProblem(where, f"unknown bucket {b!r} (known: {', '.join(sorted(names))}; "
+                                        f"add new ones to buckets.extra)")
         return self
 
 
@@ -152,7 +152,7 @@ class BucketPolicy(Section):
 class PhaseParams(Section):
     """One sampled mix: target bucket weights (normalised) and a size in records."""
 
-    weights: dict[str, float] = Field(min_length=1)
+    weights: dict[BucketName, float] = Field(min_length=1)
     size: int = Field(gt=0)
     description: str = ""
 
@@ -184,7 +184,7 @@ class MixParams(Section):
 
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="share of ids held out (by id hash)")
     eval_salt: str = Field("distillery-eval", description="changing it re-draws the eval split")
-    buckets: dict[str, BucketPolicy] = Field(default_factory=dict, description="per-bucket cap/upsampling")
+    buckets: dict[BucketName, BucketPolicy] = Field(default_factory=dict, description="per-bucket cap/upsampling")
     production: PhaseParams = Field(default_factory=lambda: PhaseParams(size=1500, weights={
         "instruction": 0.25, "tool_use": 0.15, "code": 0.20, "cot_math": 0.15, "analytical": 0.10,
         "creative": 0.07, "factual": 0.03, "red_team": 0.05}))

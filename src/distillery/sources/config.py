@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..core.params import ExistingPath, Section
+from ..core.params import BucketName, ExistingPath, KeyProblem, Section
 
 Adapter = Literal["auto", "alpaca", "openai_messages", "sharegpt", "oasst_tree", "hh", "prompt_chosen_rejected",
                   "gsm8k", "self_instruct", "mapping", "record"]
@@ -47,6 +47,14 @@ class NormalizeParams(Section):
         description="Alpaca `input` values treated as empty")
     max_record_chars: int = Field(200_000, gt=0, description="records with more text are quarantined")
 
+    @model_validator(mode="after")
+    def _turn_fits_record(self) -> "NormalizeParams":
+        """A turn is part of its record: a turn minimum above the record maximum rejects everything."""
+        for lo in ("min_turn_chars", "min_alnum_chars"):
+            if getattr(self, lo) > self.max_record_chars:
+                raise KeyProblem(lo, f"{getattr(self, lo)} is above max_record_chars ({self.max_record_chars})")
+        return self
+
 
 class IngestDefaults(NormalizeParams):
     max_reject_rate: float | None = Field(
@@ -64,7 +72,7 @@ class SourceSpec(Section):
     dataset: str | None = Field(None, description="source.dataset (default: the source name)")
     revision: str = Field("", description="upstream commit / version recorded in source.revision")
     sha256: str | None = Field(None, description="expected sha256 of the file; a mismatch stops the stage")
-    bucket: str | None = None
+    bucket: BucketName | None = None
     labels: dict[str, Any] = Field(default_factory=dict)
     license: str = ""
     limit: int | None = Field(None, gt=0, description="read only the first N input rows")

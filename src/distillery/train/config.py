@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ..core.params import Section
+from ..core.params import Section, TeacherName
 
 SEED_000_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -43,7 +43,7 @@ class EvalSetParams(Section):
 class JudgeParams(Section):
     """Pairwise win rate of tuned vs base, judged by a teacher in both orders (off when teacher is empty)."""
 
-    teacher: str = Field("", description="teacher name from llm.teachers; empty = no win rate")
+    teacher: TeacherName = Field("", description="teacher name from llm.teachers; empty = no win rate")
     prompts: int = Field(16, ge=1, description="held-out prompts answered by both models")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from ..core.params import Section
 
@@ -26,11 +26,4 @@ class ValidateParams(Section):
         "that were not short), and allowed shortfall below min(target, available), as a fraction of the phase"))
     check_mix: bool = Field(True, description="run the mix suite when --mix is given")
     examples: int = Field(5, gt=0, description="failing examples (row, id) named per failed expectation")
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "ValidateParams":
-        if self.score_min > self.score_max:
-            raise ValueError("score_min must be <= score_max")
-        if self.min_chars > self.max_chars:
-            raise ValueError("min_chars must be <= max_chars")
-        return self
+    # score_min <= score_max and min_chars <= max_chars: checked by Section for every min/max pair
