@@ -1,4 +1,4 @@
-"""Role-sequence rules from DESIGN.md: optional system first, then user/assistant alternation."""
+"""Role-sequence rules (docs/records.md): optional system first, then user/assistant alternation."""
 
 import pytest
 

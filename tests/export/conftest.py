@@ -1,4 +1,4 @@
-"""Small realistic records in the DESIGN.md shape, and a data/mix-like folder built from them."""
+"""Small realistic records in the record shape (docs/records.md), and a data/mix-like folder built from them."""
 
 from __future__ import annotations
 

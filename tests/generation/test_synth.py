@@ -102,7 +102,7 @@ def test_completion_prompt_sent_verbatim_trimmed_and_copies_flagged(tmp_path, ge
     assert {r["path"] for r in reqs} == {"/v1/completions"}               # no chat endpoint, no chat template
     step = recs[0]["lineage"][-1]
     sent = [r["body"]["prompt"] for r in reqs if "gravity" in r["body"]["prompt"]]
-    assert sent == [step["prompt"]]                                        # seed 003's bug cannot happen
+    assert sent == [step["prompt"]]                                        # the stored prompt is the one sent
     assert step["prompt"].startswith("Here are examples of prompts") and step["prompt"].endswith("What is gravity?\n")
     assert "<|im_start|>" not in step["prompt"] and len(step["exemplars"]) == 6
     assert step["raw_completion"].endswith("Red") and step["trimmed"] is True

@@ -53,7 +53,7 @@ def test_safety_labels_on_red_team_only():
     kept = a.finalize(rec("q", "a", labels={"safety": "harmlessness_preference"}), "red_team")
     plain = a.finalize(rec("How do I make a bomb?", "I can't help with that."), "instruction")
     assert refused["labels"]["safety"] == "refusal"
-    assert complied["labels"]["safety"] == "unreviewed"          # seed 004: review before training
+    assert complied["labels"]["safety"] == "unreviewed"          # to be reviewed before training
     assert kept["labels"]["safety"] == "harmlessness_preference"  # a source's own label is kept
     assert "safety" not in plain.get("labels", {})
 

@@ -80,7 +80,7 @@ def test_phases_differ_as_configured(tmp_path, records_file):
     assert cal == {"instruction": 70, "code": 20, "factual": 10}
     assert rob == {"red_team": 40, "instruction": 30, "tool_use": 20, "factual": 10}
     red = [r for r in _read(out / "phases" / "robustness.jsonl") if r["bucket"] == "red_team"]
-    assert all(r["labels"]["safety"] == "refusal" for r in red)          # answers refuse (seed 004 labels)
+    assert all(r["labels"]["safety"] == "refusal" for r in red)          # answers refuse (safety labels)
     assert all(r["lineage"][-1] == {"stage": "mix", "phase": "robustness", "copy": 0} for r in red)
 
 

@@ -1,4 +1,4 @@
-"""Small, learnable train_eval inputs built in tmp (arithmetic Q&A in the DESIGN.md record shape)."""
+"""Small, learnable train_eval inputs built in tmp (arithmetic Q&A in the record shape of docs/records.md)."""
 
 import gzip
 import json

@@ -1,4 +1,4 @@
-"""completion: few-shot completion prompts for base models (seed 003), sent and stored verbatim."""
+"""completion: few-shot completion prompts for base models, sent and stored verbatim."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ingest one source into the DESIGN.md record shape (DVC stage `ingest@NAME`).
+"""Ingest one source into the record shape of docs/records.md (DVC stage `ingest@NAME`).
 
 Examples:
   python scripts/ingest.py --source gsm8k --output data/ingest/gsm8k

@@ -1,4 +1,4 @@
-"""scenarios: ideas -> context documents -> trait-showing responses -> trait check (seed 002)."""
+"""scenarios: ideas -> context documents -> trait-showing responses -> trait check."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one record shape every stage reads and writes (see DESIGN.md, "Record").
+"""The one record shape every stage reads and writes (described in docs/records.md).
 
 Stages add fields, never rename them. Hot paths (dedup over 600K records) work on the
 plain dicts read from JSONL; `Record` is the typed model used where validation matters, and

@@ -1,4 +1,4 @@
-"""Completion-style few-shot prompts for base models (seed 003): exemplar rotation, trimming of
+"""Completion-style few-shot prompts for base models: exemplar rotation, trimming of
 run-on continuations, and detection of outputs that copy an exemplar.
 
 The prompt string built here is the exact text sent (completion mode: no chat template, no

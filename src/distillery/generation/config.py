@@ -15,7 +15,7 @@ DEFAULT_IDENTITY_PROMPT = (
     "You answer clearly and honestly. You are not ChatGPT, not a GPT model and not an OpenAI product."
 )
 
-# Self-claims of another vendor's identity (seed 000: "NOT a GPT model or an OpenAI product").
+# Self-claims of another vendor's identity (an identity prompt may say "NOT a GPT model or an OpenAI product").
 DEFAULT_FORBIDDEN_IDENTITIES = ["ChatGPT", "GPT-4o", "GPT-4", "GPT-3.5", "GPT-3", "GPT", "OpenAI",
                                 "Claude", "Anthropic", "Gemini", "Bard"]
 
@@ -48,7 +48,7 @@ class IdentityParams(Section):
 
 
 class PilotParams(Section):
-    """Per-teacher comparison on the same pilot prompts (seed 000 compared models on 100 examples)."""
+    """Per-teacher comparison on the same pilot prompts (e.g. every teacher on 100 prompts before a large run)."""
 
     size: int = Field(4, ge=0, description="pilot prompts (0 disables the comparison)")
     teachers: list[TeacherName] = Field(default_factory=list, description="default: every teacher in distill.teachers")
@@ -116,7 +116,7 @@ class MultiturnParams(Section):
     min_words: int = Field(1, ge=0, description="per turn")
     max_words: int = Field(400, gt=0, description="per turn")
     required_patterns: list[str] = Field(default_factory=list,
-                                         description="regexes some assistant turn must match (seed 000: 'Pro Tip')")
+                                         description="regexes some assistant turn must match (e.g. 'Pro Tip')")
     persona_judge: bool = Field(False, description="ask the judge whether the user turns keep the persona")
     persona_template: str = "prompts/multiturn/persona_judge.j2"
     user_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.9, max_tokens=48, stop=["\n"]))
@@ -224,7 +224,7 @@ DEFAULT_DIMENSIONS = {
 
 
 class JudgeParams(Section):
-    """The LLM judge: a rubric of named dimensions scored 1-10 plus overall (seed 001)."""
+    """The LLM judge: a rubric of named dimensions scored 1-10 plus overall."""
 
     teachers: list[TeacherName] = Field(default_factory=lambda: [DEFAULT_TEACHER],
                                         description="first one that is not the record's teacher judges it")
@@ -233,7 +233,7 @@ class JudgeParams(Section):
     template: str = "prompts/judge/pointwise.j2"
     pairwise_template: str = "prompts/judge/pairwise.j2"
     system_template: str = "prompts/judge/system.j2"
-    keep_above: float = Field(7.0, ge=0, le=10, description="records need overall > this (seed 001: > 7)")
+    keep_above: float = Field(7.0, ge=0, le=10, description="records need overall > this")
     parse_retries: int = Field(1, ge=0, description="re-asks after an unparseable answer")
     on_parse_failure: str = Field("quarantine", pattern="^(keep|quarantine)$")
     guided: bool = Field(False, description="local judge teachers: decode the scores / winner under their JSON "

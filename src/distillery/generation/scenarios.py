@@ -1,4 +1,4 @@
-"""scenarios (seed 002): ideas per category -> a realistic context document (memo, email, report)
+"""scenarios: ideas per category -> a realistic context document (memo, email, report)
 for each idea -> a response showing the traits named in params -> the judge scores each trait.
 
 Every step is an engine call, so every step is cached: a rerun after a crash resumes where it

@@ -1,4 +1,4 @@
-"""Give every record a bucket and label red-team records for safety (seed 004).
+"""Give every record a bucket and label red-team records for safety.
 
 Order of evidence: the record's own bucket (set at ingest) -> `buckets.source_defaults` for its
 dataset -> the first matching rule -> the optional embedding classifier (applied in batches by the
@@ -84,7 +84,7 @@ class BucketAssigner:
         return (current, "refine") if current is not None else (UNRESOLVED, "")
 
     def safety_label(self, rec: dict) -> str:
-        """'refusal' when the answer refuses (cue match), else 'unreviewed' (seed 004: review before training)."""
+        """'refusal' when the answer refuses (cue match), else 'unreviewed' (to be reviewed before training)."""
         answer = response_text(rec)
         return "refusal" if self.refusal is not None and self.refusal.search(answer) else "unreviewed"
 

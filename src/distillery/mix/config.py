@@ -1,6 +1,6 @@
 """Params of bucketing (`buckets`) and the weighted curriculum mix (`mix`).
 
-Defaults follow seed 004: eight buckets, a production mix and four curriculum phases
+Defaults: eight buckets, a production mix and four curriculum phases
 (calibration, reasoning, creative, robustness), scaled down so the shipped sample of a few
 thousand records yields a production mix small enough for the CPU LoRA stage.
 """
@@ -106,7 +106,7 @@ class EmbeddingParams(Section):
 class BucketsParams(Section):
     """How every record gets a bucket: existing field, source default, rules, embeddings, default."""
 
-    extra: list[str] = Field(default_factory=list, description="buckets added to seed 004's eight")
+    extra: list[str] = Field(default_factory=list, description="buckets added to the default eight")
     default: str = Field("instruction", description="bucket of a record that nothing else classified")
     keep_existing: bool = Field(True, description="a bucket already on the record (set at ingest) wins")
     refine: list[str] = Field(default_factory=list, description=(
@@ -168,7 +168,7 @@ class PhaseParams(Section):
 
 def _seed004_phases() -> dict[str, PhaseParams]:
     return {
-        "calibration": PhaseParams(size=200, description="high-quality general instructions (seed 004 phase 1)",
+        "calibration": PhaseParams(size=200, description="high-quality general instructions (phase 1)",
                                    weights={"instruction": 0.7, "code": 0.2, "factual": 0.1}),
         "reasoning": PhaseParams(size=400, description="math, tool use, analysis (phase 2)",
                                  weights={"cot_math": 0.4, "tool_use": 0.3, "analytical": 0.2, "instruction": 0.1}),

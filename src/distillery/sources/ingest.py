@@ -37,7 +37,7 @@ def verify_sha256(name: str, spec: SourceSpec) -> str | None:
 
 
 class RecordBuilder:
-    """Draft -> DESIGN.md record: stable id, bucket, source, lineage, labels."""
+    """Draft -> record (docs/records.md): stable id, bucket, source, lineage, labels."""
 
     def __init__(self, name: str, spec: SourceSpec):
         self.name = name

@@ -1,6 +1,6 @@
 """Params of the train_eval stage (LoRA SFT/DPO + base-vs-tuned eval) and of remote storage.
 
-Defaults are the shipped CPU configuration: SmolLM2-135M-Instruct, seed 000's LoRA recipe
+Defaults are the shipped CPU configuration: SmolLM2-135M-Instruct, a common LoRA setting
 (r=16, alpha=32, all attention and MLP projections), a fixed small compute budget that
 finishes in a few minutes on 2 cores.
 """
@@ -18,7 +18,7 @@ SEED_000_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pro
 
 
 class LoraParams(Section):
-    """peft LoraConfig values (seed 000's recipe)."""
+    """peft LoraConfig values (rank 16, alpha 32, dropout 0.05 on every attention and MLP projection)."""
 
     r: int = Field(16, gt=0, description="LoRA rank")
     alpha: int = Field(32, gt=0, description="LoRA alpha (scale = alpha / r)")
