@@ -21,7 +21,9 @@ from pathlib import Path
 os.environ.setdefault("DISTILLERY_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from distillery.llm import ChatRequest, Engine  # noqa: E402
+from distillery.llm import ChatRequest  # noqa: E402
+
+from distillery.llm.engine import Engine
 from distillery.testing.testserver import SubprocessServer  # noqa: E402
 from distillery.core.params import load_params  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Scale benchmark (`make bench-scale`): the dedup corpus on the local engine vs Ray (a local cluster).
 
-Runs `distillery.distributed.run_dedup` in a subprocess per engine (same corpus, same params),
+Runs `distillery.distributed.dedup.run_dedup` in a subprocess per engine (same corpus, same params),
 samples the RSS of the whole process tree (driver + pool workers, or driver + raylet + Ray workers;
 Ray's object store lives in /dev/shm and is counted where workers map it), checks that both kept the
 same ids, and writes a side-by-side table with per-stage timings and the machine load to
@@ -29,7 +29,7 @@ STAGES = ("prepare_s", "exact_s", "lsh_s", "verify_s", "cluster_s", "write_s")
 
 
 def _child(engine: str, corpus: str, out: str, cpus: int, chunk_mb: float) -> None:
-    from distillery.distributed import run_dedup
+    from distillery.distributed.dedup import run_dedup
     from distillery.core.params import load_params
 
     p = load_params(None, ["dedup.decontaminate.enabled=false", f"engine.engine={engine}",

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from distillery.core.errors import RejectRateError
-from distillery.core.quarantine import Quarantine, StageCounter, apply_checks, check_reject_rate
+from distillery.core.quarantine import Gate, Quarantine, StageCounter, apply_checks
 
 
 def test_apply_checks_quarantines_with_first_reason_and_counts(tmp_path):
@@ -13,8 +13,9 @@ def test_apply_checks_quarantines_with_first_reason_and_counts(tmp_path):
     checks = [lambda r: "odd" if r["n"] % 2 else None, lambda r: "big" if r["n"] > 6 else None]
     counter = StageCounter()
     qpath = tmp_path / "q.jsonl"
-    with Quarantine(qpath, "test") as q:
+    with Quarantine(qpath, "test", counter) as q:
         kept = list(apply_checks(recs, checks, q, counter))
+    assert q.counts is counter.rejects, "one count: the quarantine counts into the stage's counter"
     assert [r["n"] for r in kept] == [0, 2, 4, 6]
     rows = [json.loads(x) for x in qpath.read_text().splitlines()]
     assert [(r["reason"], r["record"]["n"]) for r in rows] == [
@@ -30,8 +31,8 @@ def test_reject_rate_over_threshold_stops_with_one_line(tmp_path):
     c.rejects.update({"empty_turn": 7, "role_order": 3})
     with pytest.raises(RejectRateError, match=r"ingest: reject rate 10.0% \(10/100\) exceeds ingest.max_reject_rate=5.0%"
                                               r"; top reasons: empty_turn=7, role_order=3"):
-        check_reject_rate("ingest", c, 0.05, tmp_path / "q.jsonl")
-    check_reject_rate("ingest", c, 0.2, tmp_path / "q.jsonl")
+        Gate(0.05, "ingest.max_reject_rate").check("ingest", c, tmp_path / "q.jsonl")
+    Gate(0.2, "ingest.max_reject_rate").check("ingest", c, tmp_path / "q.jsonl")
 
 
 def test_reject_json_keeps_the_record_exactly_as_read(tmp_path):

@@ -2,6 +2,8 @@
 
 import json
 
+from distillery.core.io import read_stage_metrics
+
 import pytest
 
 from .helpers import edit, read, rec, text, write
@@ -24,11 +26,11 @@ def test_runs_outside_dvc_on_any_file(run_script, tmp_path):
                    cwd=tmp_path, env={"DISTILLERY_TRACKING": "0"})
     assert r.returncode == 0, r.stderr
     assert len(read(tmp_path / "out/records.jsonl")) == 20
-    m = json.loads((tmp_path / "metrics/dedup.json").read_text())
+    m = read_stage_metrics(tmp_path / "out/metrics.json")
     assert (m["records_in"], m["records_out"], m["exact_duplicates"], m["near_duplicates"]) == (22, 20, 1, 1)
     for k in ("clusters", "largest_cluster", "contaminated", "wall_s", "timings_s"):
         assert k in m
-    assert (tmp_path / "metrics/plots/dedup_similarity.csv").exists()
+    assert (tmp_path / "out/plots/dedup_similarity.csv").exists()
     assert "dedup: 22 in, 20 out" in r.stderr
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from distillery.dedup.cluster import components
-from distillery.distributed import run_dedup
+from distillery.distributed.dedup import run_dedup
 from distillery.core.params import load_params
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -39,7 +39,7 @@ _NO_RAY = textwrap.dedent("""
                 raise ImportError("No module named 'ray'")
     sys.meta_path.insert(0, Block())
     from distillery.core.params import load_params
-    from distillery.distributed import run_dedup
+    from distillery.distributed.dedup import run_dedup
     from distillery.core.errors import DistilleryError
     p = load_params(None, ["engine.engine=ray", "dedup.decontaminate.enabled=false"])
     try:
@@ -51,7 +51,7 @@ _NO_RAY = textwrap.dedent("""
 
 def test_engine_ray_without_ray_installed_says_how_to_install(tmp_path):
     f = tmp_path / "records.jsonl"
-    f.write_text('{"id": "a", "messages": [{"role": "user", "content": "hi there"}]}\n')
+    f.write_text('{"id": "a", "kind": "sft", "source": {"dataset": "t"}, "messages": [{"role": "user", "content": "hi there"}]}\n')
     out = subprocess.run([sys.executable, "-c", _NO_RAY, str(f), str(tmp_path / "out")], capture_output=True,
                          text=True, timeout=120)
     msg = json.loads(out.stdout.strip().splitlines()[-1])["msg"]
@@ -61,15 +61,16 @@ def test_engine_ray_without_ray_installed_says_how_to_install(tmp_path):
 
 def test_local_engine_and_import_never_load_ray(tmp_path):
     f = tmp_path / "records.jsonl"
-    f.write_text("".join(json.dumps({"id": f"r{i}", "messages": [{"role": "user", "content": f"question {i} " * 8},
-                                                                {"role": "assistant", "content": "answer"}]}) + "\n"
+    f.write_text("".join(json.dumps({"id": f"r{i}", "kind": "sft", "source": {"dataset": "t"},
+                                     "messages": [{"role": "user", "content": f"question {i} " * 8},
+                                                  {"role": "assistant", "content": "answer"}]}) + "\n"
                          for i in range(20)))
     code = ("import sys; import distillery, distillery.distributed\n"
             "from distillery.core.params import load_params\n"
-            "from distillery.distributed import run_dedup\n"
+            "from distillery.distributed.dedup import run_dedup\n"
             "p = load_params(None, ['dedup.decontaminate.enabled=false', 'dedup.workers=1'])\n"
             f"r = run_dedup(p, [{str(f)!r}], {str(tmp_path / 'o')!r})\n"
-            "from distillery.distributed import make_engine\n"
+            "from distillery.distributed.generate import make_engine\n"
             f"p2 = load_params(None, ['llm.cache_path={tmp_path / 'c.sqlite'}', 'engine.stages={{distill: {{engine: ray}}}}'])\n"
             "e1 = make_engine(p2, 'score'); e2 = make_engine(p2, 'distill', dry_run=True)\n"
             "print(r.metrics['records_out'], type(e1).__name__, type(e2).__name__, 'ray' in sys.modules)")

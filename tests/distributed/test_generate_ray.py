@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from distillery.distributed import make_engine, run_chat
+from distillery.distributed.generate import make_engine, run_chat
 from distillery.distributed.generate_ray import RayEngine, gpu_path_unavailable
 from distillery.llm import ChatRequest
 from distillery.testing.testserver import TestServer

@@ -98,7 +98,7 @@ def test_repro_builds_the_export_bundle_offline(project):
 
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-    stages = {r.data.tags.get("distillery.core.stage") for r in runs}
+    stages = {r.data.tags.get("distillery.stage") for r in runs}
     assert {"dedup", "mix", "export"} <= stages
 
 

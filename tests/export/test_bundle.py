@@ -136,11 +136,11 @@ def test_bad_records_are_quarantined_and_counted(tmp_path):
     m = export([src], out)
     assert m["records_in"] == 10 and m["records_out"] == 4 and m["rejected"] == 6
     assert m["rejects_by_reason"] == {"chosen_equals_rejected": 1, "malformed_json": 1,
-                                      "message_content_not_string": 1, "prompt_must_end_with_user": 1,
-                                      "role_order": 1, "unknown_role": 1}
+                                      "wrong_type": 1, "prompt_must_end_with_user": 1,
+                                      "role_order": 1, "bad_role": 1}
     q = rows(out / "quarantine.jsonl")
-    assert [e["reason"] for e in q] == ["role_order", "unknown_role", "chosen_equals_rejected",
-                                        "message_content_not_string", "prompt_must_end_with_user", "malformed_json"]
+    assert [e["reason"] for e in q] == ["role_order", "bad_role", "chosen_equals_rejected",
+                                        "wrong_type", "prompt_must_end_with_user", "malformed_json"]
     assert all(e["file"] == str(src) and e["bundle"] == "train" and e["line"] >= 5 for e in q)
     assert q[0]["record"]["id"] == "bad-order" and q[-1]["raw"].startswith("{not json")
     exported = {r["id"] for rel in ("sft/messages.jsonl", "dpo/trl.jsonl") for r in rows(out / rel)}

@@ -97,10 +97,10 @@ def test_card_script_writes_readme(mix_dir, tmp_path, run_script, monkeypatch):
     params.write_text("ingest:\n  sources:\n    tiny:\n      path: %s\n      adapter: gsm8k\n      license: MIT\n"
                       "      revision: v1\nexport:\n  card:\n    title: Tiny export\n    license: CC-BY-4.0\n" % raw)
     r = run_script("export", "--params", params, "--input", mix_dir, "--output", export_dir,
-                   "--set", f"project.metrics_dir={metrics_dir}", cwd=tmp_path)
+                   "--metrics", metrics_dir / "export.json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = export_dir / "README.md"
-    r = run_script("card", "--params", params, "--export", export_dir, "--metrics", metrics_dir, "--mix", mix_dir,
+    r = run_script("card", "--params", params, "--export", export_dir, "--metrics-dir", metrics_dir, "--mix", mix_dir,
                    "--output", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     text = out.read_text()
@@ -108,6 +108,6 @@ def test_card_script_writes_readme(mix_dir, tmp_path, run_script, monkeypatch):
     assert "| tiny | tiny | 0 | MIT | v1 | gsm8k |" in text
     assert "| export | 18 | 18 | 0 | - |" in text and "| dedup | not run |" in text
     first = out.read_bytes()
-    r = run_script("card", "--params", params, "--export", export_dir, "--metrics", metrics_dir, "--mix", mix_dir,
+    r = run_script("card", "--params", params, "--export", export_dir, "--metrics-dir", metrics_dir, "--mix", mix_dir,
                    "--output", out, cwd=tmp_path)
     assert r.returncode == 0 and out.read_bytes() == first

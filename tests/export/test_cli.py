@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from distillery.core.io import read_stage_metrics
+
 import pytest
 
 from .conftest import bad_records, good_records, write_lines
@@ -41,13 +43,13 @@ def test_bad_param_is_one_line(tmp_path, run_script):
 
 def test_reject_rate_over_threshold_fails_with_reason(tmp_path, run_script):
     src = write_lines(tmp_path / "in.jsonl", good_records() + bad_records())
-    args = ["--input", src, "--output", tmp_path / "out", "--set", f"project.metrics_dir={tmp_path / 'm'}"]
+    args = ["--input", src, "--output", tmp_path / "out", "--metrics", tmp_path / "m" / "export.json"]
     r = run_script("export", *args, cwd=tmp_path)
     assert r.returncode == 3 and "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert "export: reject rate 60.0% (6/10) exceeds export.max_reject_rate=5.0%" in last
+    assert "export: reject rate 60.0% (6/10) exceeds project.max_reject_rate=5.0%" in last
     assert str(tmp_path / "out" / "quarantine.jsonl") in last
-    m = json.loads((tmp_path / "m" / "export.json").read_text())
+    m = read_stage_metrics(tmp_path / "m" / "export.json")
     assert m["rejected"] == 6 and m["rejects_by_reason"]["malformed_json"] == 1
     r = run_script("export", *args, "--max-reject-rate", "0.7", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -58,9 +60,9 @@ def test_huge_record_is_quarantined_not_crashing(tmp_path, run_script):
     big["messages"][1]["content"] = "x" * (5 * 1024 * 1024)
     src = write_lines(tmp_path / "in.jsonl", good_records() * 10 + [big])
     r = run_script("export", "--input", src, "--output", tmp_path / "out", "--set",
-                   f"project.metrics_dir={tmp_path / 'm'}", cwd=tmp_path)
+                   f"project.max_reject_rate=0.05", "--metrics", tmp_path / "m" / "export.json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    m = json.loads((tmp_path / "m" / "export.json").read_text())
+    m = read_stage_metrics(tmp_path / "m" / "export.json")
     assert m["rejects_by_reason"] == {"record_too_large": 1} and m["records_out"] == 40
     q = [json.loads(x) for x in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
     assert q[0]["reason"] == "record_too_large" and q[0]["line"] == 41

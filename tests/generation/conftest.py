@@ -73,7 +73,7 @@ def gen_params(tmp_path, server, monkeypatch):
 
 @pytest.fixture()
 def engine_for():
-    from distillery.llm import Engine
+    from distillery.llm.engine import Engine
 
     made = []
 

@@ -74,13 +74,14 @@ def test_truncated_answers_are_quarantined(tmp_path, server, gen_params, engine_
 
 def test_script_stops_with_one_line_for_an_unknown_teacher(tmp_path, run_script, gh):
     gh.write_records(tmp_path / "in" / "records.jsonl", [gh.sft(1, "Hi")])
-    args = ("distill", "--input", "in", "--output", "out", "--set", "distill.teachers={nope: 1.0}")
+    args = ("distill", "--input", "in", "--output", "out")
     r = run_script(*args, "--set", "distill.template=prompts/distill/nope.j2", cwd=tmp_path,
                    env={"DISTILLERY_TRACKING": "0"})
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(
         "error: distill.template: template not found: prompts/distill/nope.j2 (not in ")
-    # the default templates come from the package, so the run gets as far as the teacher check
-    r = run_script(*args, cwd=tmp_path, env={"DISTILLERY_TRACKING": "0"})
+    # an unknown teacher is caught when params load, naming the key, before any model or template work
+    r = run_script(*args, "--set", "distill.teachers={nope: 1.0}", cwd=tmp_path, env={"DISTILLERY_TRACKING": "0"})
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1].startswith("error: unknown teacher 'nope'")
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "error: params.yaml: distill.teachers.nope: 'nope' is not defined in llm.teachers")
     assert "Traceback" not in r.stderr

@@ -3,6 +3,8 @@ in dvc.yaml, on a tiny sample. Output quality is low (135M); the mechanics are w
 
 import json
 
+from distillery.core.io import read_stage_metrics
+
 import pytest
 
 TINY = [
@@ -27,7 +29,7 @@ def test_generation_chain_with_local_model(tmp_path, run_script, smollm2_path, g
     from distillery.generation.preferences import run_preferences
     from distillery.generation.scenarios import run_scenarios
     from distillery.generation.score import run_score
-    from distillery.llm import Engine
+    from distillery.llm.engine import Engine
     from distillery.core.params import load_params
 
     records = [gh.sft(i, q) for i, q in enumerate(["Name a fruit.", "What is 2+2?", "Say hello in French."])]
@@ -36,14 +38,15 @@ def test_generation_chain_with_local_model(tmp_path, run_script, smollm2_path, g
     sets = [a for s in TINY for a in ("--set", s)]
     env = {"OMP_NUM_THREADS": "1", "DISTILLERY_TRACKING": "0"}
     # distill through its script, exactly as dvc.yaml runs it
-    distill_cmd = ("distill", "--input", "data/ingest", "--output", "data/distill", *sets)
+    distill_cmd = ("distill", "--input", "data/ingest", "--output", "data/distill", "--metrics", "metrics/distill.json",
+                   *sets)
     r = run_script(*distill_cmd, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     # the other stages in-process (one model load), on the same params and cache
     monkeypatch.chdir(tmp_path)
     params = load_params(tmp_path / "params.yaml", TINY)
     d = tmp_path / "data"
-    metrics = {"distill": json.loads((tmp_path / "metrics" / "distill.json").read_text())}
+    metrics = {"distill": read_stage_metrics(tmp_path / "metrics" / "distill.json")}
     for name, fn in [("completion", lambda e: run_completion(params, [d / "ingest"], d / "synth" / "completion", e)),
                      ("multiturn", lambda e: run_multiturn(params, d / "synth" / "multiturn", e)),
                      ("scenarios", lambda e: run_scenarios(params, d / "synth" / "scenarios", e)),
@@ -72,7 +75,7 @@ def test_generation_chain_with_local_model(tmp_path, run_script, smollm2_path, g
     before = (d / "distill" / "records.jsonl").read_bytes()
     r = run_script(*distill_cmd, cwd=tmp_path, env=env)
     assert r.returncode == 0 and (d / "distill" / "records.jsonl").read_bytes() == before
-    assert json.loads((tmp_path / "metrics" / "distill.json").read_text())["cost"]["local-smollm2"]["cached"] > 0
+    assert read_stage_metrics(tmp_path / "metrics" / "distill.json")["cost"]["local-smollm2"]["cached"] > 0
 
 
 @pytest.mark.slow
@@ -81,7 +84,7 @@ def test_guided_local_judge_always_gives_scores_and_winners(tmp_path, smollm2_pa
     returns scores for every dimension and a winner for both pairwise orders on every call."""
     from distillery.generation.config import JudgeParams
     from distillery.generation.judging import Judge
-    from distillery.llm import Engine
+    from distillery.llm.engine import Engine
     from distillery.core.params import load_params
 
     monkeypatch.chdir(tmp_path)  # any folder: the judge templates are package data

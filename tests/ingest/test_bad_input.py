@@ -2,6 +2,8 @@
 
 import json
 
+from distillery.core.io import read_stage_metrics
+
 GOOD = {"messages": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}]}
 
 
@@ -44,7 +46,7 @@ def test_every_bad_line_is_quarantined_with_reason_and_line(ingest_cli, tmp_path
     assert all(e["file"] == "mixed.jsonl" and e["stage"] == "ingest" for e in q)
     assert "raw" in q[0] and "unterminated" in q[0]["raw"]          # the bad text itself is kept
     assert len(jsonl(tmp_path / "out/records.jsonl")) == 400
-    m = json.loads((tmp_path / "metrics/ingest/mixed.json").read_text())
+    m = read_stage_metrics(tmp_path / "out/metrics.json")
     assert m["records_in"] == 416 and m["rejected"] == 16 and m["rejects_by_reason"]["wrong_type"] == 2
 
 

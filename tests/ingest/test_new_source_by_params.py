@@ -4,6 +4,8 @@ import csv
 import hashlib
 import json
 
+from distillery.core.io import read_stage_metrics
+
 
 def test_question_answer_csv_via_fields_mapping(ingest_cli, tmp_path, jsonl):
     with open(tmp_path / "faq.csv", "w", newline="", encoding="utf-8") as fh:
@@ -24,7 +26,7 @@ def test_question_answer_csv_via_fields_mapping(ingest_cli, tmp_path, jsonl):
     ]
     assert all(r["bucket"] == "factual" and r["source"]["license"] == "CC0-1.0" for r in recs)
     assert [r["source"]["upstream_id"] for r in recs] == ["q1", "q2"]
-    metrics = json.loads((tmp_path / "metrics/ingest/faq.json").read_text())
+    metrics = read_stage_metrics(tmp_path / "out/metrics.json")
     assert metrics["records_out"] == 2 and metrics["source"] == "faq"
 
 

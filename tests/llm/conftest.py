@@ -39,6 +39,6 @@ def make_params(tmp_path, monkeypatch):
         extra = {"llm.teachers": [t], "llm.default_teacher": "t", "llm.cache_path": str(tmp_path / "cache.sqlite"),
                  "llm.progress": False}
         extra.update({f"llm.{k}": v for k, v in llm.items()})
-        return load_params(None, extra=extra)
+        return load_params(None, sections=("llm", "engine"), extra=extra)
 
     return _make

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from distillery.llm import ChatRequest, Engine
+from distillery.llm import ChatRequest
+
+from distillery.llm.engine import Engine
 from distillery.llm.cache import ResponseCache
 
 BATCH = {"batch": True, "batch_poll_s": 0.05, "price_input_per_1m": 1.0, "price_output_per_1m": 2.0,

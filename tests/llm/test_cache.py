@@ -12,15 +12,18 @@ import time
 
 import pytest
 
-from distillery.llm import ChatRequest, Engine
+from distillery.llm import ChatRequest
+
+from distillery.llm.engine import Engine
 from distillery.llm.cache import ResponseCache
 
 RUNNER = r"""
 import json, os, sys
-from distillery.llm import Engine, ChatRequest
+from distillery.llm import ChatRequest
+from distillery.llm.engine import Engine
 from distillery.core.params import load_params
 url, cache, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-p = load_params(None, extra={"llm.teachers": [{"name": "t", "provider": "openai", "model": "m", "base_url": url,
+p = load_params(None, sections=("llm", "engine"), extra={"llm.teachers": [{"name": "t", "provider": "openai", "model": "m", "base_url": url,
     "api_key_env": "TEST_LLM_KEY", "max_concurrency": 4, "price_input_per_1m": 1, "price_output_per_1m": 1}],
     "llm.default_teacher": "t", "llm.cache_path": cache, "llm.progress": False})
 with Engine.from_params(p, stage="s") as eng:

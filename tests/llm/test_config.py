@@ -9,7 +9,7 @@ from distillery.core.params import load_params
 
 
 def load(**llm):
-    return load_params(None, extra={f"llm.{k}": v for k, v in llm.items()})
+    return load_params(None, sections=("llm", "engine"), extra={f"llm.{k}": v for k, v in llm.items()})
 
 
 def test_shipped_default_is_the_offline_local_teacher(repo_root):

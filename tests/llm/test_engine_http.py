@@ -8,7 +8,8 @@ import pytest
 from pydantic import BaseModel
 
 from distillery.core.errors import DistilleryError, ParamsError
-from distillery.llm import ChatRequest, Engine
+from distillery.llm import ChatRequest
+from distillery.llm.engine import Engine
 
 
 def chat(i: int | str, **kw) -> ChatRequest:

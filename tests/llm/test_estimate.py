@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from distillery.llm import ChatRequest, Engine
+from distillery.llm import ChatRequest
+
+from distillery.llm.engine import Engine
 from distillery.models import load_tokenizer
 
 pytestmark = pytest.mark.slow  # loads the SmolLM2 tokenizer (converted once per machine)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from distillery.llm import ChatRequest, Engine
+from distillery.llm import ChatRequest
+
+from distillery.llm.engine import Engine
 from distillery.core.params import load_params
 
 pytestmark = pytest.mark.slow
@@ -16,7 +18,7 @@ def local_params(tmp_path, smollm2_path):
         t = {"name": "local", "provider": "local", "model": str(smollm2_path), "batch_size": 4,
              "gen": {"temperature": 0.0, "max_tokens": 24}}
         t.update(teacher)
-        return load_params(None, extra={"llm.teachers": [t], "llm.default_teacher": "local",
+        return load_params(None, sections=("llm", "engine"), extra={"llm.teachers": [t], "llm.default_teacher": "local",
                                         "llm.cache_path": str(tmp_path / "c.sqlite"), "llm.progress": False})
     return _make
 
@@ -59,7 +61,7 @@ def test_local_seeded_sampling_reproducible_and_stop_strings(local_params):
 
 def test_default_alias_uses_the_prepared_model(tmp_path, smollm2_path, monkeypatch):
     """`model: smollm2` resolves to data/models/smollm2 when present (here: the converted cache copy)."""
-    p = load_params(None, extra={"llm.cache_path": str(tmp_path / "c.sqlite"), "llm.progress": False})
+    p = load_params(None, sections=("llm", "engine"), extra={"llm.cache_path": str(tmp_path / "c.sqlite"), "llm.progress": False})
     with Engine.from_params(p, stage="s") as eng:
         (r,) = eng.run([ChatRequest(teacher="local-smollm2",
                                     messages=[{"role": "user", "content": "Say hello."}])])

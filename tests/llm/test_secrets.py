@@ -11,7 +11,8 @@ from .conftest import FAKE_KEY
 SCRIPT = r"""
 import json, logging, sys
 from distillery.core.stage import setup_logging
-from distillery.llm import Engine, ChatRequest
+from distillery.llm import ChatRequest
+from distillery.llm.engine import Engine
 from distillery.core.params import load_params
 from distillery.core.io import write_json
 setup_logging()
@@ -19,7 +20,7 @@ logging.getLogger().setLevel(logging.DEBUG)
 for name in ("openai", "httpx2", "httpcore2", "aiohttp"):
     logging.getLogger(name).setLevel(logging.DEBUG)
 url, out = sys.argv[1], sys.argv[2]
-p = load_params(None, extra={"llm.teachers": [{"name": "t", "provider": "openai", "model": "m", "base_url": url,
+p = load_params(None, sections=("llm", "engine"), extra={"llm.teachers": [{"name": "t", "provider": "openai", "model": "m", "base_url": url,
     "api_key_env": "TEST_LLM_KEY", "max_retries": 1, "backoff_base_s": 0.01, "price_input_per_1m": 1}],
     "llm.default_teacher": "t", "llm.cache_path": out + "/cache.sqlite", "llm.progress": True})
 with Engine.from_params(p, stage="s", failed_path=out + "/failed.jsonl") as eng:

@@ -2,6 +2,8 @@
 
 import json
 
+from distillery.core.io import read_stage_metrics
+
 import pytest
 
 from distillery.core.errors import ParamsError
@@ -76,10 +78,10 @@ def test_script_buckets_unlabelled_records(tmp_path, run_script, records_factory
     inp = tmp_path / "in.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in recs))
     r = run_script("mix", "--input", inp, "--output", tmp_path / "out", "--eval-fraction", "0", "--size", "100",
-                   "--plots-dir", tmp_path / "plots", cwd=tmp_path,
+                   cwd=tmp_path,
                    env={"DISTILLERY_TRACKING": "0"})
     assert r.returncode == 0, r.stderr
-    m = json.loads((tmp_path / "metrics" / "mix.json").read_text())
+    m = read_stage_metrics(tmp_path / "out" / "metrics.json")
     assert m["pool"] == {"code": 60, "cot_math": 60, "instruction": 60, "red_team": 60}
     assert m["bucketed_by"] == {"default": 60, "rule": 180}
     bad = run_script("mix", "--input", inp, "--output", tmp_path / "o2", "--set", "mix.phases.x.size=5",

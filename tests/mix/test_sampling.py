@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from distillery.core.quarantine import Gate
 from distillery.core.errors import DistilleryError, ParamsError
 from distillery.mix.config import BucketsParams, MixParams
 from distillery.mix.run import run_mix
@@ -24,7 +25,8 @@ def _mix(**kw):
 
 
 def _run(inp, out, mix=None, buckets=None, seed=42):
-    return run_mix([inp], out, buckets or BucketsParams(), mix or _mix(), seed, 1 << 22, 0.05, out / "plots")
+    return run_mix([inp], out, buckets or BucketsParams(), mix or _mix(), seed, 1 << 22, Gate(0.05, "project.max_reject_rate"),
+                   out / "plots")
 
 
 def _read(path):

@@ -2,6 +2,8 @@
 
 import csv
 import json
+
+from distillery.core.io import read_stage_metrics
 from pathlib import Path
 
 from distillery.track.report import collect_costs
@@ -39,11 +41,11 @@ def test_costs_script_writes_csv_and_metrics(tmp_path, run_script):
     m = tmp_path / "metrics"
     _sample_metrics(m)
     out = tmp_path / "metrics" / "plots" / "cost_per_teacher.csv"
-    r = run_script("costs", "--metrics", m, "--output", out, cwd=tmp_path, env={"DISTILLERY_TRACKING": "0"})
+    r = run_script("costs", "--metrics-dir", m, "--metrics", m / "costs.json", "--output", out, cwd=tmp_path, env={"DISTILLERY_TRACKING": "0"})
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(out.open()))
     assert [(x["teacher"], x["cost_usd"], x["requests"]) for x in rows] == [("gpt", "0.000594", "14"),
                                                                             ("local", "0.0", "5")]
-    metrics = json.loads((m / "costs.json").read_text())
+    metrics = read_stage_metrics(m / "costs.json")
     assert metrics["total_usd"] == 0.000594 and metrics["per_teacher"]["gpt"]["requests"] == 14
     assert "costs: 2 teachers" in r.stderr

@@ -2,8 +2,11 @@
 
 import json
 
+from distillery.core.io import read_stage_metrics
+
 import pytest
 
+from distillery.core.quarantine import Gate
 from distillery.mix.config import BucketsParams, MixParams
 from distillery.mix.run import run_mix
 from distillery.core.records import DEFAULT_BUCKETS, stable_id
@@ -44,7 +47,7 @@ def _jsonl(path, rows):
 def mixed(tmp_path):
     """A real mix of the records, and its export in the contract format (sft/messages, dpo/trl)."""
     _jsonl(tmp_path / "in" / "records.jsonl", _records())
-    run_mix([tmp_path / "in"], tmp_path / "mix", BucketsParams(), MIX, 42, 1 << 22, 0.05, None)
+    run_mix([tmp_path / "in"], tmp_path / "mix", BucketsParams(), MIX, 42, 1 << 22, Gate(0.05, "project.max_reject_rate"), None)
     prod = [json.loads(x) for x in (tmp_path / "mix" / "production.jsonl").read_text().splitlines()]
     _jsonl(tmp_path / "export" / "sft" / "messages.jsonl",
            [{"id": r["id"], "messages": r["messages"]} for r in prod if r["kind"] == "sft"])
@@ -87,7 +90,7 @@ def test_broken_export_fails_naming_expectation_and_rows(mixed, run_script):
         in last
     assert f"dpo: expect_column_values_to_be_in_set(chosen_equals_rejected) failed for 1 of 20 rows, e.g. row 3 " \
            f"(id {drows[2]['id']}, chosen_equals_rejected=True)" in last
-    metrics = json.loads((mixed / "metrics" / "validate.json").read_text())
+    metrics = read_stage_metrics(mixed / "reports" / "metrics.json")
     assert metrics["success"] is False and metrics["suites"]["sft"]["failed"] == 2
     assert (mixed / "reports" / "index.html").exists()          # Data Docs show the failures too
 

@@ -24,11 +24,11 @@ def main(params_path, overrides, inputs, output, sample, refresh, dry_run):
     from distillery.generation.completion import run_completion
 
     options = {"synthesize.completion.sample": sample}
-    with stage_run("synthesize", params_path, overrides, options, metrics_name="completion") as run:
-        run_llm_stage(run, "completion", output, lambda out, eng: run_completion(run.params, list(inputs), out, eng),
+    with stage_run("synthesize", params_path, overrides, options, metrics_name="completion", output=output,
+                   sections=("synthesize", "score", "llm", "engine"), gate="synthesize.completion") as run:
+        run_llm_stage(run, "completion", output,
+                      lambda out, eng, counter: run_completion(run.params, list(inputs), out, eng, counter=counter),
                       refresh=refresh, dry_run=dry_run,
-                      max_reject_rate=run.params.synthesize.completion.max_reject_rate,
-                      rate_key="synthesize.completion.max_reject_rate",
                       log_params=run.params.synthesize.completion.model_dump(mode="json"))
 
 

@@ -1,6 +1,6 @@
 """dedup stage: exact dedup, decontamination against eval sets, MinHash-LSH near-dup, optional
 semantic dedup. Writes OUTPUT/{records,quarantine,clusters,contamination}.jsonl, metrics/dedup.json
-and metrics/plots/dedup_similarity.csv. See docs/dedup.md."""
+and plots/dedup_similarity.csv beside the metrics. See docs/dedup.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from distillery.core.quarantine import StageCounter, check_reject_rate
 from distillery.core.stage import stage_options, stage_run
 
 
@@ -43,23 +42,20 @@ def main(params_path, overrides, inputs, output, key, threshold, num_perm, shing
                "dedup.workers": workers, "dedup.cross_source": cross_source,
                "dedup.decontaminate.enabled": decontaminate, "dedup.semantic.enabled": semantic,
                "engine.stages.dedup.engine": engine}
-    with stage_run("dedup", params_path, overrides, options) as run:
-        from distillery.distributed import run_dedup
+    with stage_run("dedup", params_path, overrides, options, output=output, sections=("dedup", "engine")) as run:
+        from distillery.distributed.dedup import run_dedup
 
-        p = run.section
-        metrics_dir = Path(run.params.project.metrics_dir)
         out = Path(output)
-        res = run_dedup(run.params, inputs, out, plots_path=metrics_dir / "plots" / "dedup_similarity.csv")
-        m = res.metrics
-        counter = StageCounter()
-        counter.records_in = m["records_in"]
-        counter.merge_rejects(m["bad_input_by_reason"])
-        max_rate = p.max_reject_rate if p.max_reject_rate is not None else run.params.project.max_reject_rate
-        run.finish(m, [out / "clusters.jsonl", out / "contamination.jsonl"])
-        check_reject_rate("dedup", counter, max_rate, out / "quarantine.jsonl", "dedup.max_reject_rate")
+        res = run_dedup(run.params, inputs, out, plots_path=run.plots_dir / "dedup_similarity.csv")
+        m = dict(res.metrics)
+        # the gate counts bad input only: duplicates are removed on purpose (quarantined with duplicate_of)
+        run.counter.records_in, run.counter.records_out = m["records_in"], m["records_out"]
+        run.counter.rejects.update(m.pop("bad_input_by_reason"))
+        m["settings"] = {k: m.pop(k) for k in ("bands", "rows", "num_perm", "threshold", "workers") if k in m}
         click.echo(f"dedup: {m['records_in']} in, {m['records_out']} out; exact {m['exact_duplicates']}, "
                    f"near {m['near_duplicates']}, contaminated {m['contaminated']}, "
-                   f"semantic {m['semantic_duplicates']} ({m['wall_s']}s)", err=True)
+                   f"semantic {m['semantic_duplicates']}", err=True)
+        run.finish(m, [out / "clusters.jsonl", out / "contamination.jsonl"], outputs=[out])
 
 
 if __name__ == "__main__":

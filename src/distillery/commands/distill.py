@@ -28,12 +28,12 @@ def main(params_path, overrides, inputs, output, sample, responses_per_prompt, p
 
     options = {"distill.sample": sample, "distill.responses_per_prompt": responses_per_prompt,
                "distill.pilot.size": pilot_size}
-    with stage_run("distill", params_path, overrides, options) as run:
-        run_llm_stage(run, "distill", output, lambda out, eng: run_distill(run.params, list(inputs), out, eng),
+    with stage_run("distill", params_path, overrides, options, output=output,
+                   sections=("distill", "score", "llm", "engine")) as run:
+        run_llm_stage(run, "distill", output,
+                      lambda out, eng, counter: run_distill(run.params, list(inputs), out, eng, counter=counter),
                       refresh=refresh, dry_run=dry_run,
-                      artifacts=("records.jsonl", "comparison.json"),
-                      max_reject_rate=run.params.distill.max_reject_rate,
-                      rate_key="distill.max_reject_rate")
+                      artifacts=("records.jsonl", "comparison.json"))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import click
 
 from distillery.export.run import QUARANTINE, run_export
-from distillery.core.quarantine import StageCounter, check_reject_rate
 from distillery.core.stage import progress, stage_options, stage_run
 
 
@@ -42,19 +41,14 @@ def main(params_path, overrides, inputs, output, with_eval, phases, system_promp
     options = {"export.eval": with_eval, "export.phases": phases, "export.system_prompt": system_prompt,
                "export.system_prompt_mode": system_prompt_mode, "export.keep_id": False if no_id else None,
                "export.max_reject_rate": max_reject_rate}
-    with stage_run("export", params_path, overrides, options) as run:
-        p = run.section
+    with stage_run("export", params_path, overrides, options, output=output, sections=("export",)) as run:
         with progress(desc="export") as bar:
-            metrics = run_export(list(inputs), output, p, max_line_bytes=run.params.project.max_line_bytes,
-                                 tick=bar.update)
-        run.finish(metrics, artifacts=[f"{output}/dataset_info.json", f"{output}/provenance.json"])
-        counter = StageCounter()
-        counter.records_in, counter.records_out = metrics["records_in"], metrics["records_out"]
-        counter.merge_rejects(metrics["rejects_by_reason"])
-        rate = p.max_reject_rate if p.max_reject_rate is not None else run.params.project.max_reject_rate
-        check_reject_rate("export", counter, rate, f"{output}/{QUARANTINE}", key="export.max_reject_rate")
-        click.echo(f"export: {metrics['records_out']}/{metrics['records_in']} records -> {output} "
-                   f"(rejected {metrics['rejected']})", err=True)
+            metrics = run_export(list(inputs), output, run.section, max_line_bytes=run.params.project.max_line_bytes,
+                                 tick=bar.update, counter=run.counter)
+        c = run.counter
+        click.echo(f"export: {c.records_out}/{c.records_in} records -> {output} (rejected {c.rejected})", err=True)
+        run.finish(metrics, artifacts=[f"{output}/dataset_info.json", f"{output}/provenance.json"],
+                   outputs=[output], quarantine_path=f"{output}/{QUARANTINE}")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def _name_for(input_path: str) -> str:
 @click.option("--limit", type=int, default=None, help="Read only the first N rows (ingest.sources.NAME.limit).")
 @click.option("--max-reject-rate", type=float, default=None,
               help="Fail when more than this share is rejected (ingest.sources.NAME.max_reject_rate; "
-                   "default ingest.defaults.max_reject_rate, else project.max_reject_rate).")
+                   "default project.max_reject_rate).")
 @click.option("--output", required=True, type=click.Path(file_okay=False),
               help="Output directory: records.jsonl and quarantine.jsonl are written there atomically.")
 def main(params_path, overrides, source, input_path, name, adapter, fmt, bucket, limit, max_reject_rate, output):
@@ -54,7 +54,7 @@ def main(params_path, overrides, source, input_path, name, adapter, fmt, bucket,
     Each row is adapted (auto, alpaca, openai_messages, sharegpt, oasst_tree, hh, prompt_chosen_rejected,
     gsm8k, self_instruct, mapping, record), its text normalised (NFC, whitespace), and checked (roles,
     empty turns, size). Rejected rows go to quarantine.jsonl with a reason code and file:line;
-    counts go to metrics/ingest/NAME.json. Fields and speaker names of a new dataset are mapped
+    counts go to --metrics (dvc.yaml: metrics/ingest/NAME.json). Fields and speaker names of a new dataset are mapped
     in params (ingest.sources.NAME.fields / .roles), e.g.
     --set ingest.sources.NAME.roles.agent_1=user.
     """
@@ -64,22 +64,19 @@ def main(params_path, overrides, source, input_path, name, adapter, fmt, bucket,
     key = f"ingest.sources.{name}"
     options = {f"{key}.path": input_path, f"{key}.adapter": adapter, f"{key}.format": fmt,
                f"{key}.bucket": bucket, f"{key}.limit": limit, f"{key}.max_reject_rate": max_reject_rate}
-    with stage_run("ingest", params_path, overrides, options, metrics_name=f"ingest/{name}") as run:
+    with stage_run("ingest", params_path, overrides, options, metrics_name=f"ingest/{name}", output=output,
+                   sections=("ingest",), gate=key) as run:
         ing = run.section
         spec = ing.sources.get(name)
         if spec is None:
             known = ", ".join(sorted(ing.sources)) or "none"
             raise ParamsError(f"{key}: no such source in params (known: {known}); or pass --input FILE")
-        rate, rate_key = next((r, k) for r, k in (
-            (spec.max_reject_rate, f"{key}.max_reject_rate"),
-            (ing.defaults.max_reject_rate, "ingest.defaults.max_reject_rate"),
-            (run.params.project.max_reject_rate, "project.max_reject_rate")) if r is not None)
         out = Path(output)
-        result = ingest_source(name, spec, ing.defaults, out, max_row_bytes=run.params.project.max_line_bytes)
-        run.finish(result.metrics, [out / "records.jsonl", out / "quarantine.jsonl"])
-        log.info("ingest@%s: %d records, %d rejected -> %s", name, result.counter.records_out,
-                 result.counter.rejected, out / "records.jsonl")
-        result.enforce(name, rate, rate_key)
+        result = ingest_source(name, spec, ing.defaults, out, max_row_bytes=run.params.project.max_line_bytes,
+                               counter=run.counter)
+        log.info("ingest@%s: %d records, %d rejected -> %s", name, run.counter.records_out,
+                 run.counter.rejected, out / "records.jsonl")
+        run.finish(result.metrics, [out / "records.jsonl", out / "quarantine.jsonl"], outputs=[out])
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from distillery.mix.run import run_mix
@@ -30,21 +28,17 @@ from distillery.core.stage import stage_options, stage_run
 @click.option("--embeddings/--no-embeddings", default=None,
               help="Classify records no rule matched with the MiniLM nearest-centroid model "
                    "(buckets.embedding.enabled).")
-@click.option("--plots-dir", type=click.Path(file_okay=False), default=None,
-              help="Where mix_composition.json (dvc plots data) goes; default <project.metrics_dir>/plots.")
-def main(params_path, overrides, inputs, output, eval_fraction, size, strict, embeddings, plots_dir):
+def main(params_path, overrides, inputs, output, eval_fraction, size, strict, embeddings):
     """Give every record a bucket (existing field, source default, rules, optional embeddings, default),
     label red-team records for safety, split off eval ids, and sample the production mix and every
     phase of the manifest in params (mix.*). Writes metrics/mix.json with target vs realised shares."""
     options = {"mix.eval_fraction": eval_fraction, "mix.strict": strict, "buckets.embedding.enabled": embeddings}
-    with stage_run("mix", params_path, overrides, options) as run:
+    with stage_run("mix", params_path, overrides, options, output=output, sections=("buckets", "mix")) as run:
         if size is not None:
             run.section.production.size = size
-        proj = run.params.project
         metrics = run_mix(list(inputs), output, get_section(run.params, "buckets"), run.section, run.seed,
-                          proj.max_line_bytes, proj.max_reject_rate,
-                          Path(plots_dir) if plots_dir else Path(proj.metrics_dir) / "plots")
-        run.finish(metrics, artifacts=[f"{output}/composition.json"])
+                          run.params.project.max_line_bytes, run.gate, run.plots_dir, counter=run.counter)
+        run.finish(metrics, artifacts=[f"{output}/composition.json"], outputs=[output])
         click.echo(f"mix: {metrics['records_in']} records in, {metrics['production_records']} in production, "
                    f"{metrics['eval_records']} held out for eval -> {output}", err=True)
 

@@ -22,11 +22,11 @@ def main(params_path, overrides, output, conversations, refresh, dry_run):
     from distillery.generation.multiturn import run_multiturn
 
     options = {"synthesize.multiturn.conversations": conversations}
-    with stage_run("synthesize", params_path, overrides, options, metrics_name="multiturn") as run:
-        run_llm_stage(run, "multiturn", output, lambda out, eng: run_multiturn(run.params, out, eng),
+    with stage_run("synthesize", params_path, overrides, options, metrics_name="multiturn", output=output,
+                   sections=("synthesize", "score", "llm", "engine"), gate="synthesize.multiturn") as run:
+        run_llm_stage(run, "multiturn", output,
+                      lambda out, eng, counter: run_multiturn(run.params, out, eng, counter=counter),
                       refresh=refresh, dry_run=dry_run,
-                      max_reject_rate=run.params.synthesize.multiturn.max_reject_rate,
-                      rate_key="synthesize.multiturn.max_reject_rate",
                       log_params=run.params.synthesize.multiturn.model_dump(mode="json"))
 
 

@@ -26,11 +26,11 @@ def main(params_path, overrides, inputs, output, mode, min_margin, refresh, dry_
     from distillery.generation.preferences import run_preferences
 
     options = {"preferences.mode": mode, "preferences.min_margin": min_margin}
-    with stage_run("preferences", params_path, overrides, options) as run:
-        run_llm_stage(run, "preferences", output, lambda out, eng: run_preferences(run.params, list(inputs), out, eng),
-                      refresh=refresh, dry_run=dry_run,
-                      max_reject_rate=run.params.preferences.max_reject_rate,
-                      rate_key="preferences.max_reject_rate")
+    with stage_run("preferences", params_path, overrides, options, output=output,
+                   sections=("preferences", "score", "llm", "engine")) as run:
+        run_llm_stage(run, "preferences", output,
+                      lambda out, eng, counter: run_preferences(run.params, list(inputs), out, eng, counter=counter),
+                      refresh=refresh, dry_run=dry_run)
 
 
 if __name__ == "__main__":

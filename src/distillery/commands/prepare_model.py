@@ -30,10 +30,11 @@ def main(params_path, overrides, dtype, output):
     The `local-smollm2` teacher (llm.teachers) and the train/stats stages load this directory;
     without it they convert the GGUF on the fly into the user cache.
     """
-    with stage_run("prepare_model", params_path, overrides, {"prepare_model.dtype": dtype}) as run:
+    with stage_run("prepare_model", params_path, overrides, {"prepare_model.dtype": dtype}, output=output,
+                   sections=("prepare_model",)) as run:
         out = prepare_smollm2(Path(output), dtype=run.section.dtype)
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-        run.finish({"bytes": size}, write=False)
+        run.finish({"bytes": size}, write=False, outputs=[out])
         log.info("prepare_model: %s (%.0f MB, %s)", out, size / 1e6, run.section.dtype)
 
 

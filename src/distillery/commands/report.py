@@ -21,7 +21,7 @@ from distillery.track.spool import wait_drained
 
 @click.command()
 @stage_options
-@click.option("--metrics", "metrics_dir", default=None, type=click.Path(file_okay=False),
+@click.option("--metrics-dir", "metrics_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of metrics JSON files and plots/ data to attach (default: project.metrics_dir).")
 @click.option("--card", default="data/export/README.md", show_default=True, type=click.Path(dir_okay=False),
               help="Dataset card to attach as an artifact (skipped with a warning when absent).")
@@ -33,7 +33,7 @@ def main(params_path, overrides, metrics_dir, card, with_plots, output):
     """Attach the final state of the pipeline to the MLflow parent run of this `dvc repro`: git commit
     and dirty flag, the output hashes in dvc.lock, every metrics JSON and plot data file, the dataset
     card and the rendered DVC plots. Writes nothing under metrics/ (so it never re-triggers a stage)."""
-    with stage_run("report", params_path, overrides) as run:
+    with stage_run("report", params_path, overrides, output=output, sections=()) as run:
         root = project_root()
         if tracking_enabled(run.params):
             # every earlier stage's log is spooled: drain it, then log this stage directly (it reads LAST_RUN)

@@ -22,11 +22,11 @@ def main(params_path, overrides, output, ideas_per_category, refresh, dry_run):
     from distillery.generation.scenarios import run_scenarios
 
     options = {"synthesize.scenarios.ideas_per_category": ideas_per_category}
-    with stage_run("synthesize", params_path, overrides, options, metrics_name="scenarios") as run:
-        run_llm_stage(run, "scenarios", output, lambda out, eng: run_scenarios(run.params, out, eng),
+    with stage_run("synthesize", params_path, overrides, options, metrics_name="scenarios", output=output,
+                   sections=("synthesize", "score", "llm", "engine"), gate="synthesize.scenarios") as run:
+        run_llm_stage(run, "scenarios", output,
+                      lambda out, eng, counter: run_scenarios(run.params, out, eng, counter=counter),
                       refresh=refresh, dry_run=dry_run,
-                      max_reject_rate=run.params.synthesize.scenarios.max_reject_rate,
-                      rate_key="synthesize.scenarios.max_reject_rate",
                       log_params=run.params.synthesize.scenarios.model_dump(mode="json"))
 
 

@@ -29,19 +29,17 @@ from distillery.stats.run import run_stats
               help="Jinja chat template text or .jinja file replacing the tokenizer's (stats.chat_template).")
 @click.option("--round-to", type=int, default=None,
               help="Round the recommended max_length up to a multiple of this (stats.round_to).")
-@click.option("--plots-dir", type=click.Path(file_okay=False), default=None,
-              help="Where token-length histograms (dvc plots data) go; default <project.metrics_dir>/plots.")
-def main(params_path, overrides, inputs, output, mix_dir, tokenizer, chat_template, round_to, plots_dir):
+def main(params_path, overrides, inputs, output, mix_dir, tokenizer, chat_template, round_to):
     """Tokenise every exported conversation with the target chat template (special tokens once) and
     report p50/p95/p99/max per kind and bucket for full sequences, prompts and completions, the share
     truncated at each candidate max_length, and recommended_max_length in metrics/stats.json."""
     options = {"stats.tokenizer": tokenizer, "stats.chat_template": chat_template, "stats.round_to": round_to}
-    with stage_run("stats", params_path, overrides, options) as run:
+    with stage_run("stats", params_path, overrides, options, output=output, sections=("stats",)) as run:
         metrics = run_stats(list(inputs), output, run.section, mix_dir, run.params.project.max_line_bytes,
-                            Path(plots_dir) if plots_dir else Path(run.params.project.metrics_dir) / "plots")
-        run.finish(metrics, artifacts=[f"{output}/summary.json"])
-        click.echo(f"stats: {metrics['records_out']} rows, p99 {metrics['token_p99']} tokens, "
+                            run.plots_dir, counter=run.counter)
+        click.echo(f"stats: {run.counter.records_out} rows, p99 {metrics['token_p99']} tokens, "
                    f"recommended max_length {metrics['recommended_max_length']}", err=True)
+        run.finish(metrics, artifacts=[f"{output}/summary.json"], outputs=[output])
 
 
 if __name__ == "__main__":

@@ -31,11 +31,14 @@ def main(params_path, overrides, mix, eval_path, export, model, output, steps, b
     """LoRA-tune the base model on the mix and compare it with the base on held-out and benchmark sets."""
     options = {"train_eval.base_model": model, "train_eval.steps": steps, "train_eval.batch_size": batch_size,
                "train_eval.dpo": dpo, "train_eval.device": device}
-    with stage_run("train_eval", params_path, overrides, options) as run:
+    with stage_run("train_eval", params_path, overrides, options, output=output,
+                   sections=("train_eval", "llm", "score")) as run:
         from distillery.train.pipeline import run_train_eval
 
         metrics, artifacts = run_train_eval(run.params, mix, export, output, eval_path)
-        run.finish(metrics, artifacts=artifacts)
+        # the headline `dvc metrics diff` shows: one flat delta per eval metric (before/after are details)
+        metrics.update({f"delta_{k}": v for k, v in (metrics.get("delta") or {}).items()})
+        run.finish(metrics, artifacts=artifacts, outputs=[output])
 
 
 if __name__ == "__main__":

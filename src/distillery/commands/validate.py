@@ -29,11 +29,15 @@ def main(params_path, overrides, export_dir, mix_dir, output, mix_tolerance):
     chosen == rejected) and the mix (bucket shares vs manifest, eval leakage), validate them with
     Great Expectations, write Data Docs and metrics/validate.json. Exits 4 naming each failed
     expectation and its first failing rows."""
-    with stage_run("validate", params_path, overrides, {"validate.mix_tolerance": mix_tolerance}) as run:
+    with stage_run("validate", params_path, overrides, {"validate.mix_tolerance": mix_tolerance}, output=output,
+                   sections=("validate", "mix", "buckets")) as run:
         buckets = get_section(run.params, "buckets").names
         metrics, failures = run_validate(export_dir, mix_dir, output, run.section,
                                          get_section(run.params, "mix"), buckets)
-        run.finish(metrics, artifacts=[output])
+        # every row is checked by the suites; their expectations are this stage's gate (exit 4 below)
+        rows = sum(s["rows"] for s in metrics["suites"].values())
+        run.counter.records_in = run.counter.records_out = rows
+        run.finish(metrics, artifacts=[output], outputs=[output])
         if failures:
             raise ValidationFailed(f"validation failed ({len(failures)} expectation(s); Data Docs: "
                                    f"{output}/index.html): " + " | ".join(failures))

@@ -19,6 +19,10 @@ class InputError(DistilleryError):
     """An input file is missing or unusable as a whole (bad lines go to quarantine instead)."""
 
 
+class OutputError(DistilleryError):
+    """An output cannot be written (disk full, read-only, no permission); the previous output is intact."""
+
+
 class RejectRateError(DistilleryError):
     """A stage rejected more of its input than its params allow."""
 

@@ -8,6 +8,7 @@ only when the block exits cleanly, so a killed stage never leaves a half-written
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import json
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Iterator
 
-from .errors import InputError
+from .errors import InputError, OutputError
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
 
@@ -129,21 +130,80 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+TMP_SUFFIX = ".tmp"
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM, errno.EFBIG}
+
+
+def _tmp_prefix(name: str) -> str:
+    """`.<name>.<pid>-`: the pid lets a later run tell a dead writer's leftover from a live writer's file."""
+    return f".{name}.{os.getpid()}-"
+
+
+def output_error(path: str | os.PathLike, e: OSError) -> OutputError:
+    """One line naming the output path for a disk-full / permission problem (no traceback)."""
+    return OutputError(f"{path}: cannot write: {e.strerror or e}")
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file written beside `path` and renamed over it only when the block exits cleanly
-    (with normal permissions: mkstemp alone gives 0600). A killed writer leaves the target untouched."""
+    (with normal permissions: mkstemp alone gives 0600). A killed writer leaves the target untouched;
+    a full disk or a read-only folder raises `OutputError` naming `path`, and the old file survives."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            yield fh
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path.name), suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as e:
+        if e.errno in _WRITE_ERRNOS:
+            raise output_error(path, e) from None
+        raise
+    try:
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+                yield fh
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except OSError as e:
+            if e.errno in _WRITE_ERRNOS and e.filename in (None, tmp, str(path)):
+                raise output_error(path, e) from None
+            raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: str | os.PathLike) -> int:
+    """Delete temp siblings (`.<name>.<pid>-<rand>.tmp` files and folders) left in `folder` by a killed
+    writer: those of dead pids, and old-style ones with no pid. Returns how many were removed."""
+    import re
+    import shutil
+
+    d = Path(folder)
+    if not d.is_dir():
+        return 0
+    removed = 0
+    for p in d.iterdir():
+        if not (p.name.startswith(".") and p.name.endswith(TMP_SUFFIX)):
+            continue
+        m = re.search(r"\.(\d+)-[^.]*\.tmp$", p.name)
+        if m and _pid_alive(int(m.group(1))):
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 class AtomicWriter:
@@ -208,6 +268,33 @@ def read_json(path: str | os.PathLike) -> Any:
         raise InputError(f"{p}: not valid JSON ({e})") from e
 
 
+DETAILS_SUFFIX = ".details.json"
+
+
+def details_path(metrics_path: str | os.PathLike) -> Path:
+    """metrics/<stage>.json -> metrics/<stage>.details.json (breakdowns; not a DVC metric)."""
+    p = Path(metrics_path)
+    return p.with_name(p.name.removesuffix(".json") + DETAILS_SUFFIX)
+
+
+def read_stage_metrics(metrics_path: str | os.PathLike) -> dict[str, Any] | None:
+    """A stage's headline metrics merged with its details file; None when the stage has not run."""
+    p = Path(metrics_path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    d = details_path(p)
+    if isinstance(data, dict) and d.is_file():
+        try:
+            more = json.loads(d.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            more = {}
+        if isinstance(more, dict):
+            data = {**more, **data}
+    return data
+
+
 def input_files(paths, name: str = "records.jsonl") -> list[Path]:
     """Expand stage inputs: a file is itself; a directory contributes every `name` below it
     (sorted, so the order and therefore the output is deterministic)."""
@@ -230,8 +317,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     import shutil
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target.name), suffix=TMP_SUFFIX, dir=target.parent))
+    except OSError as e:
+        if e.errno in _WRITE_ERRNOS:
+            raise output_error(target, e) from None
+        raise
     try:
         yield tmp
         if target.exists():

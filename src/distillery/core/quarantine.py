@@ -3,13 +3,15 @@
 One mechanism for every stage (the datatrove filter contract): a check returns None to keep
 a record or a reason code to drop it; `StageCounter` counts in / kept / rejected by reason,
 and `Quarantine` writes each rejected record with its reason, file and line so nothing is
-lost silently. `check_reject_rate` stops a stage whose reject rate exceeds its threshold.
+lost silently. A quarantine counts into its stage's counter, so rejects are counted once.
+The gate (`Gate`, `check_reject_rate`) is applied by `StageRun.finish`, never by a stage itself.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -22,11 +24,16 @@ Check = Callable[[dict], "str | None"]
 class Quarantine:
     """Atomic JSONL file of rejected records: {reason, stage, file, line, detail, record|raw, ...}."""
 
-    def __init__(self, path: str | os.PathLike, stage: str):
+    def __init__(self, path: str | os.PathLike, stage: str, counter: "StageCounter | None" = None):
         self.path = Path(path)
         self.stage = stage
-        self.counts: Counter[str] = Counter()
+        self.counter = counter if counter is not None else StageCounter()
         self._w = AtomicWriter(self.path)
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Rejects by reason: the very counter of the stage (one count, nothing to reconcile)."""
+        return self.counter.rejects
 
     def __enter__(self) -> "Quarantine":
         self._w.__enter__()
@@ -80,8 +87,11 @@ class StageCounter:
         self.records_out = 0
         self.rejects: Counter[str] = Counter()
 
-    def merge_rejects(self, counts: Counter[str] | dict[str, int]) -> None:
-        self.rejects.update(counts)
+    def merge(self, other: "StageCounter") -> None:
+        """Add another counter's figures (a worker's, a shard's): typed stats that add up."""
+        self.records_in += other.records_in
+        self.records_out += other.records_out
+        self.rejects.update(other.rejects)
 
     @property
     def rejected(self) -> int:
@@ -103,25 +113,32 @@ class StageCounter:
 
 def apply_checks(records: Iterable[dict], checks: list[Check], quarantine: Quarantine,
                  counter: StageCounter) -> Iterator[dict]:
-    """Yield records that pass every check; quarantine the rest with the first failing reason."""
+    """Yield records that pass every check; quarantine the rest with the first failing reason
+    (the quarantine counts the reject into its counter, which should be `counter`)."""
     for rec in records:
         counter.records_in += 1
         for check in checks:
             reason = check(rec)
             if reason:
                 quarantine.reject(reason, rec)
-                counter.rejects[reason] += 1
                 break
         else:
             counter.records_out += 1
             yield rec
 
 
-def check_reject_rate(stage: str, counter: StageCounter, max_rate: float, quarantine_path: str | Path,
-                      key: str | None = None) -> None:
-    """Stop the stage (exit code 3, one line) when too much of its input was rejected."""
-    if counter.records_in and counter.reject_rate > max_rate:
-        top = ", ".join(f"{r}={n}" for r, n in counter.rejects.most_common(3))
-        raise RejectRateError(
-            f"{stage}: reject rate {counter.reject_rate:.1%} ({counter.rejected}/{counter.records_in}) exceeds "
-            f"{key or stage + '.max_reject_rate'}={max_rate:.1%}; top reasons: {top}; see {quarantine_path}")
+@dataclass(frozen=True)
+class Gate:
+    """The reject-rate limit a stage runs under, and the params key it came from."""
+
+    max_rate: float
+    key: str
+
+    def check(self, stage: str, counter: StageCounter, quarantine_path: str | Path | None) -> None:
+        """Stop the stage (exit code 3, one line) when too much of its input was rejected."""
+        if counter.records_in and counter.reject_rate > self.max_rate:
+            top = ", ".join(f"{r}={n}" for r, n in counter.rejects.most_common(3))
+            where = f"; see {quarantine_path}" if quarantine_path else ""
+            raise RejectRateError(
+                f"{stage}: reject rate {counter.reject_rate:.1%} ({counter.rejected}/{counter.records_in}) exceeds "
+                f"{self.key}={self.max_rate:.1%}; top reasons: {top}{where}")

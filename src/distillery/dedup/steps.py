@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import xxhash
 
+from ..core.records import check_record
 from .config import DedupParams
 from .decontam import EvalIndex
 from .keys import conversation_text, exact_hashes, key_text, quality_score, record_id, source_name
@@ -90,6 +91,10 @@ def prepare_batch(lines: list[tuple[int, bytes]], st: Settings, index: EvalIndex
         rec = parse_line(raw, st.max_line_bytes)
         if isinstance(rec, tuple):
             bad.append((ln, *rec))
+            continue
+        invalid = check_record(rec)
+        if invalid is not None:
+            bad.append((ln, invalid.reason, rec, invalid.detail))
             continue
         text = key_text(rec, p.key)
         if not text.strip():

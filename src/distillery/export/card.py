@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..core.io import DETAILS_SUFFIX, read_stage_metrics
 from .registry import NOT_REGISTERED
 
 PIPELINE = ["distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup", "mix",
@@ -38,6 +39,11 @@ def _load(path: Path) -> Any | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def _metrics(path: Path) -> Any | None:
+    """A stage's headline metrics with its details (per-reason, per-bucket breakdowns) merged in."""
+    return read_stage_metrics(path)
 
 
 def _flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -203,13 +209,16 @@ def _filters(metrics_dir: Path) -> list[str]:
              "Every rejected record is kept in its stage's quarantine file with a reason code.", ""]
     rows = []
     for f in sorted((metrics_dir / "ingest").glob("*.json")) if (metrics_dir / "ingest").is_dir() else []:
-        rows.append((f"ingest/{f.stem}", _load(f)))
+        if not f.name.endswith(DETAILS_SUFFIX):
+            rows.append((f"ingest/{f.stem}", _metrics(f)))
     if not rows:
         rows.append(("ingest", None))
-    rows += [(s, _load(metrics_dir / f"{s}.json")) for s in PIPELINE]
+    rows += [(s, _metrics(metrics_dir / f"{s}.json")) for s in PIPELINE]
     # stages added later show up too, when their metrics count records
     for f in sorted(metrics_dir.glob("*.json")) if metrics_dir.is_dir() else []:
-        m = _load(f)
+        if f.name.endswith(DETAILS_SUFFIX):
+            continue
+        m = _metrics(f)
         if f.stem not in PIPELINE and isinstance(m, dict) and "records_in" in m:
             rows.append((f.stem, m))
     table = []
@@ -255,20 +264,20 @@ def build_card(export_dir: str | Path, metrics_dir: str | Path, mix_dir: str | P
     lines = ["---", "tags: [distillery, sft, dpo]", "---", "", f"# {card.title}", "", card.description, ""]
     lines += [f"License of the export: {card.license or 'the licenses of the sources below apply, per record'}.", ""]
     lines += _files_section(export_dir)
-    lines += _composition(prov, mix_comp, _load(metrics_dir / "mix.json"))
+    lines += _composition(prov, mix_comp, _metrics(metrics_dir / "mix.json"))
     lines += _sources(ingest_sources, prov)
     lines += _models(prov)
     lines += _filters(metrics_dir)
-    lines += ["## Deduplication and decontamination", ""] + _kv_section(_load(metrics_dir / "dedup.json"),
+    lines += ["## Deduplication and decontamination", ""] + _kv_section(_metrics(metrics_dir / "dedup.json"),
                                                                        "metrics/dedup.json")
-    stats = _load(metrics_dir / "stats.json")
+    stats = _metrics(metrics_dir / "stats.json")
     lines += ["## Token statistics", ""]
     if isinstance(stats, dict) and "recommended_max_length" in stats:
         lines += [f"Recommended `max_length`: **{stats['recommended_max_length']}**.", ""]
     lines += _kv_section(stats, "metrics/stats.json")
-    lines += ["## Downstream evaluation", ""] + _kv_section(_load(metrics_dir / "train_eval.json"),
+    lines += ["## Downstream evaluation", ""] + _kv_section(_metrics(metrics_dir / "train_eval.json"),
                                                             "metrics/train_eval.json")
-    lines += ["## Validation", ""] + _kv_section(_load(metrics_dir / "validate.json"), "metrics/validate.json")
+    lines += ["## Validation", ""] + _kv_section(_metrics(metrics_dir / "validate.json"), "metrics/validate.json")
     lines += ["## Intended use", "", card.intended_use, "", "## Limitations", ""]
     lines += [f"- {x}" for x in card.limitations] + [""]
     lines += _loading(export_dir, _load(export_dir / "dataset_info.json"))

@@ -6,7 +6,7 @@ fails on a prompt ending with the assistant), so the export quarantines them wit
 
 from __future__ import annotations
 
-from ..core.records import check_roles
+from ..core.records import check_record, check_roles
 
 
 def _message_problem(m, where: str) -> str | None:
@@ -22,7 +22,10 @@ def _message_problem(m, where: str) -> str | None:
 
 
 def export_problem(rec: dict, keep_id: bool = True) -> str | None:
-    """None when the record can be exported, else a reason code."""
+    """None when the record can be exported, else a reason code (first: is it of the record model)."""
+    invalid = check_record(rec)
+    if invalid is not None:
+        return invalid.reason
     kind = rec.get("kind")
     if kind not in ("sft", "preference"):
         return "unknown_kind"

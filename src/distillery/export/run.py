@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..core.errors import InputError
 from ..core.io import input_files, write_json, write_text
-from ..core.quarantine import Quarantine
+from ..core.quarantine import Quarantine, StageCounter
 from .bundle import BundleResult, export_bundle
 from .config import ExportParams
 from .registry import axolotl_yaml, dataset_info, trl_snippet
@@ -73,15 +73,16 @@ def _remove_stale_phases(phases_dir: Path, keep: list[str]) -> None:
 
 def run_export(inputs: list[str | Path], out_dir: str | Path, params: ExportParams, *,
                max_line_bytes: int, quarantine_path: str | Path | None = None,
-               tick: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Write the whole bundle under `out_dir`; return the stage metrics."""
+               tick: Callable[[int], None] | None = None, counter: StageCounter | None = None) -> dict[str, Any]:
+    """Write the whole bundle under `out_dir`; count into `counter`; return the stage metrics."""
+    counter = counter if counter is not None else StageCounter()
     out = Path(out_dir)
     plan = plan_bundles(inputs, params)
     results: dict[str, BundleResult] = {}
     qpath = Path(quarantine_path) if quarantine_path else out / QUARANTINE
     plan.bundles.setdefault("eval", [])  # always written (empty files when off) so the layout is fixed
     _remove_stale_phases(out / MIX_PHASES, plan.phases)
-    with Quarantine(qpath, "export") as q:
+    with Quarantine(qpath, "export", counter) as q:
         for bundle_dir, files in plan.bundles.items():
             name = bundle_dir or "train"
             results[bundle_dir] = export_bundle(name, files, out / bundle_dir, params, q, max_line_bytes, tick)
@@ -92,6 +93,8 @@ def run_export(inputs: list[str | Path], out_dir: str | Path, params: ExportPara
     train_rows, eval_rows = rows.get("", {}), rows.get("eval", {})
     write_text(out / CONFIGS / "axolotl_datasets.yaml", axolotl_yaml(str(out), train_rows, eval_rows))
     write_text(out / CONFIGS / "trl_load.py", trl_snippet(str(out), eval_rows))
+    counter.records_in = sum(r.records_in for r in results.values())
+    counter.records_out = sum(r.records_out for r in results.values())
     return metrics(results, q.counts)
 
 

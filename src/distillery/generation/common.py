@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator
 
 from ..core.io import BadLine, input_files, iter_jsonl
 from ..core.quarantine import Quarantine, StageCounter
-from ..core.records import check_roles
+from ..core.records import check_record, check_roles
 from .routing import unit_hash
 from .templates import Template
 
@@ -53,23 +53,36 @@ def lineage_entry(stage: str, result: Any, gen: dict, templates: Iterable[Templa
 
 def read_records(paths: list[str | Path], quarantine: Quarantine, counter: StageCounter | None = None,
                  max_line_bytes: int | None = None) -> Iterator[dict]:
-    """Stream every record of the inputs (files or dirs of records.jsonl, sorted); bad lines and
-    records with an invalid role sequence go to the quarantine."""
+    """Stream every record of the inputs (files or dirs of records.jsonl, sorted); bad lines, records
+    that are not of the record model (`check_record`), invalid role sequences and a second record
+    with an id already seen go to the quarantine. A rejected input line is an item the stage took:
+    it is counted in the quarantine's counter (in and rejected), so in = out + rejected holds."""
     kw = {"max_line_bytes": max_line_bytes} if max_line_bytes else {}
+    seen: set[str] = set()
     for f in input_files(paths):
         for lineno, obj in iter_jsonl(f, **kw):
             if counter is not None:
                 counter.records_in += 1
             if isinstance(obj, BadLine):
+                if counter is not quarantine.counter:
+                    quarantine.counter.records_in += 1
                 quarantine.reject_bad_line(obj, str(f))
                 continue
-            if not isinstance(obj.get("messages"), list) or not obj.get("id"):
-                quarantine.reject("missing_fields", obj, file=str(f), line=lineno)
+            invalid = check_record(obj)
+            if invalid is not None:
+                if counter is not quarantine.counter:
+                    quarantine.counter.records_in += 1
+                quarantine.reject(invalid.reason, obj, file=str(f), line=lineno, detail=invalid.detail)
                 continue
             reason = check_roles(obj.get("kind", ""), obj["messages"], obj.get("chosen"), obj.get("rejected"))
+            if reason is None and obj["id"] in seen:
+                reason = "duplicate_id"
             if reason:
+                if counter is not quarantine.counter:
+                    quarantine.counter.records_in += 1
                 quarantine.reject(reason, obj, file=str(f), line=lineno)
                 continue
+            seen.add(obj["id"])
             yield obj
 
 
@@ -139,17 +152,6 @@ def cost_by_teacher(engine_metrics: dict[str, Any]) -> dict[str, Any]:
     return teachers if isinstance(teachers, dict) else {}
 
 
-def check_stage_reject_rate(stage: str, metrics: dict[str, Any], max_rate: float, quarantine_path: Path,
-                            key: str) -> None:
-    """Stop with exit code 3 (after metrics were written) when the stage rejected too much."""
-    from ..core.quarantine import check_reject_rate
-
-    c = StageCounter()
-    c.records_in, c.records_out = metrics["records_in"], metrics["records_out"]
-    c.merge_rejects(metrics.get("rejects_by_reason") or {})
-    check_reject_rate(stage, c, max_rate, quarantine_path, key)
-
-
 def dry_run_dir() -> Path:
     """A throw-away output folder for --dry-run, so the stage's real outputs stay untouched."""
     import tempfile
@@ -172,20 +174,23 @@ def print_dry_run(engine: Any, stage: str) -> None:
 
 def run_llm_stage(run: Any, name: str, output: str | Path, work: Any, *, refresh: bool, dry_run: bool,
                   artifacts: Iterable[str] = ("records.jsonl",), extra_artifacts: Iterable[Path] = (),
-                  max_reject_rate: float, rate_key: str, log_params: dict | None = None) -> None:
-    """The life every LLM stage shares: an engine (local or Ray), the stage's `work(out, engine)`, cost per
-    teacher, --dry-run (estimate printed, outputs untouched), metrics + MLflow, and the reject-rate stop."""
-    from ..distributed import make_engine
+                  log_params: dict | None = None) -> None:
+    """The life every LLM stage shares: an engine (local or Ray), the stage's `work(out, engine, counter)`,
+    cost per teacher, --dry-run (estimate printed, outputs untouched), then `run.finish` (metrics, MLflow,
+    the reject-rate gate)."""
+    from ..distributed.generate import make_engine
 
     out = dry_run_dir() if dry_run else Path(output)
     engine = make_engine(run.params, name, refresh=refresh, dry_run=dry_run, failed_path=out / "failed_requests.jsonl")
     try:
-        metrics = work(out, engine)
+        metrics = work(out, engine, run.counter)
         metrics["cost"] = cost_by_teacher(engine.metrics())
+        metrics["cost_usd"] = round(sum(float(t.get("cost_usd") or 0) for t in metrics["cost"].values()
+                                        if isinstance(t, dict)), 6)
         if dry_run:
             print_dry_run(engine, name)
             return
     finally:
         engine.close()
-    run.finish(metrics, [out / a for a in artifacts] + list(extra_artifacts), log_params=log_params)
-    check_stage_reject_rate(name, metrics, max_reject_rate, out / "quarantine.jsonl", rate_key)
+    run.finish(metrics, [out / a for a in artifacts] + list(extra_artifacts), log_params=log_params,
+               outputs=[out], quarantine_path=out / "quarantine.jsonl")

@@ -92,7 +92,7 @@ def _why_not(rec: dict, max_words: int) -> str | None:
     return None
 
 
-def run_completion(params, inputs, output, engine) -> dict:
+def run_completion(params, inputs, output, engine, *, counter: StageCounter | None = None) -> dict:
     """completion stage: few-shot completion prompts from ingested instructions, sent raw."""
     from collections import Counter
     from pathlib import Path
@@ -111,14 +111,14 @@ def run_completion(params, inputs, output, engine) -> dict:
     pool = [e.model_dump() for e in p.exemplars]
     gen = gen_with_seed(p.gen.as_gen(), seed)
     out = Path(output)
-    counter = StageCounter()
+    counter = counter if counter is not None else StageCounter()
     skipped: Counter = Counter()
     copies = 0
-    with Quarantine(out / "quarantine.jsonl", "completion") as q, AtomicWriter(out / "records.jsonl") as w:
+    with Quarantine(out / "quarantine.jsonl", "completion", counter) as q, AtomicWriter(out / "records.jsonl") as w:
         scanned = StageCounter()
         recs = hash_sample(read_records(inputs, q, scanned, params.project.max_line_bytes), p.sample, seed,
                            "completion-sample", lambda r: _why_not(r, p.max_instruction_words), skipped)
-        counter.records_in = len(recs)
+        counter.records_in += len(recs)
         prompts, shots = [], []
         for rec in recs:
             ex = pick_exemplars(pool, p.shots, rec["id"], seed)
@@ -154,7 +154,6 @@ def run_completion(params, inputs, output, engine) -> dict:
             new["labels"]["truncated"] = bool(res.truncated and not trimmed)
             counter.records_out += 1
             w.write_record(new)
-        counter.rejects = Counter(q.counts)
     m = counter.as_metrics()
     m.update({"input_records": scanned.records_in, "skipped": dict(sorted(skipped.items())),
               "copies_flagged": copies})

@@ -75,7 +75,7 @@ class DistillParams(Section):
     batch_size: int = Field(16, gt=0)
     gen: GenParams = Field(default_factory=GenParams)
     pilot: PilotParams = Field(default_factory=PilotParams)
-    max_reject_rate: float = Field(0.9, ge=0, le=1)
+    max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")
 
     @field_validator("teachers")
     @classmethod
@@ -121,7 +121,7 @@ class MultiturnParams(Section):
     persona_template: str = "prompts/multiturn/persona_judge.j2"
     user_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.9, max_tokens=48, stop=["\n"]))
     assistant_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=96))
-    max_reject_rate: float = Field(1.0, ge=0, le=1)
+    max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")
 
     @model_validator(mode="after")
     def _not_empty(self) -> "MultiturnParams":
@@ -169,7 +169,7 @@ class ScenariosParams(Section):
     document_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=128))
     response_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=128))
     trait_check: TraitCheckParams = Field(default_factory=TraitCheckParams)
-    max_reject_rate: float = Field(1.0, ge=0, le=1)
+    max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")
 
 
 class Exemplar(Section):
@@ -200,7 +200,7 @@ class CompletionParams(Section):
     copy_threshold: float = Field(0.8, gt=0, le=1, description="word-trigram containment flagged as a copy")
     min_answer_words: int = Field(1, ge=0)
     gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=64, stop=["\n\n"]))
-    max_reject_rate: float = Field(1.0, ge=0, le=1)
+    max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")
 
     @model_validator(mode="after")
     def _pool(self) -> "CompletionParams":
@@ -277,7 +277,7 @@ class ScoreParams(Section):
     generated_stages: list[str] = Field(default_factory=lambda: ["distill", "multiturn", "scenarios",
                                                                  "completion", "preferences"])
     plots_dir: str = "metrics/plots"
-    max_reject_rate: float = Field(0.5, ge=0, le=1)
+    max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")
 
 
 class DpoToSftParams(Section):
@@ -293,4 +293,4 @@ class PreferencesParams(Section):
     min_margin: float = Field(1.0, ge=0, description="judge-score (or win) gap needed; smaller = tie, dropped")
     teacher_rank: list[TeacherName] = Field(default_factory=list, description="strongest first (mode teacher_rank)")
     dpo_to_sft: DpoToSftParams = Field(default_factory=DpoToSftParams)
-    max_reject_rate: float = Field(1.0, ge=0, le=1)
+    max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")

@@ -112,7 +112,8 @@ class Router:
                         teacher, self.streak[teacher])
 
 
-def run_distill(params: Any, inputs: list[str | Path], output: str | Path, engine: Any) -> dict[str, Any]:
+def run_distill(params: Any, inputs: list[str | Path], output: str | Path, engine: Any, *,
+                counter: StageCounter | None = None) -> dict[str, Any]:
     """Run the stage; writes output/{records,quarantine}.jsonl and comparison.json; returns metrics."""
     from ..llm import ChatRequest
 
@@ -124,12 +125,12 @@ def run_distill(params: Any, inputs: list[str | Path], output: str | Path, engin
     for t in list(p.teachers) + p.failover + [t for w in p.bucket_teachers.values() for t in w]:
         params.llm.teacher(t)  # unknown teacher -> one line before any call
     gen = gen_with_seed(p.gen.as_gen(), seed)
-    counter = StageCounter()
+    counter = counter if counter is not None else StageCounter()
     skipped: Counter[str] = Counter()
     per_teacher: dict[str, Counter] = defaultdict(Counter)
     router = Router(p, seed)
 
-    with Quarantine(out / "quarantine.jsonl", STAGE) as q, AtomicWriter(out / "records.jsonl") as w:
+    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
         scanned = StageCounter()
         sample = sample_records(read_records(inputs, q, scanned, params.project.max_line_bytes), p, seed, skipped)
         prompts = [Prompt(r, build_messages(r, user_tpl, sys_tpl), router.initial(r)) for r in sample]
@@ -203,17 +204,14 @@ def _emit(pr: Prompt, res: Any, tried: list[str], sample: int, p: DistillParams,
         "labels": {**(rec.get("labels") or {}), "prompt_id": rec["id"], "teacher": teacher},
     }
     if not res.ok and res.error != "truncated":
-        counter.rejects["teacher_failed"] += 1
         q.reject("teacher_failed", out, detail=f"{res.error}: {res.detail or ''}", tried=tried)
         return
     if not (res.text or "").strip():
-        counter.rejects["empty_response"] += 1
         q.reject("empty_response", out)
         return
     if res.truncated or res.finish_reason == "length":
         out["labels"]["truncated"] = True
         if not p.keep_truncated:
-            counter.rejects["truncated_response"] += 1
             per_teacher[teacher]["truncated"] += 1
             q.reject("truncated_response", out, detail=f"hit max_tokens={p.gen.max_tokens}")
             return

@@ -96,7 +96,7 @@ def _check_turn(res: Any) -> tuple[str, str]:
     return "", ""
 
 
-def run_multiturn(params: Any, output: str | Path, engine: Any) -> dict[str, Any]:
+def run_multiturn(params: Any, output: str | Path, engine: Any, *, counter: StageCounter | None = None) -> dict[str, Any]:
     from ..llm import ChatRequest
 
     p: MultiturnParams = params.synthesize.multiturn
@@ -142,10 +142,10 @@ def run_multiturn(params: Any, output: str | Path, engine: Any) -> dict[str, Any
     if p.persona_judge:
         _persona_check([c for c in convs if not c.reason], p, params, engine)
 
-    counter = StageCounter()
+    counter = counter if counter is not None else StageCounter()
     counter.records_in = len(convs)
     turns_hist: Counter[int] = Counter()
-    with Quarantine(out / "quarantine.jsonl", STAGE) as q, AtomicWriter(out / "records.jsonl") as w:
+    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
         for c in convs:
             if not c.reason:
                 c.reason, c.detail = validate(c, p)
@@ -160,7 +160,6 @@ def run_multiturn(params: Any, output: str | Path, engine: Any) -> dict[str, Any
             turns_hist[c.turns] += 1
             counter.records_out += 1
             w.write_record(rec)
-        counter.rejects = Counter(q.counts)
     m = counter.as_metrics()
     m["turns"] = {str(k): v for k, v in sorted(turns_hist.items())}
     return m

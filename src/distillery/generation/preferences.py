@@ -79,7 +79,8 @@ def _score_groups(groups: list[list[Candidate]], p: PreferencesParams, judge: Ju
     return outcome
 
 
-def run_preferences(params: Any, inputs: list[str | Path], output: str | Path, engine: Any) -> dict[str, Any]:
+def run_preferences(params: Any, inputs: list[str | Path], output: str | Path, engine: Any, *,
+                    counter: StageCounter | None = None) -> dict[str, Any]:
     p: PreferencesParams = params.preferences
     identity = params.score.identity
     leak = identity_leak_pattern(identity)
@@ -87,10 +88,10 @@ def run_preferences(params: Any, inputs: list[str | Path], output: str | Path, e
     judge = None
     if p.mode in ("judge", "pairwise"):
         judge = Judge(engine, params.score.judge, params.llm, params.project.seed, STAGE)
-    counter = StageCounter()
+    counter = counter if counter is not None else StageCounter()
     counts: Counter[str] = Counter()
     stats = JudgeStats()
-    with Quarantine(out / "quarantine.jsonl", STAGE) as q, AtomicWriter(out / "records.jsonl") as w:
+    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
         groups: dict[str, list[dict]] = defaultdict(list)
         passthrough: list[dict] = []
         scanned = StageCounter()
@@ -102,13 +103,14 @@ def run_preferences(params: Any, inputs: list[str | Path], output: str | Path, e
                 if pid and response_text(rec).strip():
                     groups[pid].append(rec)
                 else:
+                    counter.records_in += 1
                     q.reject("no_prompt_id", rec)
         ordered = [groups[k] for k in sorted(groups)]
         cand_groups = [[Candidate(r, response_text(r), record_teacher(r)[0], None)
                         for r in sorted(g, key=lambda r: r["id"])] for g in ordered]
         judge_lineage: dict[str, list[dict]] = {}
         judge_calls = _score_groups([g for g in cand_groups if len(g) >= 2], p, judge, judge_lineage)
-        counter.records_in = len(cand_groups) + len(passthrough)
+        counter.records_in += len(cand_groups) + len(passthrough)
         for g in cand_groups:
             for c in g:
                 if c.score is not None and c.record.get("scores", {}).get("judge"):
@@ -135,7 +137,6 @@ def run_preferences(params: Any, inputs: list[str | Path], output: str | Path, e
         for rec in passthrough:
             counts["passed_through"] += 1
             _write(rec, p, identity, w, counter, counts, count_pair=False)
-        counter.rejects = Counter(q.counts)
     m = counter.as_metrics()
     m.update({"input_records": scanned.records_in, "groups": len(cand_groups), "outputs": dict(sorted(counts.items())),
               "judge": {**stats.as_metrics(), "calls": dict(sorted(judge_calls.items()))}, "mode": p.mode})

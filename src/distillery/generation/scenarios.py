@@ -65,7 +65,7 @@ def _failed(res: Any) -> str:
     return ""
 
 
-def run_scenarios(params: Any, output: str | Path, engine: Any) -> dict[str, Any]:
+def run_scenarios(params: Any, output: str | Path, engine: Any, *, counter: StageCounter | None = None) -> dict[str, Any]:
     from ..llm import ChatRequest
 
     p: ScenariosParams = params.synthesize.scenarios
@@ -79,7 +79,7 @@ def run_scenarios(params: Any, output: str | Path, engine: Any) -> dict[str, Any
     t_sys = load_template(p.response_system_template, f"{key}.response_system_template")
     t_resp = load_template(p.response_template, f"{key}.response_template")
     g_idea, g_doc, g_resp = (gen_with_seed(g.as_gen(), seed) for g in (p.idea_gen, p.document_gen, p.response_gen))
-    counter = StageCounter()
+    counter = counter if counter is not None else StageCounter()
     early: list[tuple[str, dict]] = []
 
     # 1. ideas
@@ -157,7 +157,7 @@ def run_scenarios(params: Any, output: str | Path, engine: Any) -> dict[str, Any
                 s.reason, s.detail = "trait_missing", ", ".join(missing)
 
     out = Path(output)
-    with Quarantine(out / "quarantine.jsonl", STAGE) as q, AtomicWriter(out / "records.jsonl") as w:
+    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
         for reason, data in early:
             q.reject(reason, data)
         for i, s in enumerate(scen):
@@ -171,7 +171,6 @@ def run_scenarios(params: Any, output: str | Path, engine: Any) -> dict[str, Any
                 continue
             counter.records_out += 1
             w.write_record(rec)
-        counter.rejects = Counter(q.counts)
     m = counter.as_metrics()
     m["traits"] = {t: summary(v) for t, v in trait_scores.items()}
     return m

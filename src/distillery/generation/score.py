@@ -23,20 +23,20 @@ STAGE = "score"
 
 
 def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine: Any,
-              plots_path: str | Path | None = None) -> dict[str, Any]:
+              plots_path: str | Path | None = None, *, counter: StageCounter | None = None) -> dict[str, Any]:
     p: ScoreParams = params.score
     out = Path(output)
     scorer = HeuristicScorer(p.heuristics, p.identity, p.generated_stages)
     judge = Judge(engine, p.judge, params.llm, params.project.seed, STAGE)
     for t in p.judge.teachers:
         params.llm.teacher(t)
-    counter = StageCounter()
+    counter = counter if counter is not None else StageCounter()
     stats = JudgeStats()
     flags_seen: Counter[str] = Counter()
     judged = Counter()
     others_judged = 0
 
-    with Quarantine(out / "quarantine.jsonl", STAGE) as q, AtomicWriter(out / "records.jsonl") as w:
+    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
         chunk: list[dict] = []
 
         def flush() -> None:
@@ -89,7 +89,6 @@ def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine:
             if len(chunk) >= p.judge.batch_size:
                 flush()
         flush()
-        counter.rejects = Counter(q.counts)
 
     rows = stats.histogram_rows()
     if plots_path is not None:
@@ -98,6 +97,9 @@ def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine:
     metrics.update({"judge": {**stats.as_metrics(), "calls": dict(sorted(judged.items())),
                               "keep_above": p.judge.keep_above},
                     "heuristic_flags": dict(sorted(flags_seen.items()))})
+    overall = stats.by_dim.get("overall") or []
+    metrics["judge_mean_overall"] = round(sum(overall) / len(overall), 4) if overall else 0.0
+    metrics["judged"] = len(overall)
     return metrics
 
 

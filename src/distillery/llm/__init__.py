@@ -1,20 +1,10 @@
-"""The one way every stage calls a model: `Engine`, `ChatRequest`, `ChatResult`.
+"""The one way every stage calls a model: `Engine` (this package's engine module), `ChatRequest`,
+`ChatResult`. Build requests from here and the engine with `Engine.from_params(params, stage)`.
 
-    from distillery.llm import Engine, ChatRequest
-    engine = Engine.from_params(params, stage="distill")
-    results = engine.run([ChatRequest(teacher="local-smollm2", messages=[...])])
-
-See docs/llm.md. `Engine` is imported lazily so importing the request types stays cheap.
+The package itself imports only the request types, so a stage that reads `llm.config` (prepare_model)
+does not depend on the engine's code. See docs/llm.md.
 """
 
 from .types import ChatRequest, ChatResult
 
-__all__ = ["Engine", "ChatRequest", "ChatResult"]
-
-
-def __getattr__(name: str):
-    if name == "Engine":
-        from .engine import Engine
-
-        return Engine
-    raise AttributeError(name)
+__all__ = ["ChatRequest", "ChatResult"]

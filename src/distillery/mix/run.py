@@ -18,8 +18,8 @@ import numpy as np
 
 from ..core.errors import DistilleryError, ParamsError
 from ..core.io import AtomicWriter, BadLine, input_files, iter_jsonl, write_json
-from ..core.quarantine import Quarantine, StageCounter, check_reject_rate
-from ..core.records import check_roles
+from ..core.quarantine import Gate, Quarantine, StageCounter
+from ..core.records import check_record, check_roles
 from ..core.stage import progress
 from .buckets import BucketAssigner, record_texts
 from .config import BucketsParams, MixParams, PhaseParams
@@ -30,16 +30,12 @@ log = logging.getLogger(__name__)
 PRODUCTION = "production"
 
 
-def check_record(rec: dict) -> str | None:
-    """Reason code when a record cannot be mixed (trusted stages rarely trigger these)."""
-    if not isinstance(rec.get("id"), str) or not rec["id"]:
-        return "missing_id"
-    if rec.get("kind") not in ("sft", "preference"):
-        return "unknown_kind"
-    msgs = rec.get("messages")
-    if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
-        return "bad_messages"
-    return check_roles(rec["kind"], msgs, rec.get("chosen"), rec.get("rejected"))
+def mix_problem(rec: dict) -> str | None:
+    """Reason code when a record cannot be mixed: not of the record model, or a broken role order."""
+    invalid = check_record(rec)
+    if invalid is not None:
+        return invalid.reason
+    return check_roles(rec["kind"], rec["messages"], rec.get("chosen"), rec.get("rejected"))
 
 
 def validate_manifest(buckets: BucketsParams, mix: MixParams) -> None:
@@ -63,7 +59,7 @@ class Pass1:
 
 def _good_records(files: list[Path], max_line_bytes: int, quarantine: Quarantine | None,
                   counter: StageCounter | None, desc: str) -> Iterator[dict]:
-    """Records that pass `check_record`, first occurrence of each id only, in file order."""
+    """Records that pass `mix_problem`, first occurrence of each id only, in file order."""
     seen: set[str] = set()
     bar = progress(desc=desc)
     for f in files:
@@ -71,7 +67,7 @@ def _good_records(files: list[Path], max_line_bytes: int, quarantine: Quarantine
             bar.update(1)
             if counter is not None:
                 counter.records_in += 1
-            reason = obj.reason if isinstance(obj, BadLine) else check_record(obj)
+            reason = obj.reason if isinstance(obj, BadLine) else mix_problem(obj)
             if reason is None and obj["id"] in seen:
                 reason = "duplicate_id"
             if reason:
@@ -119,7 +115,6 @@ def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, max_l
     for rid in out.buckets:
         if is_eval(rid, mix.eval_fraction, mix.eval_salt):
             out.eval_ids.add(rid)
-    counter.merge_rejects(quarantine.counts)
     return out
 
 
@@ -187,18 +182,19 @@ def _copy_for(rec: dict, copy_no: int, phase: str) -> dict:
 
 
 def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams, mix: MixParams, seed: int,
-            max_line_bytes: int, max_reject_rate: float, plots_dir: str | Path | None) -> dict[str, Any]:
-    """Run the whole stage; returns the metrics dict."""
+            max_line_bytes: int, gate: Gate, plots_dir: str | Path | None, *,
+            counter: StageCounter | None = None) -> dict[str, Any]:
+    """Run the whole stage; returns the metrics dict. The gate is checked after pass 1, before any writing."""
     validate_manifest(bparams, mix)
     files = input_files(inputs)
     if not files:
         raise DistilleryError(f"{', '.join(map(str, inputs))}: no records.jsonl found")
     out = Path(output)
-    counter = StageCounter()
+    counter = counter if counter is not None else StageCounter()
     assigner = BucketAssigner(bparams)
-    with Quarantine(out / "quarantine.jsonl", "mix") as q:
+    with Quarantine(out / "quarantine.jsonl", "mix", counter) as q:
         p1 = bucket_pass(files, bparams, mix, max_line_bytes, q, counter)
-    check_reject_rate("mix", counter, max_reject_rate, out / "quarantine.jsonl", key="project.max_reject_rate")
+    gate.check("mix", counter, out / "quarantine.jsonl")
     plans, chosen, sizes = plan_all(p1, mix, seed)
     comp = composition(plans)
     short = {n: c["short_buckets"] for n, c in comp.items() if c["short_buckets"]}

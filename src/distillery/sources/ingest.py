@@ -15,8 +15,8 @@ from typing import Any
 from ..core.errors import InputError
 from ..core.stage import progress
 from ..core.io import AtomicWriter, BadLine
-from ..core.quarantine import Quarantine, StageCounter, check_reject_rate
-from ..core.records import stable_id
+from ..core.quarantine import Quarantine, StageCounter
+from ..core.records import check_record, stable_id
 from .adapters import ADAPTERS, Ctx, Draft, RowError
 from .config import IngestDefaults, SourceSpec
 from .normalize import Normalizer
@@ -81,13 +81,9 @@ class IngestResult:
     counter: StageCounter
     quarantine: Path
 
-    def enforce(self, name: str, max_reject_rate: float, key: str) -> None:
-        """Stop (one line, exit 3) when the source's reject rate exceeds its threshold (`key`)."""
-        check_reject_rate(f"ingest@{name}", self.counter, max_reject_rate, self.quarantine, key=key)
-
 
 def ingest_source(name: str, spec: SourceSpec, defaults: IngestDefaults, output: Path, *,
-                  max_row_bytes: int) -> IngestResult:
+                  max_row_bytes: int, counter: StageCounter | None = None) -> IngestResult:
     """Write output/records.jsonl and output/quarantine.jsonl atomically; return the counts."""
     digest = verify_sha256(name, spec)
     files = source_files(spec.path, spec.format)
@@ -95,11 +91,11 @@ def ingest_source(name: str, spec: SourceSpec, defaults: IngestDefaults, output:
     adapt = ADAPTERS[spec.adapter]
     norm = Normalizer(defaults)
     builder = RecordBuilder(name, spec)
-    counter = StageCounter()
+    counter = counter if counter is not None else StageCounter()
     kinds: Counter[str] = Counter()
     rows_read = 0
     q_path = output / "quarantine.jsonl"
-    with AtomicWriter(output / "records.jsonl") as out, Quarantine(q_path, STAGE) as q:
+    with AtomicWriter(output / "records.jsonl") as out, Quarantine(q_path, STAGE, counter) as q:
         for file in files:
             rel = "" if file == spec.path else str(file.relative_to(spec.path))
             rows = progress(read_rows(file, spec.format, max_row_bytes), desc=f"ingest {name}", unit="row")
@@ -130,6 +126,8 @@ def ingest_source(name: str, spec: SourceSpec, defaults: IngestDefaults, output:
                         d.upstream_id = str(uid)
                     bad = norm.check(d)
                     rec = builder.build(d, file, rel, row_idx, line)
+                    if not bad and (invalid := check_record(rec)) is not None:
+                        bad = (invalid.reason, invalid.detail)   # what we write must be of the record model
                     if bad:
                         q.reject(bad[0], encodable(rec), file=str(file), line=line, detail=bad[1], source=name)
                         continue
@@ -138,7 +136,6 @@ def ingest_source(name: str, spec: SourceSpec, defaults: IngestDefaults, output:
                     kinds[d.kind] += 1
             if spec.limit is not None and rows_read >= spec.limit:
                 break
-    counter.merge_rejects(q.counts)
     metrics = counter.as_metrics()
     metrics.update({
         "source": name, "adapter": spec.adapter, "rows_read": rows_read, "records_by_kind": dict(sorted(kinds.items())),

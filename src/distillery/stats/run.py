@@ -76,15 +76,15 @@ def measure_batch(meter: TemplateLengths, rows: list[Row]) -> list[dict[str, int
 
 
 def run_stats(inputs: list[str | Path], output: str | Path, params: StatsParams, mix_dir: str | Path | None,
-              max_line_bytes: int, plots_dir: str | Path | None) -> dict[str, Any]:
+              max_line_bytes: int, plots_dir: str | Path | None, *, counter: StageCounter | None = None) -> dict[str, Any]:
     files = find_inputs(inputs, params)
     out = Path(output)
     lookup = BucketLookup(mix_dir)
     meter = TemplateLengths(params.tokenizer, params.chat_template)
     table = LengthTable()
-    counter = StageCounter()
+    counter = counter if counter is not None else StageCounter()
     unknown_buckets = 0
-    with Quarantine(out / "quarantine.jsonl", "stats") as q, AtomicWriter(out / "lengths.jsonl") as lw:
+    with Quarantine(out / "quarantine.jsonl", "stats", counter) as q, AtomicWriter(out / "lengths.jsonl") as lw:
         bar = progress(desc="stats: tokenise")
         for f in files:
             batch: list[tuple[int, Row, object]] = []
@@ -102,7 +102,6 @@ def run_stats(inputs: list[str | Path], output: str | Path, params: StatsParams,
                         err = meter.try_render(item[1].prompt + item[1].answers[0], False)
                         if err:
                             q.reject("template_error", item[2], file=str(f), line=item[0], detail=err)
-                            counter.rejects["template_error"] += 1
                         else:
                             keep.append(item)
                     batch[:] = keep
@@ -127,7 +126,6 @@ def run_stats(inputs: list[str | Path], output: str | Path, params: StatsParams,
                         q.reject_bad_line(raw, str(f))
                     else:
                         q.reject(row, raw, file=str(f), line=line)
-                    counter.rejects[row] += 1
                     continue
                 batch.append((line, row, raw))
                 if len(batch) >= params.batch_size:

@@ -24,7 +24,7 @@ log = logging.getLogger("distillery.track")
 
 TAG_GROUP = "distillery.run_group"
 TAG_KIND = "distillery.kind"
-TAG_STAGE = "distillery.core.stage"
+TAG_STAGE = "distillery.stage"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_STANDALONE = "distillery.standalone"
 TAG_ERROR = "distillery.error"          # on a failed run; on the parent: distillery.error.<stage>

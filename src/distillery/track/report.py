@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..core.io import write_text
+from ..core.io import DETAILS_SUFFIX, read_stage_metrics, write_text
 
 log = logging.getLogger("distillery.track")
 
@@ -32,7 +32,8 @@ _NUM = ("requests", "cached", "prompt_tokens", "completion_tokens", "cost_usd")
 def metrics_files(metrics_dir: Path, exclude: tuple[str, ...] = ("plots",)) -> list[Path]:
     """Every metrics/**/*.json except plot data, in sorted order."""
     return sorted(p for p in Path(metrics_dir).rglob("*.json")
-                  if not set(p.relative_to(metrics_dir).parts[:-1]) & set(exclude))
+                  if not set(p.relative_to(metrics_dir).parts[:-1]) & set(exclude)
+                  and not p.name.endswith(DETAILS_SUFFIX))
 
 
 def _cost_entries(obj: Any) -> Iterator[dict]:
@@ -49,9 +50,8 @@ def collect_costs(metrics_dir: Path) -> list[dict[str, Any]]:
     """One row per teacher: usage summed over all stages' metrics (sorted by teacher)."""
     rows: dict[str, dict[str, Any]] = {}
     for path in metrics_files(metrics_dir):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        data = read_stage_metrics(path)
+        if data is None:
             log.warning("report: %s is not valid JSON; skipped", path)
             continue
         stage = str(path.relative_to(metrics_dir).with_suffix(""))

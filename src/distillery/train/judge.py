@@ -69,7 +69,7 @@ def win_rate(verdicts: Sequence[str | None]) -> dict[str, Any]:
 def judge_win_rate(params: Any, teacher: str, questions: Sequence[str], tuned: Sequence[str],
                    base: Sequence[str]) -> dict[str, Any]:
     """Run the judge through the shared LLM engine (cache, budget, retries) and score the verdicts."""
-    from ..llm import Engine
+    from ..llm.engine import Engine
 
     engine = Engine.from_params(params, stage="train_eval")
     results = engine.run(judge_requests(teacher, questions, tuned, base))
