@@ -1,0 +1,1 @@
+"""Exact and near-duplicate removal (MinHash-LSH, verified) and benchmark decontamination."""

@@ -1,0 +1,1 @@
+"""LLM generation stages: distill, multiturn, scenarios, completion, preferences, score (and the judge)."""

@@ -1,0 +1,1 @@
+"""Ingest: adapters that turn public dataset layouts into records."""

@@ -1,0 +1,1 @@
+"""Token statistics of the exports under the target chat template."""

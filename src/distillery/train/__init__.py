@@ -1,0 +1,1 @@
+"""LoRA SFT + DPO on the mix and base-vs-tuned evaluation."""
