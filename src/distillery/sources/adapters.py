@@ -8,6 +8,8 @@ role checks happen afterwards, the same way for every adapter (see normalize.py)
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -54,6 +56,7 @@ class Draft:
     chosen: dict | None = None
     rejected: dict | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
     upstream_id: str | None = None
 
@@ -86,7 +89,8 @@ class Ctx:
 # ---- field access -------------------------------------------------------------------------
 
 def text_field(row: dict, key: str | None, *, required: bool = True) -> str:
-    """The string under `key`; numbers are accepted as text, anything else is `wrong_type`."""
+    """The string under `key`; numbers are accepted as text (NaN/Infinity are not: they are a missing
+    value, not the text "nan"), anything else is `wrong_type`."""
     if key is None:
         if required:
             raise RowError("missing_field", "no field name configured (set `fields`)")
@@ -99,6 +103,8 @@ def text_field(row: dict, key: str | None, *, required: bool = True) -> str:
     if isinstance(v, str):
         return v
     if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if not math.isfinite(v):
+            raise RowError("non_finite_number", f"field {key!r} is {json.dumps(v)}, a number that is not finite")
         return str(v)
     raise RowError("wrong_type", f"field {key!r} should be text, got {type(v).__name__}")
 
@@ -164,6 +170,8 @@ def answer(value: Any, ctx: Ctx, name: str) -> dict:
         return msg
     if value is None:
         raise RowError("missing_field", f"field {name!r} is missing")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RowError("non_finite_number", f"field {name!r} is {json.dumps(value)}")
     raise RowError("wrong_type", f"field {name!r} should be text or a message, got {type(value).__name__}")
 
 
@@ -205,16 +213,26 @@ def self_instruct(row: dict, ctx: Ctx) -> Iterator[Draft]:
         yield d
 
 
-def conversation(row: dict, ctx: Ctx) -> Iterator[Draft]:
-    """OpenAI `messages` or ShareGPT `conversations` (+ optional `system`): one SFT record."""
+def turn_items(row: dict, ctx: Ctx) -> list:
     items = list_field(row, ctx.fields["messages"])
     if not items:
         raise RowError("empty_conversation", f"field {ctx.fields['messages']!r} is empty")
+    return items
+
+
+def conversation(row: dict, ctx: Ctx) -> Iterator[Draft]:
+    """OpenAI `messages` or ShareGPT `conversations` (+ optional `system`): one SFT record, or
+    several when `dialogue` shapes it (see dialogue.py)."""
+    items = turn_items(row, ctx)
+    if ctx.spec.dialogue is not None:
+        from .dialogue import shaped  # imported here: dialogue.py builds on this module
+        yield from shaped(row, items, ctx, ctx.spec.dialogue)
+        return
     yield Draft("0", "sft", with_system(row, ctx, turns(items, ctx)))
 
 
-def prompt_chosen_rejected(row: dict, ctx: Ctx) -> Iterator[Draft]:
-    """Generic preference row: prompt (text or messages) + chosen + rejected."""
+def prompt_turns(row: dict, ctx: Ctx) -> list[dict]:
+    """The prompt of a preference row: `fields.prompt` as text (one user turn) or a list of turns."""
     key = ctx.fields["prompt"]
     if key not in row or row[key] is None:
         raise RowError("missing_field", f"field {key!r} is missing")
@@ -222,9 +240,13 @@ def prompt_chosen_rejected(row: dict, ctx: Ctx) -> Iterator[Draft]:
     if isinstance(p, list):
         if not p:
             raise RowError("empty_conversation", f"field {key!r} is empty")
-        msgs = turns(p, ctx)
-    else:
-        msgs = [{"role": "user", "content": text_field(row, key)}]
+        return turns(p, ctx)
+    return [{"role": "user", "content": text_field(row, key)}]
+
+
+def prompt_chosen_rejected(row: dict, ctx: Ctx) -> Iterator[Draft]:
+    """Generic preference row: prompt (text or messages) + chosen + rejected."""
+    msgs = prompt_turns(row, ctx)
     for name in ("chosen", "rejected"):
         if ctx.fields[name] not in row:
             raise RowError("missing_field", f"field {ctx.fields[name]!r} is missing")
@@ -332,9 +354,13 @@ def _pairs(parent: dict, prompt: list[dict], replies: list[dict], ctx: Ctx) -> I
 
 
 def mapping(row: dict, ctx: Ctx) -> Iterator[Draft]:
-    """Generic adapter driven by `fields`: a turn list, a preference triple, or prompt/response."""
+    """Generic adapter driven by `fields`: a turn list, a preference triple (fixed, or decided by
+    the row's judgment with `preference`), or prompt/response."""
     f = ctx.fields
-    if f["messages"]:
+    if ctx.spec.preference is not None:
+        from .judgment import judged_pair  # imported here: judgment.py builds on this module
+        yield from judged_pair(row, ctx, ctx.spec.preference)
+    elif f["messages"]:
         yield from conversation(row, ctx)
     elif f["chosen"] and f["rejected"]:
         yield from prompt_chosen_rejected(row, ctx)
@@ -354,7 +380,7 @@ def record(row: dict, ctx: Ctx) -> Iterator[Draft]:
         d = Draft("0", "preference", msgs, chosen=answer(row.get("chosen"), ctx, "chosen"),
                   rejected=answer(row.get("rejected"), ctx, "rejected"))
     elif row.get("kind") == "sft":
-        d = next(conversation(row, ctx))
+        d = Draft("0", "sft", with_system(row, ctx, turns(turn_items(row, ctx), ctx)))  # never reshaped
     else:
         raise RowError("wrong_type", f"field 'kind' should be 'sft' or 'preference', got {row.get('kind')!r}")
     if isinstance(row.get("labels"), dict):

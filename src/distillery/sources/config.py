@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from ..core.params import BucketName, ExistingPath, KeyProblem, Section
 
@@ -17,6 +17,8 @@ Adapter = Literal["auto", "alpaca", "openai_messages", "sharegpt", "oasst_tree",
                   "gsm8k", "self_instruct", "mapping", "record"]
 Format = Literal["auto", "json", "jsonl", "jsonl.gz", "csv", "parquet"]
 Role = Literal["system", "user", "assistant"]
+Side = Literal["first", "second"]
+Label = str | int | float | bool
 
 
 class FieldMap(Section):
@@ -32,6 +34,88 @@ class FieldMap(Section):
     chosen: str | None = Field(None, description="preferred answer (string, message or transcript)")
     rejected: str | None = Field(None, description="dispreferred answer")
     id: str | None = Field(None, description="upstream id kept in source.upstream_id")
+
+
+class PreferenceRule(Section):
+    """Which of two answers wins, read from the row's own judgment (mapping adapter).
+
+    Judged sets store the answers in a fixed order and say which is better in another field; taking
+    one field as `chosen` inverts every pair the judge decided the other way. Ties are quarantined
+    (`preference_tie`); the judgment is kept in `labels.preference`.
+    """
+
+    first: str = Field(description="field of the first answer (text, a message or a list of messages)")
+    second: str = Field(description="field of the second answer")
+    rule: Literal["threshold", "label", "higher", "lower"] = Field(
+        description="threshold: a number vs `threshold`; label: a value in first_wins/second_wins/ties; "
+                    "higher/lower: the answer whose `score_fields` value is higher (scores) or lower (ranks)")
+    field: str | None = Field(None, description="threshold/label: the field holding the judgment")
+    threshold: float | None = Field(None, description="threshold: the value that separates the two sides")
+    above: Side = Field("second", description="threshold: the side that wins above it (the other wins below)")
+    first_wins: list[Label] = Field(default_factory=list, description="label: values meaning the first wins")
+    second_wins: list[Label] = Field(default_factory=list, description="label: values meaning the second wins")
+    ties: list[Label] = Field(default_factory=list, description="label: values meaning a tie (dropped)")
+    score_fields: list[str] = Field(default_factory=list, description="higher/lower: [first's, second's] field")
+    margin: float = Field(0, ge=0, description="threshold/higher/lower: a difference not above this is a tie")
+    _outcomes: dict[str, str] = PrivateAttr(default_factory=dict)   # label_key -> first | second | tie
+
+    @model_validator(mode="after")
+    def _keys_fit_rule(self) -> "PreferenceRule":
+        """Each rule needs its keys, and a key of another rule is a mistake, not something to ignore."""
+        needs = {"threshold": ("field", "threshold"), "label": ("field", "first_wins", "second_wins"),
+                 "higher": ("score_fields",), "lower": ("score_fields",)}[self.rule]
+        for key in ("field", "threshold", "first_wins", "second_wins", "ties", "score_fields"):
+            given = getattr(self, key) not in (None, [])
+            if key in needs and not given:
+                raise KeyProblem(key, f"required by rule {self.rule!r}")
+            if given and key not in needs and not (key == "ties" and self.rule == "label"):
+                raise KeyProblem(key, f"not used by rule {self.rule!r}")
+        if self.rule in ("higher", "lower") and len(self.score_fields) != 2:
+            raise KeyProblem("score_fields", "give two fields: [first answer's, second answer's]")
+        seen: dict[str, str] = {}
+        for key in ("first_wins", "second_wins", "ties"):
+            for v in getattr(self, key):
+                k = label_key(v)
+                if k in seen and seen[k] != key:
+                    raise KeyProblem(key, f"{v!r} is also in {seen[k]}")
+                seen[k] = key
+        names = {"first_wins": "first", "second_wins": "second", "ties": "tie"}
+        self._outcomes = {k: names[v] for k, v in seen.items()}
+        return self
+
+    def outcome(self, label: Any) -> str | None:
+        """`label` rule: 'first', 'second' or 'tie' for a judgment value; None for a value not configured."""
+        return self._outcomes.get(label_key(label))
+
+
+def label_key(v: Any) -> str:
+    """A judgment value compared loosely: 'A' == 'a', 1 == '1' == 1.0 (CSV holds text, JSON numbers)."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            return v.strip().lower()
+    if isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
+    return str(v).strip().lower()
+
+
+class DialogueShape(Section):
+    """How a turn list becomes SFT examples: who speaks as whom, and where each example ends.
+
+    Human-human dialogues stop wherever the people stopped, often on the user's turn, and their
+    speakers are ids rather than roles; an SFT record must end with the assistant.
+    """
+
+    alternate: bool = Field(False, description="roles by speaker order, not `roles`: the first speaker is "
+                                               "`first_role`, the other speaker the other role (plain-text "
+                                               "turns alternate by position)")
+    first_role: Literal["user", "assistant"] = Field("user", description="alternate: role of the first speaker")
+    merge_consecutive: bool = Field(False, description="join consecutive turns of one role (blank line between)")
+    trim: bool = Field(False, description="end at the last assistant turn; drop turns before the first user turn")
+    split: bool = Field(False, description="one example per assistant turn, each ending on that turn (implies trim)")
 
 
 class NormalizeParams(Section):
@@ -80,6 +164,8 @@ class SourceSpec(Section):
         "adjacent", description="oasst_tree: which ranked sibling replies become preference pairs")
     paths: bool = Field(True, description="oasst_tree: emit root-to-leaf SFT conversations")
     skip_synthetic: bool = Field(False, description="oasst_tree: drop messages flagged synthetic")
+    preference: PreferenceRule | None = Field(None, description="mapping: chosen/rejected from a judgment field")
+    dialogue: DialogueShape | None = Field(None, description="turn lists: role alternation, trimming, splitting")
     max_reject_rate: float | None = Field(None, ge=0, le=1)
 
     @field_validator("sha256")
@@ -93,6 +179,23 @@ class SourceSpec(Section):
     def _sha_needs_file(self) -> "SourceSpec":
         if self.sha256 and self.path.is_dir():
             raise ValueError("sha256 needs `path` to be a single file, not a directory")
+        return self
+
+    @model_validator(mode="after")
+    def _shaping_fits_adapter(self) -> "SourceSpec":
+        """`preference` and `dialogue` shape what one adapter family reads; elsewhere they would be ignored."""
+        if self.preference is not None:
+            if self.adapter != "mapping":
+                raise KeyProblem("preference", f"needs adapter: mapping (got {self.adapter!r})")
+            if self.fields.chosen or self.fields.rejected:
+                raise KeyProblem("preference", "replaces fields.chosen/rejected: name the answers in "
+                                               "preference.first/second instead")
+        if self.dialogue is not None:
+            if self.adapter not in ("mapping", "sharegpt", "openai_messages", "auto"):
+                raise KeyProblem("dialogue", f"needs a turn-list adapter (mapping, sharegpt, openai_messages, "
+                                             f"auto), got {self.adapter!r}")
+            if self.adapter == "mapping" and not self.fields.messages:
+                raise KeyProblem("dialogue", "needs fields.messages (the turn list) with adapter: mapping")
         return self
 
 

@@ -7,6 +7,8 @@ records and written at once; rejects go to the quarantine with reason, file and 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from .normalize import Normalizer
 from .readers import read_rows, sha256_file, source_files
 
 STAGE = "ingest"
+log = logging.getLogger("distillery.ingest")
 
 
 def verify_sha256(name: str, spec: SourceSpec) -> str | None:
@@ -31,8 +34,9 @@ def verify_sha256(name: str, spec: SourceSpec) -> str | None:
         return None
     digest = sha256_file(spec.path)
     if spec.sha256 and digest != spec.sha256:
-        raise InputError(f"ingest.sources.{name}.sha256: {spec.path} has sha256 {digest[:16]}…, "
-                         f"params pin {spec.sha256[:16]}…; the file changed (update the pin or the file)")
+        # both digests in full: the new pin is copied from this line
+        raise InputError(f"ingest.sources.{name}.sha256: {spec.path} has sha256 {digest}, params pin "
+                         f"{spec.sha256}; the file changed (update the pin or the file)")
     return digest
 
 
@@ -60,14 +64,30 @@ class RecordBuilder:
             rec["bucket"] = spec.bucket
         rec["source"] = source
         rec["lineage"] = [{"stage": STAGE, "source": self.name, "adapter": spec.adapter, **d.lineage}]
-        rec["scores"] = {}
+        rec["scores"] = dict(d.scores)
         rec["labels"] = {**spec.labels, **d.labels}
         return rec
 
 
+def _finite(obj: Any) -> Any:
+    """NaN / ±Infinity as the text JSON has no number for ('NaN', 'Infinity'), so quarantine lines stay JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return json.dumps(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def encodable(obj: Any) -> Any:
-    """`obj` made writable as UTF-8: lone surrogates (from bad escapes or bytes) become '?'."""
-    text = json.dumps(obj, ensure_ascii=False)
+    """`obj` made writable as strict UTF-8 JSON: lone surrogates (from bad escapes or bytes) become '?',
+    non-finite numbers their names."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        obj = _finite(obj)
+        text = json.dumps(obj, ensure_ascii=False)
     try:
         text.encode("utf-8")
         return obj
@@ -94,11 +114,13 @@ def ingest_source(name: str, spec: SourceSpec, defaults: IngestDefaults, output:
     counter = counter if counter is not None else StageCounter()
     kinds: Counter[str] = Counter()
     rows_read = 0
+    empty: list[str] = []
     q_path = output / "quarantine.jsonl"
     with AtomicWriter(output / "records.jsonl") as out, Quarantine(q_path, STAGE, counter) as q:
         for file in files:
             rel = "" if file == spec.path else str(file.relative_to(spec.path))
             rows = progress(read_rows(file, spec.format, max_row_bytes), desc=f"ingest {name}", unit="row")
+            row_idx = -1
             for row_idx, (line, row) in enumerate(rows):
                 if spec.limit is not None and rows_read >= spec.limit:
                     break
@@ -134,11 +156,16 @@ def ingest_source(name: str, spec: SourceSpec, defaults: IngestDefaults, output:
                     out.write_record(rec)
                     counter.records_out += 1
                     kinds[d.kind] += 1
+            if row_idx < 0 and not (spec.limit is not None and rows_read >= spec.limit):
+                # exit 0 with records_in 0 is right for an empty file, but it should not pass unnoticed
+                log.warning("ingest@%s: %s holds no rows (empty file)", name, file)
+                empty.append(str(file))
             if spec.limit is not None and rows_read >= spec.limit:
                 break
     metrics = counter.as_metrics()
     metrics.update({
         "source": name, "adapter": spec.adapter, "rows_read": rows_read, "records_by_kind": dict(sorted(kinds.items())),
-        "files": [str(f) for f in files], "sha256": digest, "revision": spec.revision, "bucket": spec.bucket,
+        "files": [str(f) for f in files], "empty_files": empty, "sha256": digest, "revision": spec.revision,
+        "bucket": spec.bucket,
     })
     return IngestResult(metrics, counter, q_path)

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Iterator
 
 from ..core.errors import InputError
-from ..core.io import BadLine, iter_jsonl
+from ..core.io import BadLine, iter_jsonl, open_binary
 
 SUFFIXES = {".jsonl.gz": "jsonl.gz", ".json.gz": "json", ".jsonl": "jsonl", ".json": "json",
             ".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
 
 Row = tuple[int, "dict | BadLine"]
+BOM = b"\xef\xbb\xbf"
 
 
 def detect_format(path: Path) -> str | None:
@@ -73,6 +74,8 @@ def read_json(path: Path, max_row_bytes: int) -> Iterator[Row]:
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not valid UTF-8 at byte {e.start}; a .json array is read whole, "
                          f"so fix or convert it to .jsonl to quarantine bad rows") from None
+    if not text.strip():
+        return
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -89,6 +92,43 @@ def read_json(path: Path, max_row_bytes: int) -> Iterator[Row]:
             yield i, BadLine("not_an_object", i, json.dumps(obj)[:500], type(obj).__name__)
             continue
         yield i, (_too_large(i, obj, max_row_bytes) or obj)
+
+
+def _first_line(path: Path, limit: int) -> bytes:
+    try:
+        with open_binary(path) as fh:
+            return fh.readline(limit + 1)
+    except (OSError, EOFError):
+        return b""   # iter_jsonl says why the file is unreadable
+
+
+def _parse_first(raw: bytes) -> dict | BadLine | None:
+    """The first line once its BOM is gone, judged as iter_jsonl judges every line (None: blank)."""
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return BadLine("invalid_utf8", 1, raw[:500].decode("utf-8", "replace"), str(e))
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        return BadLine("malformed_json", 1, text[:500], str(e))
+    if not isinstance(obj, dict):
+        return BadLine("not_an_object", 1, text[:500], type(obj).__name__)
+    return obj
+
+
+def read_jsonl(path: Path, max_row_bytes: int) -> Iterator[Row]:
+    """JSON lines (plain or gzip). A UTF-8 BOM before the first line (Windows tools, Excel exports) is
+    not part of the data: that line is read without it, as .csv and .json files are."""
+    first = _first_line(path, max_row_bytes)
+    for line, row in iter_jsonl(path, max_line_bytes=max_row_bytes):
+        if line == 1 and first.startswith(BOM) and not (isinstance(row, BadLine) and row.reason == "record_too_large"):
+            row = _parse_first(first[len(BOM):])
+            if row is None:
+                continue
+        yield line, row
 
 
 def _decoded_lines(fh) -> Iterator[str]:
@@ -151,8 +191,10 @@ def read_rows(path: Path, fmt: str, max_row_bytes: int) -> Iterator[Row]:
     """Dispatch on the format ("auto" = by suffix)."""
     if fmt == "auto":
         fmt = detect_format(path) or ""
+    if path.stat().st_size == 0:
+        return iter(())   # no rows in any format (an empty .json or .parquet is not an error to stop on)
     if fmt in ("jsonl", "jsonl.gz"):
-        return iter_jsonl(path, max_line_bytes=max_row_bytes)
+        return read_jsonl(path, max_row_bytes)
     if fmt == "json":
         return read_json(path, max_row_bytes)
     if fmt == "csv":
