@@ -178,3 +178,16 @@ def test_disk_full_is_one_line_and_keeps_the_old_output(tmp_path, run_script):
         assert not [p for p in out.rglob("*.tmp")]
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_bom_prefixed_jsonl_is_read_by_every_record_stage(project, run_script):
+    """A UTF-8 BOM before the first line (Windows tools) is not data: the first record is kept everywhere."""
+    good = [int(line) for line, reason in EXPECTED.items() if reason == "ok"]
+    lines = CORPUS.read_text(encoding="utf-8").splitlines()
+    src = project / "bom.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines[i - 1] for i in good[:3]).encode() + b"\n")
+    for stage in ("dedup", "mix", "export"):
+        r = run_script(stage, "--params", "params.yaml", "--input", src, "--output", project / f"bom-{stage}",
+                       *(["--no-eval", "--no-phases"] if stage == "export" else []), cwd=project)
+        assert r.returncode == 0, (stage, r.stderr[-2000:])
+        assert not _quarantined_lines(project / f"bom-{stage}" / "quarantine.jsonl"), stage

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from distillery.core.io import read_stage_metrics
+
 VENV_BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
@@ -86,13 +88,16 @@ def test_repro_builds_the_export_bundle_offline(project):
     for stage in ("distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup", "mix",
                   "export", "stats", "validate", "train_eval"):
         m = json.loads((proj / "metrics" / f"{stage}.json").read_text())
-        assert m, stage
+        # the headline DVC shows: flat numbers, a couple of dozen at most, with the gate that was applied
+        assert m and all(isinstance(v, (int, float)) for v in m.values()), (stage, m)
+        assert len(m) <= 24 and "max_reject_rate" in m, (stage, sorted(m))
+        assert (proj / "metrics" / f"{stage}.details.json").exists(), stage
     # generated records carry the exact prompt sent in their lineage
     distilled = [json.loads(x) for x in (proj / "data/distill/records.jsonl").read_text().splitlines()]
     assert distilled and all(any(step.get("prompt") for step in r["lineage"] if step["stage"] == "distill")
                              for r in distilled)
-    te = json.loads((proj / "metrics/train_eval.json").read_text())
-    assert "before" in te and "after" in te
+    te = read_stage_metrics(proj / "metrics/train_eval.json")
+    assert "before" in te and "after" in te and "delta_heldout_loss" in te
     # MLflow: one parent run for this repro, children per stage
     import mlflow
 
@@ -108,6 +113,26 @@ def test_second_repro_does_nothing(project):
     assert rc == 0, out[-3000:]
     assert "Running stage" not in out
     assert "Data and pipelines are up to date" in out
+
+
+def test_metrics_diff_fits_160_columns_and_standalone_runs_touch_nothing(project, tmp_path):
+    """`dvc metrics diff` of the whole pipeline (every row, against the commit) fits a 160-column terminal,
+    and a stage run by hand inside the project changes neither `git status` nor `dvc status`."""
+    proj, env = project
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "repro"]):
+        subprocess.run(cmd, cwd=proj, env=env, check=True)
+    rc, out = _run(["dvc", "metrics", "diff", "HEAD", "--all"], proj, dict(env, COLUMNS="160"))
+    assert rc == 0, out
+    widest = max(len(line) for line in out.splitlines())
+    assert widest <= 160, widest
+    assert out.count("\n") < 300
+    before = [_run(c, proj, env)[1] for c in (["git", "status", "--porcelain"], ["dvc", "status", "--json"])]
+    rc, out = _run([sys.executable, "scripts/dedup.py", "--input", "data/score", "--output", str(tmp_path / "y"),
+                    "--no-decontaminate"], proj, env)
+    assert rc == 0, out[-3000:]
+    after = [_run(c, proj, env)[1] for c in (["git", "status", "--porcelain"], ["dvc", "status", "--json"])]
+    assert after == before
+    assert (tmp_path / "y" / "metrics.json").exists()
 
 
 def test_changing_one_source_invalidates_only_it_and_its_dependants(project):

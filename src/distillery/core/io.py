@@ -21,6 +21,7 @@ from typing import IO, Any, BinaryIO, Iterator
 from .errors import InputError, OutputError
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _umask() -> int:
@@ -54,10 +55,13 @@ def open_binary(path: str | os.PathLike) -> IO[bytes]:
 
 def iter_jsonl(path: str | os.PathLike, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
                ) -> Iterator[tuple[int, dict | BadLine]]:
-    """Yield (1-based line number, dict or BadLine) for every non-blank line."""
+    """Yield (1-based line number, dict or BadLine) for every non-blank line. A UTF-8 BOM before the
+    first line (Windows tools, Excel exports) is not part of the data and is skipped."""
     with open_binary(path) as fh:
         try:
             for lineno, raw in enumerate(fh, start=1):
+                if lineno == 1 and raw.startswith(UTF8_BOM):
+                    raw = raw[len(UTF8_BOM):]
                 if not raw.strip():
                     continue
                 if len(raw) > max_line_bytes:

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import xxhash
 
+from ..core.io import UTF8_BOM
 from ..core.records import check_record
 from .config import DedupParams
 from .decontam import EvalIndex
@@ -52,7 +53,10 @@ class Prepared:
 
 
 def parse_line(raw: bytes, max_line_bytes: int) -> dict | tuple[str, str, str]:
-    """A record dict, or (reason, raw excerpt, detail) for a line that is not one."""
+    """A record dict, or (reason, raw excerpt, detail) for a line that is not one (a UTF-8 BOM, which can
+    only open a file's first line, is skipped as `iter_jsonl` skips it)."""
+    if raw[:3] == UTF8_BOM:
+        raw = raw[3:]
     if len(raw) > max_line_bytes:
         return "record_too_large", raw[:200].decode("utf-8", "replace"), f"{len(raw)} bytes > limit {max_line_bytes}"
     try:  # orjson is ~2x faster; anything it refuses gets the standard parser's verdict (and reason)

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Iterator
 
 from ..core.errors import InputError
-from ..core.io import BadLine, iter_jsonl, open_binary
+from ..core.io import UTF8_BOM as BOM, BadLine, iter_jsonl, open_binary
 
 SUFFIXES = {".jsonl.gz": "jsonl.gz", ".json.gz": "json", ".jsonl": "jsonl", ".json": "json",
             ".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
 
 Row = tuple[int, "dict | BadLine"]
-BOM = b"\xef\xbb\xbf"
 
 
 def detect_format(path: Path) -> str | None:
@@ -94,41 +93,9 @@ def read_json(path: Path, max_row_bytes: int) -> Iterator[Row]:
         yield i, (_too_large(i, obj, max_row_bytes) or obj)
 
 
-def _first_line(path: Path, limit: int) -> bytes:
-    try:
-        with open_binary(path) as fh:
-            return fh.readline(limit + 1)
-    except (OSError, EOFError):
-        return b""   # iter_jsonl says why the file is unreadable
-
-
-def _parse_first(raw: bytes) -> dict | BadLine | None:
-    """The first line once its BOM is gone, judged as iter_jsonl judges every line (None: blank)."""
-    if not raw.strip():
-        return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return BadLine("invalid_utf8", 1, raw[:500].decode("utf-8", "replace"), str(e))
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        return BadLine("malformed_json", 1, text[:500], str(e))
-    if not isinstance(obj, dict):
-        return BadLine("not_an_object", 1, text[:500], type(obj).__name__)
-    return obj
-
-
 def read_jsonl(path: Path, max_row_bytes: int) -> Iterator[Row]:
-    """JSON lines (plain or gzip). A UTF-8 BOM before the first line (Windows tools, Excel exports) is
-    not part of the data: that line is read without it, as .csv and .json files are."""
-    first = _first_line(path, max_row_bytes)
-    for line, row in iter_jsonl(path, max_line_bytes=max_row_bytes):
-        if line == 1 and first.startswith(BOM) and not (isinstance(row, BadLine) and row.reason == "record_too_large"):
-            row = _parse_first(first[len(BOM):])
-            if row is None:
-                continue
-        yield line, row
+    """JSON lines (plain or gzip); a UTF-8 BOM before the first line is skipped by `iter_jsonl`."""
+    yield from iter_jsonl(path, max_line_bytes=max_row_bytes)
 
 
 def _decoded_lines(fh) -> Iterator[str]:
@@ -143,7 +110,7 @@ def read_csv(path: Path, max_row_bytes: int) -> Iterator[Row]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as fh:
         first = fh.peek(3)[:3] if hasattr(fh, "peek") else b""
-        if first == b"\xef\xbb\xbf":
+        if first == BOM:
             fh.read(3)
         reader = csv.DictReader(_decoded_lines(fh))
         try:
