@@ -1,109 +1,67 @@
-"""The LLM judge: rubric prompts, robust parsing of the judge's answer, re-asks, pairwise both orders.
+"""The LLM judge: the one module every stage judges through (score, preferences, the distill pilot,
+scenarios' trait check, multiturn's persona check, train_eval's win rate).
 
-Parsing accepts a JSON object anywhere in the text (code fences, chatter around it), numbers as
-strings or "8/10", keys in any case, or plain "name: 8" lines. A score outside 1-10 or a missing
-dimension is a parse failure; the judge is then re-asked (the previous answer plus a correction),
-which changes the prompt and therefore the cache key, so a retry is a real new call.
+- Pointwise: a rubric of named dimensions scored 1-10 plus `overall`.
+- Pairwise: every comparison asked in BOTH orders (x as A, then y as A); a preference counts only
+  when the two orders agree. Disagreement is the judge's position bias: reported as `inconsistent`
+  and scored as a tie.
+- Guided or free text, with ONE repair loop: a request carrying the judge's JSON schema (`guided`)
+  is enforced by the engine (guided decoding for local teachers, structured output for API ones, and
+  the engine's own bounded repair rounds, `llm.max_parse_retries`), so the judge never re-asks it.
+  A free-text answer that does not parse is re-asked here, `parse_retries` times, with the previous
+  answer and a correction (a new prompt, so a new cache key: a retry is a real new call).
+
+Parsing (one parser for every caller) is in judge_parse.py; prompts are templates under
+prompts/judge/ rendered through templates.py.
 """
 
 from __future__ import annotations
 
-import json
-import re
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from ..core.records import prompt_messages, response_text
-from .templates import Template
+from ..llm import ChatRequest, ChatResult
+from .common import gen_with_seed, lineage_entry
+from .config import JudgeParams
+from .judge_parse import Winner, find_json_objects, parse_scores, parse_verdict
+from .templates import Template, load_template
 
-_NUM = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*$")
-_LINE = re.compile(r"^[\s\-*#\"']*([A-Za-z_][A-Za-z _-]*?)[\"']?\s*[:=]\s*\"?(-?\d+(?:\.\d+)?)\s*(?:/\s*10)?", re.M)
+if TYPE_CHECKING:
+    from ..llm.config import LLMParams
+
+__all__ = ["ChatEngine", "Judge", "JudgeCall", "Outcome", "Verdict", "Winner", "combine_orders",
+           "find_json_objects", "parse_scores", "parse_verdict", "parse_winner", "record_prompt_answer",
+           "run_with_retries", "swap_verdict", "transcript"]
+
+parse_winner = parse_verdict  # the name older callers import; the same single parser
+
+T = TypeVar("T")
+Outcome = Literal["x", "y", "tie", "inconsistent"]
+Messages = list[dict[str, str]]
 
 RETRY_MESSAGE = ("Your previous reply could not be parsed. Reply again with ONLY the JSON object, "
                  "with every key and an integer from 1 to 10.")
+VERDICT_RETRY_MESSAGE = "Your previous reply could not be parsed. Reply again with ONLY your verdict: A, B or tie."
+WINNER_SCHEMA = {"type": "object", "properties": {"winner": {"enum": ["A", "B", "tie"]}}, "required": ["winner"]}
+_WINS: dict[Outcome, dict[str, float]] = {"x": {"x": 1.0, "y": 0.0}, "y": {"x": 0.0, "y": 1.0},
+                                          "tie": {"x": 0.5, "y": 0.5}, "inconsistent": {"x": 0.5, "y": 0.5}}
+# engine failures that still carry the model's text, which the parser may read
+_TEXT_ERRORS = ("truncated", "parse_error")
 
 
-def find_json_objects(text: str) -> list[dict]:
-    """Every JSON object that decodes at some '{' in the text, outermost first."""
-    dec = json.JSONDecoder()
-    out: list[dict] = []
-    i = text.find("{")
-    while i != -1:
-        try:
-            obj, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError:
-            i = text.find("{", i + 1)
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-        i = text.find("{", end)
-    return out
+class ChatEngine(Protocol):
+    """What the judge needs of the engine (llm.engine.Engine or a test double)."""
+
+    def run(self, requests: Sequence[ChatRequest]) -> list[ChatResult]: ...
 
 
-def _as_score(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        m = _NUM.match(v)
-        if m:
-            return float(m.group(1))
-    if isinstance(v, dict):
-        for k in ("score", "rating", "value"):
-            if k in v:
-                return _as_score(v[k])
-    return None
-
-
-def _norm_key(k: str) -> str:
-    return re.sub(r"[\s-]+", "_", str(k).strip().lower())
-
-
-def parse_scores(text: str, dimensions: list[str], low: float = 1, high: float = 10,
-                 require_overall: bool = False) -> tuple[dict[str, float] | None, str]:
-    """Scores for every dimension (+ overall, the mean when the judge omitted it) or (None, reason)."""
-    wanted = [_norm_key(d) for d in dimensions]
-    candidates: list[dict[str, Any]] = [{_norm_key(k): v for k, v in o.items()} for o in find_json_objects(text)]
-    lines = {_norm_key(k): v for k, v in _LINE.findall(text)}
-    if lines:
-        candidates.append(lines)
-    if not candidates:
-        return None, "judge_no_scores"
-    reason = "judge_missing_dimension"
-    for cand in candidates:
-        scores: dict[str, float] = {}
-        for d, key in zip(dimensions, wanted):
-            s = _as_score(cand.get(key))
-            if s is None:
-                break
-            scores[d] = s
-        else:
-            ov = _as_score(cand.get("overall"))
-            if ov is None:
-                if require_overall:
-                    continue
-                ov = round(sum(scores.values()) / len(scores), 3)
-            scores["overall"] = ov
-            if any(not (low <= s <= high) for s in scores.values()):
-                reason = "judge_score_out_of_range"
-                continue
-            return scores, ""
-    return None, reason
-
-
-def parse_winner(text: str) -> str | None:
-    """'A', 'B' or 'tie' from a pairwise answer, else None."""
-    for obj in find_json_objects(text):
-        w = {_norm_key(k): v for k, v in obj.items()}.get("winner")
-        if isinstance(w, str) and w.strip().upper() in ("A", "B"):
-            return w.strip().upper()
-        if isinstance(w, str) and w.strip().lower() in ("tie", "draw", "equal"):
-            return "tie"
-    m = re.search(r"\bwinner\W+(A|B|tie)\b", text, re.I)
-    if m:
-        return m.group(1).upper() if m.group(1).upper() in ("A", "B") else "tie"
-    return None
+def rubric_schema(dimensions: Sequence[str]) -> dict:
+    """The rubric as a JSON schema; every key required, so what the engine accepts the parser accepts."""
+    keys = [*dimensions, "overall"]
+    return {"type": "object", "properties": {d: {"type": "integer", "minimum": 1, "maximum": 10} for d in keys},
+            "required": keys}
 
 
 def transcript(messages: list[dict]) -> str:
@@ -127,25 +85,32 @@ def record_prompt_answer(rec: dict) -> tuple[str, str]:
     return ptxt, response_text(rec)
 
 
+# -- the repair loop ---------------------------------------------------------------------------------------
+
 @dataclass
-class JudgeCall:
-    """One judged item across its attempts: messages of the current attempt and the outcome."""
+class JudgeCall(Generic[T]):
+    """One judged item across its attempts: the current attempt's messages and the outcome."""
 
-    key: Any
-    messages: list[dict]
+    key: Hashable
+    messages: Messages
+    teacher: str = ""
+    enforced: bool = False      # the engine enforces a schema on this call: never re-asked here
     attempts: int = 0
-    scores: dict[str, float] | None = None
+    scores: T | None = None     # the parsed value (rubric scores, or a verdict)
     reason: str = ""
-    sent: list[Any] = field(default_factory=list)
-    results: list[Any] = field(default_factory=list)
+    sent: list[object] = field(default_factory=list)
+    results: list[ChatResult] = field(default_factory=list)
 
 
-def run_with_retries(calls: list[JudgeCall], ask: Callable[[list[JudgeCall]], list[Any]],
-                     parse: Callable[[str], tuple[Any, str]], retries: int) -> None:
-    """Ask every call, re-ask the unparseable ones (previous answer + correction) up to `retries` times.
+def run_with_retries(calls: list[JudgeCall[T]], ask: Callable[[list[JudgeCall[T]]], Sequence[ChatResult]],
+                     parse: Callable[[str], tuple[T | None, str]], retries: int,
+                     retry_message: str = RETRY_MESSAGE) -> None:
+    """Ask every call; re-ask the unparseable free-text ones (previous answer + correction) up to `retries`.
 
     `ask` sends the calls' current messages and returns engine results in order. On success
     `call.scores` holds the parsed value; otherwise `call.reason` holds the last reason code.
+    Engine failures are not re-asked (the engine already retried transport errors and repaired
+    schema answers); a truncated or schema-invalid answer is still read by the tolerant parser.
     """
     pending = list(calls)
     for attempt in range(retries + 1):
@@ -157,49 +122,155 @@ def run_with_retries(calls: list[JudgeCall], ask: Callable[[list[JudgeCall]], li
             call.attempts += 1
             call.results.append(res)
             call.sent.append(res.sent)
-            if not res.ok and not (res.error == "truncated" and res.text):
+            if not res.ok and not (res.error in _TEXT_ERRORS and res.text):
                 call.reason = f"judge_error_{res.error or 'unknown'}"
-                continue  # the engine already retried transport errors
+                continue
             parsed, reason = parse(res.text or "")
             if parsed is not None:
                 call.scores, call.reason = parsed, ""
                 continue
             call.reason = reason
-            if attempt < retries:
+            if attempt < retries and not call.enforced:
                 call.messages = call.messages + [{"role": "assistant", "content": res.text or ""},
-                                                 {"role": "user", "content": RETRY_MESSAGE}]
+                                                 {"role": "user", "content": retry_message}]
                 nxt.append(call)
         pending = nxt
 
 
-def pointwise_messages(system: Template, user: Template, prompt: str, answer: str,
-                       dimensions: dict[str, str]) -> list[dict]:
-    msgs = []
-    sys_txt = system.render(dimensions=dimensions)
-    if sys_txt:
-        msgs.append({"role": "system", "content": sys_txt})
-    msgs.append({"role": "user", "content": user.render(prompt=prompt, answer=answer, dimensions=dimensions)})
-    return msgs
+# -- position swap -----------------------------------------------------------------------------------------
 
-
-def pairwise_messages(system: Template, user: Template, prompt: str, a: str, b: str,
-                      dimensions: dict[str, str]) -> list[dict]:
-    msgs = []
-    sys_txt = system.render(dimensions=dimensions)
-    if sys_txt:
-        msgs.append({"role": "system", "content": sys_txt})
-    msgs.append({"role": "user", "content": user.render(prompt=prompt, answer_a=a, answer_b=b,
-                                                        dimensions=dimensions)})
-    return msgs
-
-
-def combine_orders(first: str | None, second: str | None) -> str | None:
-    """Verdict from (x as A, y as B) and (y as A, x as B): 'x', 'y', 'tie', or None if unparsed.
-
-    Only a preference that survives swapping the positions counts; disagreement is a tie.
-    """
+def swap_verdict(first: Winner | None, second: Winner | None) -> Outcome | None:
+    """Outcome of (x as A, y as B) then (y as A, x as B): 'x', 'y', 'tie' when both orders agree,
+    'inconsistent' when they do not (position bias), None when either order gave no verdict."""
     if first is None or second is None:
         return None
     x_first = {"A": "x", "B": "y", "tie": "tie"}[first]
     x_second = {"A": "y", "B": "x", "tie": "tie"}[second]
-    return x_first if x_first == x_second else "tie"
+    return x_first if x_first == x_second else "inconsistent"  # type: ignore[return-value]
+
+
+def combine_orders(first: Winner | None, second: Winner | None) -> Literal["x", "y", "tie"] | None:
+    """swap_verdict with disagreement scored as a tie (what ranking needs)."""
+    v = swap_verdict(first, second)
+    return "tie" if v == "inconsistent" else v
+
+
+def _winner(text: str) -> tuple[Winner | None, str]:
+    w = parse_verdict(text)
+    return (w, "") if w is not None else (None, "judge_no_winner")
+
+
+# -- the service ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Verdict:
+    """A judged item. Pointwise: `scores` = rubric scores. Pairwise: `scores` = {"x": w, "y": 1 - w}
+    (a tie or an inconsistent pair gives 0.5 each), `outcome` and the verdict of each `orders`."""
+
+    scores: dict[str, float] | None
+    reason: str            # '' when judged; a reason code otherwise
+    judge: str = ""
+    lineage: list[dict] | None = None
+    outcome: Outcome | None = None
+    orders: tuple[Winner | None, Winner | None] = (None, None)
+    results: list[ChatResult] = field(default_factory=list)
+
+
+class Judge:
+    """Judge selection (no self-judging unless allowed), rubric scoring and two-order comparison."""
+
+    def __init__(self, engine: ChatEngine, params: JudgeParams, llm: LLMParams, seed: int, stage: str,
+                 key: str = "score.judge"):
+        self.engine = engine
+        self.llm = llm
+        self.models = {name: t.model for name, t in llm.teachers.items()}
+        self.p = params
+        self.stage = stage
+        self.gen = gen_with_seed(params.gen.as_gen(), seed)
+        self.system = load_template(params.system_template, f"{key}.system_template") \
+            if params.system_template else None
+        self.pointwise = load_template(params.template, f"{key}.template")
+        self._pairwise: Template | None = None
+        self._pairwise_key = f"{key}.pairwise_template"
+        self.dims = list(params.dimensions)
+
+    @property
+    def pairwise(self) -> Template:
+        if self._pairwise is None:
+            self._pairwise = load_template(self.p.pairwise_template, self._pairwise_key)
+        return self._pairwise
+
+    def pick(self, *authors: tuple[str, str]) -> str | None:
+        """The first judge teacher that wrote none of the answers (by teacher name or model), or the
+        first judge when self-judging is allowed; None = refused."""
+        for j in self.p.teachers:
+            model = self.models.get(j, "")
+            if all(j != t and (not model or model != m) for t, m in authors if t):
+                return j
+        return self.p.teachers[0] if self.p.allow_self_judge and self.p.teachers else None
+
+    def _messages(self, user: Template, **context: str) -> Messages:
+        msgs = []
+        sys_txt = self.system.render(dimensions=self.p.dimensions) if self.system else ""
+        if sys_txt:
+            msgs.append({"role": "system", "content": sys_txt})
+        msgs.append({"role": "user", "content": user.render(dimensions=self.p.dimensions, **context)})
+        return msgs
+
+    def _run(self, calls: list[JudgeCall[T]], tag: str, schema: dict, parse: Callable[[str], tuple[T | None, str]],
+             retry_message: str) -> None:
+        """Send the calls; with `guided` the schema goes along and the engine alone repairs."""
+        sent_schema = schema if self.p.guided else None
+        for c in calls:
+            c.enforced = sent_schema is not None
+
+        def ask(cs: list[JudgeCall[T]]) -> list[ChatResult]:
+            return self.engine.run([ChatRequest(teacher=c.teacher, messages=c.messages, gen=self.gen,
+                                                tag=f"{tag}:{c.key}", schema=sent_schema) for c in cs])
+        run_with_retries(calls, ask, parse, self.p.parse_retries, retry_message)
+
+    def _lineage(self, call: JudgeCall[T], tpl: Template, **extra: str) -> list[dict]:
+        return [lineage_entry(self.stage, r, self.gen, (self.system, tpl), role="judge", llm=self.llm,
+                              attempt=n + 1, **extra) for n, r in enumerate(call.results)]
+
+    def score(self, items: Sequence[tuple[Hashable, str, str, tuple[str, str]]]) -> list[Verdict]:
+        """items: (key, prompt text, answer text, (teacher, model) of the answer) -> verdicts in order."""
+        out = [Verdict(None, "judge_refused_self") for _ in items]
+        calls: list[tuple[int, JudgeCall[dict[str, float]]]] = []
+        for i, (key, prompt, answer, author) in enumerate(items):
+            j = self.pick(author)
+            if j is not None:
+                calls.append((i, JudgeCall(key, self._messages(self.pointwise, prompt=prompt, answer=answer),
+                                           teacher=j)))
+        self._run([c for _, c in calls], f"{self.stage}:judge", rubric_schema(self.dims),
+                  lambda t: parse_scores(t, self.dims), RETRY_MESSAGE)
+        for i, c in calls:
+            out[i] = Verdict(c.scores, c.reason, c.teacher, self._lineage(c, self.pointwise), results=c.results)
+        return out
+
+    def _pair_call(self, key: Hashable, judge: str, prompt: str, a: str, b: str) -> JudgeCall[Winner]:
+        return JudgeCall(key, self._messages(self.pairwise, prompt=prompt, answer_a=a, answer_b=b), teacher=judge)
+
+    def compare(self, items: Sequence[tuple[Hashable, str, str, str, tuple[str, str], tuple[str, str]]]
+                ) -> list[Verdict]:
+        """items: (key, prompt, x, y, author_x, author_y). Asks (x=A, y=B) and (y=A, x=B); a preference
+        counts only when both orders agree (Verdict.outcome says which way, or `inconsistent`)."""
+        out = [Verdict(None, "judge_refused_self") for _ in items]
+        pairs: list[tuple[int, JudgeCall[Winner], JudgeCall[Winner]]] = []
+        for i, (key, prompt, x, y, ax, ay) in enumerate(items):
+            j = self.pick(ax, ay)
+            if j is not None:
+                pairs.append((i, self._pair_call((key, "xy"), j, prompt, x, y),
+                              self._pair_call((key, "yx"), j, prompt, y, x)))
+        self._run([c for _, f, s in pairs for c in (f, s)], f"{self.stage}:pairwise", WINNER_SCHEMA, _winner,
+                  VERDICT_RETRY_MESSAGE)
+        for i, first, second in pairs:
+            orders = (first.scores, second.scores)
+            outcome = swap_verdict(*orders)
+            out[i] = Verdict(dict(_WINS[outcome]) if outcome else None,
+                             "" if outcome else first.reason or second.reason or "judge_no_winner",
+                             first.teacher,
+                             self._lineage(first, self.pairwise, order="xy")
+                             + self._lineage(second, self.pairwise, order="yx"),
+                             outcome, orders, first.results + second.results)
+        return out

@@ -21,8 +21,7 @@ from ..core.records import prompt_messages, response_text
 from .common import JudgeStats, read_records
 from .config import PreferencesParams
 from .heuristics import find_identity_leak, identity_leak_pattern, record_teacher
-from .judge import record_prompt_answer
-from .judging import Judge
+from .judge import Judge, record_prompt_answer
 from .pairs import Candidate, build_pair, dpo_to_sft, pick_pair, teacher_rank_scores
 
 STAGE = "preferences"

@@ -16,8 +16,7 @@ from ..core.quarantine import Quarantine, StageCounter
 from .common import JudgeStats, read_records
 from .config import ScoreParams
 from .heuristics import HeuristicScorer, generated_by, record_teacher
-from .judge import record_prompt_answer
-from .judging import Judge
+from .judge import Judge, record_prompt_answer
 
 STAGE = "score"
 

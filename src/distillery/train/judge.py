@@ -1,80 +1,61 @@
-"""Pairwise win rate of the tuned model vs the base, judged by a teacher in both orders.
+"""train_eval's judged win rate of the tuned model vs the base, through the one judge (generation/judge.py).
 
-Judging each pair twice with the answers swapped cancels the judge's position bias: a win in
-one order and a loss in the other counts as a tie.
+Each question is judged twice with the answers swapped (tuned as A, then base as A); a preference
+counts only when both orders agree, so the judge's position bias cannot make a win. The prompt is
+the package template prompts/judge/win_rate.j2; the engine is closed when the judging is done.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-JUDGE_PROMPT = """You compare two assistant answers to the same user request.
+from ..generation.config import GenParams, JudgeParams
+from ..generation.judge import Judge, Winner, parse_verdict, swap_verdict
 
-[User request]
-{question}
+if TYPE_CHECKING:
+    from ..core.params import Params
 
-[Answer A]
-{a}
+__all__ = ["TEMPLATE", "judge_win_rate", "parse_verdict", "win_rate"]
 
-[Answer B]
-{b}
-
-Which answer is more helpful, correct and clear? Reply with exactly one of: A, B, TIE."""
-
-_VERDICT = re.compile(r"\b(TIE|A|B)\b")
+TEMPLATE = "prompts/judge/win_rate.j2"
+KEY = "train_eval.judge"
+TUNED, BASE = ("tuned", ""), ("base", "")   # authors: neither is a teacher, so any judge may judge
 
 
-def parse_verdict(text: str | None) -> str | None:
-    """'A', 'B', 'TIE' (first one named in the reply) or None when the reply names none."""
-    m = _VERDICT.search((text or "").upper())
-    return m.group(1) if m else None
+def judge_params(teacher: str) -> JudgeParams:
+    """The judge train_eval uses: one teacher, greedy, free text, one re-ask, no system prompt."""
+    return JudgeParams(teachers=[teacher], allow_self_judge=True, pairwise_template=TEMPLATE, system_template="",
+                       parse_retries=1, guided=False, gen=GenParams(temperature=0.0, max_tokens=64))
 
 
-def judge_requests(teacher: str, questions: Sequence[str], tuned: Sequence[str], base: Sequence[str]) -> list:
-    """Two requests per question: tuned as A, then base as A."""
-    from ..llm import ChatRequest
+def win_rate(verdicts: Sequence[Winner | None]) -> dict[str, float | int | None]:
+    """Per-order verdicts in request order (tuned as A, then base as A, per question) -> the tuned win rate.
 
-    reqs = []
-    for q, t, b in zip(questions, tuned, base):
-        for a, bb, order in ((t, b, "tuned_first"), (b, t, "base_first")):
-            reqs.append(ChatRequest(teacher=teacher, tag=f"train_eval.win_rate.{order}", gen={"temperature": 0},
-                                    messages=[{"role": "user", "content": JUDGE_PROMPT.format(question=q, a=a, b=bb)}]))
-    return reqs
-
-
-def win_rate(verdicts: Sequence[str | None]) -> dict[str, Any]:
-    """Verdicts in request order (tuned_first, base_first per question) -> tuned win rate.
-
-    Per order: tuned win 1, tie 0.5, loss 0; unparseable replies are left out and counted."""
-    points: list[float] = []
-    consistent = 0
-    pairs = 0
-    for i in range(0, len(verdicts) - 1, 2):
-        first, second = verdicts[i], verdicts[i + 1]
-        tuned_pts = []
-        if first is not None:
-            tuned_pts.append({"A": 1.0, "B": 0.0, "TIE": 0.5}[first])
-        if second is not None:
-            tuned_pts.append({"A": 0.0, "B": 1.0, "TIE": 0.5}[second])
-        points.extend(tuned_pts)
-        if len(tuned_pts) == 2:
-            pairs += 1
-            consistent += tuned_pts[0] == tuned_pts[1]
-    return {"win_rate": round(sum(points) / len(points), 6) if points else None,
-            "judged": len(points), "unparsed": sum(v is None for v in verdicts),
-            "order_consistency": round(consistent / pairs, 6) if pairs else None}
+    A question counts only when both orders gave a verdict: a win 1, a loss 0, a tie 0.5, and orders
+    that disagree (`inconsistent`, position bias) 0.5. `unparsed` counts replies with no verdict."""
+    outcomes = [swap_verdict(verdicts[i], verdicts[i + 1]) for i in range(0, len(verdicts) - 1, 2)]
+    judged = [o for o in outcomes if o is not None]
+    wins, losses = judged.count("x"), judged.count("y")
+    ties, inconsistent = judged.count("tie"), judged.count("inconsistent")
+    points = wins + 0.5 * (ties + inconsistent)
+    return {"win_rate": round(points / len(judged), 6) if judged else None,
+            "judged": len(judged), "wins": wins, "losses": losses, "ties": ties, "inconsistent": inconsistent,
+            "unparsed": sum(v is None for v in verdicts),
+            "order_consistency": round(1 - inconsistent / len(judged), 6) if judged else None}
 
 
-def judge_win_rate(params: Any, teacher: str, questions: Sequence[str], tuned: Sequence[str],
-                   base: Sequence[str]) -> dict[str, Any]:
-    """Run the judge through the shared LLM engine (cache, budget, retries) and score the verdicts."""
+def judge_win_rate(params: Params, teacher: str, questions: Sequence[str], tuned: Sequence[str],
+                   base: Sequence[str]) -> dict[str, float | int | None]:
+    """Judge every (question, tuned, base) in both orders through the engine (cache, budget, retries)."""
     from ..llm.engine import Engine
 
-    engine = Engine.from_params(params, stage="train_eval")
-    results = engine.run(judge_requests(teacher, questions, tuned, base))
-    verdicts = [parse_verdict(r.text) if r.ok else None for r in results]
-    out = win_rate(verdicts)
+    items = [(i, q, t, b, TUNED, BASE) for i, (q, t, b) in enumerate(zip(questions, tuned, base))]
+    with Engine.from_params(params, stage="train_eval") as engine:
+        judge = Judge(engine, judge_params(teacher), params.llm, params.project.seed, "train_eval", key=KEY)
+        verdicts = judge.compare(items)
+    out = win_rate([o for v in verdicts for o in v.orders])
+    results = [r for v in verdicts for r in v.results]
     out["judge_cost_usd"] = round(sum(r.cost_usd for r in results), 6)
     out["judge_failed"] = sum(not r.ok for r in results)
+    out["judge_requests"] = len(results)
     return out
