@@ -144,6 +144,7 @@ SECTIONS: dict[str, str] = {
     "export": "distillery.export.config:ExportParams",
     "stats": "distillery.stats.config:StatsParams",
     "validate": "distillery.validate.config:ValidateParams",
+    "viewer": "distillery.viewer.config:ViewerParams",
     "tracking": "distillery.track.config:TrackingParams",
     "train_eval": "distillery.train.config:TrainEvalParams",
     "remote": "distillery.train.config:RemoteParams",

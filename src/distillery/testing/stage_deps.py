@@ -269,6 +269,7 @@ READS: dict[str, Callable[[Any], Reads]] = {
     "stats": lambda P: Reads(["stats", "project"]),
     "validate": lambda P: Reads(["validate", "mix.eval_fraction", "mix.eval_salt", "mix.production", "mix.phases",
                                  "buckets.extra", "project.max_reject_rate"]),
+    "viewer": lambda P: Reads(["viewer", "project.seed", "project.max_line_bytes", "project.max_reject_rate"]),
     "train_eval": _train_eval,
     "card": lambda P: Reads(["export.card", "ingest.sources", "project.max_reject_rate"]),
     "costs": lambda P: Reads(["project.max_reject_rate"]),
