@@ -23,15 +23,16 @@ def test_preference_accuracy_and_reward_margin():
 
 
 def test_win_rate_counts_both_orders_and_cancels_position_bias():
-    # q1: tuned wins in both orders; q2: judge always says "A" (position bias) -> one win, one loss
-    v = ["A", "B", "A", "A"]
-    r = win_rate(v)
-    assert r["win_rate"] == 0.75 and r["order_consistency"] == 0.5 and r["judged"] == 4
-    assert win_rate(["TIE", "TIE"])["win_rate"] == 0.5
-    assert win_rate([None, "B"]) == {"win_rate": 1.0, "judged": 1, "unparsed": 1, "order_consistency": None}
+    # q1: tuned wins in both orders; q2: judge always says "A" (position bias) -> inconsistent, half a win
+    r = win_rate(["A", "B", "A", "A"])
+    assert r["win_rate"] == 0.75 and r["order_consistency"] == 0.5
+    assert (r["judged"], r["wins"], r["inconsistent"]) == (2, 1, 1)
+    assert win_rate(["tie", "tie"])["win_rate"] == 0.5
+    # a question counts only when both orders gave a verdict
+    assert win_rate([None, "B"])["win_rate"] is None and win_rate([None, "B"])["unparsed"] == 1
 
 
-@pytest.mark.parametrize("reply,want", [("A", "A"), ("b.", "B"), ("Answer A is better", "A"), ("Tie", "TIE"),
+@pytest.mark.parametrize("reply,want", [("A", "A"), ("b.", "B"), ("Answer A is better", "A"), ("Tie", "tie"),
                                         ("Both are fine", None)])
 def test_parse_verdict(reply, want):
     assert parse_verdict(reply) == want
