@@ -110,7 +110,8 @@ def make_pipeline(root: Path) -> dict:
     # other stages' quarantines
     low = [distilled(70 + i, "oasst", "instruction", f"Tell me about {i}.", "I don't know.", 2) for i in range(3)]
     write_jsonl(d / "score/quarantine.jsonl",
-                [q_entry("judge_below_threshold", "score", r, 20 + i, detail="overall 2 < 5") for i, r in enumerate(low)]
+                [q_entry("judge_below_threshold", "score", r, 20 + i, detail="overall 2 < 5")
+                 for i, r in enumerate(low)]
                 + [q_entry("ai_disclaimer", "score", distilled(80, "oasst", "instruction", NASTY,
                                                               "As an AI language model, I cannot.", 3), 30)])
     write_jsonl(d / "ingest/gsm8k/quarantine.jsonl", [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import NASTY, SYSTEM, VIEWER_ARGS, browse
+from .conftest import SYSTEM, VIEWER_ARGS, browse
 
 HEADINGS = ("Generated vs ingested", "Samples by bucket and source", "Rejects by stage and reason",
             "Near-duplicate clusters", "Contamination hits", "Inputs")
@@ -45,7 +45,8 @@ def test_counts_equal_the_inputs(pipeline, run_script):
         "ingest/malformed_json": 1, "multiturn/turn_count": 1, "score/ai_disclaimer": 1,
         "score/judge_below_threshold": 3}
     # the page says the same
-    for ident, n in {"n-kept": want["kept"], "n-generated": want["generated"], "n-ingested": want["kept"] - want["generated"],
+    for ident, n in {"n-kept": want["kept"], "n-generated": want["generated"],
+                     "n-ingested": want["kept"] - want["generated"],
                      "n-rejects": rejects, "n-clusters": want["clusters"], "n-merged": want["merged"],
                      "n-contamination": want["contamination"], "n-contaminated": want["contaminated"],
                      "n-groups": want["groups"], "n-examples": m["examples_rendered"]}.items():
@@ -71,7 +72,9 @@ def test_lineage_clusters_and_contamination_are_shown(pipeline, run_script):
     assert "colours" in cluster and "<mark>colours</mark>" in cluster          # what differs is highlighted
     assert m["texts_found"] == m["texts_needed"] == 6   # 2 kept + 3 removed + 1 contaminated record
     hit = page[page.index('<article class="card contamination"'):]
+    hit = hit[:hit.index("</article>")]
     assert "test#7" in hit and "for breakfast every morning" in hit and "<mark>ducks</mark>" in hit
+    assert hit.count("<mark>eggs</mark>") == 1      # runs of 3 shared words are marked, not a lone shared word
 
 
 def test_all_text_is_escaped_and_output_is_deterministic(pipeline, run_script):

@@ -100,7 +100,8 @@ def table(head: Iterable[str], rows: Iterable[Iterable[str]], right: Iterable[in
 def capped(rows: list, limit: int, what: str) -> tuple[list, str]:
     if len(rows) <= limit:
         return rows, ""
-    return rows[:limit], f'<p class="mute small">{len(rows) - limit:,} more {what} not listed (viewer.max_table_rows).</p>'
+    note = f'<p class="mute small">{len(rows) - limit:,} more {what} not listed (viewer.max_table_rows).</p>'
+    return rows[:limit], note
 
 
 def messages_html(msgs: list[tuple[str, str]]) -> str:
@@ -110,11 +111,29 @@ def messages_html(msgs: list[tuple[str, str]]) -> str:
 
 def marked(text: str, other: set[str], shared: bool) -> str:
     """`text` escaped, with <mark> on words that are (shared=True) or are not (False) in `other`."""
+    tokens = list(_WORD.finditer(text))
+    return _mark(text, tokens, [(m.group().lower() in other) == shared for m in tokens])
+
+
+def marked_ngrams(text: str, other: str, n: int = 3) -> str:
+    """`text` escaped, with <mark> on every word inside a run of `n` words that `other` also has (in order),
+    i.e. the overlap a decontamination n-gram test sees, not every shared "the"."""
+    tokens = list(_WORD.finditer(text))
+    words_ = [m.group().lower() for m in tokens]
+    theirs = [w.lower() for w in _WORD.findall(other)]
+    grams = {tuple(theirs[i:i + n]) for i in range(len(theirs) - n + 1)}
+    flags = [False] * len(tokens)
+    for i in range(len(words_) - n + 1):
+        if tuple(words_[i:i + n]) in grams:
+            flags[i:i + n] = [True] * n
+    return _mark(text, tokens, flags)
+
+
+def _mark(text: str, tokens: list[re.Match], flags: list[bool]) -> str:
     out, pos = [], 0
-    for m in _WORD.finditer(text):
-        w = m.group()
+    for m, flag in zip(tokens, flags):
         out.append(esc(text[pos:m.start()]))
-        out.append(f"<mark>{esc(w)}</mark>" if (w.lower() in other) == shared else esc(w))
+        out.append(f"<mark>{esc(m.group())}</mark>" if flag else esc(m.group()))
         pos = m.end()
     out.append(esc(text[pos:]))
     return "".join(out)
@@ -181,9 +200,11 @@ def sample_card(v: dict[str, Any]) -> str:
         elif other:
             other = f' <code class="mute">{esc(other)}</code>'
         steps.append(f'<li><b>{esc(s.get("stage", "?"))}</b> <span class="mute">{head}</span>{prompt}{other}</li>')
-    skipped = f'<p class="mute small">{v["lineage_skipped"]} earlier steps not shown</p>' if v["lineage_skipped"] else ""
+    skipped = (f'<p class="mute small">{v["lineage_skipped"]} earlier steps not shown</p>'
+               if v["lineage_skipped"] else "")
     models = f'<span><b>models</b> {esc(", ".join(v["models"]))}</span>' if v["models"] else ""
-    labels = f'<details><summary>labels</summary><pre class="small">{esc(v["labels"])}</pre></details>' if v["labels"] else ""
+    labels = (f'<details><summary>labels</summary><pre class="small">{esc(v["labels"])}</pre></details>'
+              if v["labels"] else "")
     return (
         f'<article class="card sample"><div class="head"><span class="id">{esc(v["id"])}</span>'
         f'<span class="badge">{esc(v["kind"])}</span>{gen}{score}'
@@ -222,6 +243,7 @@ def samples_section(c: Collected) -> str:
 
 
 def reject_card(v: dict[str, Any]) -> str:
+    read_from = f" · read from {esc(v['where'])}" if v["where"] else ""
     body = messages_html(v["messages"])
     if v["record"]:
         body += f'<pre class="small">{esc(v["record"])}</pre>'
@@ -229,7 +251,7 @@ def reject_card(v: dict[str, Any]) -> str:
         body += f'<div class="msg"><span class="role">raw line</span><pre>{esc(v["raw"])}</pre></div>'
     return (
         f'<article class="card reject"><div class="head"><span class="badge bad">{esc(v["reason"])}</span>'
-        f'<span class="mute small">{esc(v["stage"])} · read from {esc(v["where"])} · quarantined at '
+        f'<span class="mute small">{esc(v["stage"])}{read_from} · quarantined at '
         f'{esc(v["quarantine"])}</span>' + (f'<span class="id">{esc(v["id"])}</span>' if v["id"] else "") + '</div>'
         + (f'<div class="kv"><span><b>detail</b> {esc(v["detail"])}</span></div>' if v["detail"] else "")
         + (f'<div class="kv"><span><b>more</b> <code>{esc(v["extra"])}</code></span></div>' if v["extra"] else "")
@@ -316,17 +338,17 @@ def clusters_section(c: Collected) -> str:
 def contamination_card(c: Collected, v: dict[str, Any]) -> str:
     rec = c.texts.get(v["id"])
     eval_text = clip(v["eval_text"], c.p.max_chars)
-    ev_words = words(eval_text)
     rec_text = "\n\n".join(f"[{r}] {t}" for r, t in rec) if rec is not None else ""
     overlap = v["overlap"]
     overlap = f"{overlap:.3f}" if isinstance(overlap, float) else str(overlap)
     return (f'<article class="card contamination"><div class="head"><span class="badge bad">{esc(v["eval_set"])}</span>'
             f'<span class="id">{esc(v["eval_item"])}</span><span class="badge">{esc(v["method"])}</span>'
             f'<span class="badge score">overlap {esc(overlap)}</span><span class="mute small">removed as '
-            f'{esc(v["removed_as"] or "?")} · {esc(v["where"])}; shared words highlighted</span></div>'
+            f'{esc(v["removed_as"] or "?")} · {esc(v["where"])}; word runs shared with the item highlighted'
+            '</span></div>'
             '<div class="side"><div><div class="head"><span class="badge">record</span>'
             f'<span class="id">{esc(v["id"])}</span></div>'
-            + (f"<pre>{marked(rec_text, ev_words, shared=True)}</pre>" if rec is not None
+            + (f"<pre>{marked_ngrams(rec_text, eval_text)}</pre>" if rec is not None
                else '<p class="mute small">(text not found in the inputs)</p>')
             + '</div><div><div class="head"><span class="badge">benchmark item</span></div>'
             f'<pre>{esc(eval_text)}</pre></div></div></article>')

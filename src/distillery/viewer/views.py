@@ -169,7 +169,7 @@ def reject_view(entry: dict, file: str, line: int, max_chars: int) -> dict[str, 
     extra = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
     return {
         "reason": str(entry.get("reason")), "stage": str(entry.get("stage", "?")),
-        "where": f"{entry.get('file', '?')}:{entry.get('line', '?')}", "quarantine": f"{file}:{line}",
+        "where": ":".join(str(entry[k]) for k in ("file", "line") if k in entry), "quarantine": f"{file}:{line}",
         "detail": clip(text_of(entry["detail"]), max_chars) if "detail" in entry else "",
         "id": str(rec.get("id")) if isinstance(rec, dict) and "id" in rec else "",
         "messages": messages_view(rec, max_chars),
