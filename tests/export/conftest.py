@@ -106,6 +106,35 @@ def mix_dir(tmp_path) -> Path:
     return d
 
 
+SFT_FORMATS = ["messages", "sharegpt", "alpaca", "chatml_text"]
+DPO_FORMATS = ["trl", "messages_pair", "prompt_pairs", "alpaca_pref"]
+SFT_FILES = [f"sft/{f}.jsonl" for f in SFT_FORMATS]
+DPO_FILES = [f"dpo/{f}.jsonl" for f in DPO_FORMATS]
+
+
+def all_formats(**kw) -> ExportParams:
+    """Every format as .jsonl (the opt-in ones too)."""
+    return ExportParams(sft_formats=SFT_FORMATS, dpo_formats=DPO_FORMATS, **kw)
+
+
+def every_file_type(**kw) -> ExportParams:
+    """Every format as .jsonl, .jsonl.gz and .parquet."""
+    return ExportParams(sft_formats=[f + ext for f in SFT_FORMATS for ext in ("", ".jsonl.gz", ".parquet")],
+                        dpo_formats=[f + ext for f in DPO_FORMATS for ext in ("", ".jsonl.gz", ".parquet")], **kw)
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a .jsonl, .jsonl.gz or .parquet export file."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    import gzip
+
+    data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
 @pytest.fixture()
 def params() -> ExportParams:
     return ExportParams()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from distillery.export.card import build_card
 from distillery.export.config import CardParams, ExportParams
 from distillery.export.run import run_export
+
+from .conftest import every_file_type
 
 SOURCES = {"gsm8k": {"dataset": "gsm8k", "license": "MIT", "revision": "openai/grade-school-math@3101c7d",
                      "adapter": "gsm8k", "path": "data/raw/gsm8k/train.jsonl"},
@@ -111,3 +114,45 @@ def test_card_script_writes_readme(mix_dir, tmp_path, run_script, monkeypatch):
     r = run_script("card", "--params", params, "--export", export_dir, "--metrics-dir", metrics_dir, "--mix", mix_dir,
                    "--output", out, cwd=tmp_path)
     assert r.returncode == 0 and out.read_bytes() == first
+
+
+def _file_paths(text: str) -> set[str]:
+    return set(re.findall(r"(?:eval/)?(?:sft|dpo)/[a-z_]+\.(?:jsonl\.gz|jsonl|parquet)", text))
+
+
+def test_card_lists_only_what_was_written(mix_dir, tmp_path):
+    export_dir = tmp_path / "export"
+    run_export([str(mix_dir)], export_dir, ExportParams(), max_line_bytes=1 << 22)
+    text = card(export_dir, tmp_path / "metrics", mix_dir)
+    assert _file_paths(text) == {"sft/messages.jsonl", "dpo/trl.jsonl", "eval/sft/messages.jsonl",
+                                 "eval/dpo/trl.jsonl"}
+    assert "Registered: `distillery_eval_sft_messages`, `distillery_phases_calibration_sft_messages`, " \
+           "`distillery_phases_reasoning_sft_messages`, `distillery_sft_messages`." in text
+    assert "chatml" not in text and "alpaca" not in text and "sharegpt.jsonl" not in text
+    # the axolotl DPO example loads TRL's rows: prompt is the messages field
+    assert "field_messages: prompt" in text
+
+
+def test_card_of_every_format_and_file_type(mix_dir, tmp_path):
+    export_dir = tmp_path / "export"
+    m = run_export([str(mix_dir)], export_dir, every_file_type(), max_line_bytes=1 << 22)
+    text = card(export_dir, tmp_path / "metrics", mix_dir)
+    assert _file_paths(text) == {f for f in m["files"] if not f.startswith("phases/")}
+    assert "| `sft/alpaca.parquet` | train | 6 |" in text and "| `eval/dpo/trl.jsonl.gz` | eval | 1 |" in text
+    assert "`dataset: distillery_sft_messages` (stage sft) or `dataset: distillery_dpo_messages_pair` (stage dpo) " \
+           "or `dataset: distillery_pt_chatml_text` (stage pt)" in text
+    assert "Not registered: `dpo/trl.jsonl`, `dpo/trl.jsonl.gz`, `dpo/trl.parquet` (" in text
+    # without provenance.json (an older export) the rows are counted from the files themselves
+    (export_dir / "provenance.json").unlink()
+    again = card(export_dir, tmp_path / "metrics", mix_dir)
+    assert "| `sft/alpaca.parquet` | train | 6 |" in again and "| `eval/dpo/trl.jsonl.gz` | eval | 1 |" in again
+
+
+def test_card_names_gzip_only_formats_as_not_registered(mix_dir, tmp_path):
+    export_dir = tmp_path / "export"
+    run_export([str(mix_dir)], export_dir, ExportParams(sft_formats=["chatml_text.jsonl.gz"], dpo_formats=[]),
+               max_line_bytes=1 << 22)
+    text = card(export_dir, tmp_path / "metrics", mix_dir)
+    assert "No file LLaMA-Factory reads was exported" in text
+    assert "Not registered: `sft/chatml_text.jsonl.gz` (LLaMA-Factory reads .jsonl and .parquet files, not gzip" in text
+    assert 'sft = load_dataset("json", data_files="' in text and "dpo = load_dataset" not in text

@@ -66,3 +66,20 @@ def test_huge_record_is_quarantined_not_crashing(tmp_path, run_script):
     assert m["rejects_by_reason"] == {"record_too_large": 1} and m["records_out"] == 40
     q = [json.loads(x) for x in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
     assert q[0]["reason"] == "record_too_large" and q[0]["line"] == 41
+
+
+def test_formats_and_file_types_from_the_command_line(tmp_path, run_script):
+    src = write_lines(tmp_path / "in.jsonl", good_records())
+    out = tmp_path / "out"
+    r = run_script("export", "--input", src, "--output", out, "--set", "export.sft_formats=[messages,sharegpt.parquet]",
+                   "--set", "export.dpo_formats=[messages_pair.jsonl.gz]", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "sft").iterdir()) == ["messages.jsonl", "sharegpt.parquet"]
+    assert sorted(p.name for p in (out / "dpo").iterdir()) == ["messages_pair.jsonl.gz"]
+    # dpo/trl.jsonl is what stats, validate and train_eval read: leaving it out is said, not silent
+    assert "export.dpo_formats has no `trl`" in r.stderr and "train_eval" in r.stderr
+    r = run_script("export", "--input", src, "--output", out, "--set", "export.sft_formats=[messages.csv]",
+                   cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "export.sft_formats[0]: unknown format 'messages.csv'" in last and ".parquet" in last

@@ -73,8 +73,17 @@ def test_dvc_repro_runs_export_and_card(repo_root, tmp_path):
 
     run("init", "--no-scm", "-q")
     run("repro", "-s", "export")
+    # the card depends on every stage's metrics files: the ones no stage wrote here are empty ("not run")
+    for dep in stage(proj, "card")["deps"]:
+        dep = dep if isinstance(dep, str) else next(iter(dep))
+        if dep.startswith("metrics/") and not (proj / dep).exists():
+            (proj / dep).parent.mkdir(parents=True, exist_ok=True)
+            (proj / dep).write_text("{}")
     run("repro", "-s", "card")
     assert (proj / "data/export/sft/messages.jsonl").exists()
+    # params.yaml asks for the default formats only
+    assert sorted(p.name for p in (proj / "data/export/sft").iterdir()) == ["messages.jsonl"]
+    assert sorted(p.name for p in (proj / "data/export/dpo").iterdir()) == ["trl.jsonl"]
     assert (proj / "data/export/phases/calibration/dpo/trl.jsonl").exists()
     card = (proj / "data/export/README.md").read_text()
     assert "| export | 23 | 23 | 0 | - |" in card and "| `eval/sft/messages.jsonl` | eval | 1 |" in card

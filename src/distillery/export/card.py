@@ -8,13 +8,16 @@ values (wall times) are left out so the same inputs give a byte-identical card.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..core.io import DETAILS_SUFFIX, read_stage_metrics
-from .registry import NOT_REGISTERED
+from .config import FILE_TYPES
+from .registry import AXOLOTL_DPO, AXOLOTL_DPO_ORDER, AXOLOTL_SFT, AXOLOTL_SFT_ORDER, TRL_DPO_ORDER, \
+    TRL_SFT_ORDER, loader, not_registered, pick
 
 PIPELINE = ["distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup", "mix",
             "export", "validate"]
@@ -22,15 +25,20 @@ VOLATILE = re.compile(r"(^|_)(wall|elapsed|duration|runtime|time|timestamp|secon
                       r"finished|date|run_id)(_|$)|_s$")
 MAX_ROWS = 80
 LOADS_IN = {
-    "sft/messages.jsonl": "TRL SFT (conversational); axolotl `chat_template`; LLaMA-Factory sharegpt + OpenAI tags",
-    "sft/sharegpt.jsonl": "LLaMA-Factory sharegpt; axolotl `chat_template` with property mappings",
-    "sft/alpaca.jsonl": "LLaMA-Factory alpaca (with history); axolotl `alpaca_w_system.load_instruct`",
-    "sft/chatml_text.jsonl": "TRL LM (`text`); axolotl `completion`; LLaMA-Factory pt",
-    "dpo/trl.jsonl": "TRL DPO/ORPO/CPO (explicit prompt)",
-    "dpo/messages_pair.jsonl": "axolotl `chat_template.default`; LLaMA-Factory sharegpt + tags + ranking",
-    "dpo/prompt_pairs.jsonl": "axolotl `chatml.prompt_pairs`; TRL standard (no template); LLaMA-Factory alpaca ranking",
-    "dpo/alpaca_pref.jsonl": "LLaMA-Factory alpaca ranking",
+    "sft/messages": "TRL SFT (conversational); axolotl `chat_template`; LLaMA-Factory sharegpt + OpenAI tags",
+    "sft/sharegpt": "LLaMA-Factory sharegpt; axolotl `chat_template` with property mappings",
+    "sft/alpaca": "LLaMA-Factory alpaca (multi-turn via `history`); axolotl `alpaca_w_system.load_instruct` "
+                  "(last turn only)",
+    "sft/chatml_text": "TRL LM (`text`); axolotl `completion`; LLaMA-Factory stage pt",
+    "dpo/trl": "TRL DPO/ORPO/CPO (explicit prompt)",
+    "dpo/messages_pair": "axolotl `chat_template.default`; LLaMA-Factory sharegpt + tags + ranking",
+    "dpo/prompt_pairs": "axolotl `chatml.prompt_pairs`; TRL standard (no template); LLaMA-Factory alpaca ranking",
+    "dpo/alpaca_pref": "LLaMA-Factory alpaca ranking (multi-turn via `history`)",
 }
+KNOWN_FILES = [f"{stem}.{ft}" for stem in LOADS_IN for ft in FILE_TYPES]
+# the dataset_info.json names the card suggests first, per LLaMA-Factory stage
+LLAMAFACTORY_EXAMPLES = [("sft", ("messages", "sharegpt", "alpaca")),
+                         ("dpo", ("messages_pair", "alpaca_pref", "prompt_pairs")), ("pt", ("chatml_text",))]
 
 
 def _load(path: Path) -> Any | None:
@@ -86,18 +94,36 @@ def _kv_section(data: Any, source: str) -> list[str]:
 
 
 def _count_rows(path: Path) -> int:
-    with open(path, "rb") as fh:
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
         return sum(1 for line in fh if line.strip())
 
 
-def _files_section(export_dir: Path) -> list[str]:
+def _bundle_files(export_dir: Path, prov: dict | None, bundle: str) -> dict[str, int]:
+    """{file inside the bundle: rows} of what the export wrote: from provenance.json, else what is on disk."""
+    files = ((prov or {}).get(bundle or "train") or {}).get("files")
+    base = export_dir / bundle if bundle else export_dir
+    if isinstance(files, dict):
+        order = {rel: i for i, rel in enumerate(KNOWN_FILES)}
+        return {rel: files[rel] for rel in sorted(files, key=lambda r: (order.get(r, len(order)), r))
+                if (base / rel).is_file()}
+    return {rel: _count_rows(base / rel) for rel in KNOWN_FILES if (base / rel).is_file()}
+
+
+def _loads_in(rel: str) -> str:
+    stem = rel.split(".", 1)[0]
+    return LOADS_IN.get(stem, "")
+
+
+def _files_section(export_dir: Path, prov: dict | None) -> list[str]:
     rows = []
     for bundle, label in (("", "train"), ("eval", "eval")):
-        base = export_dir / bundle if bundle else export_dir
-        for rel in LOADS_IN:
-            f = base / rel
-            if f.exists():
-                rows.append([f"`{f.relative_to(export_dir).as_posix()}`", label, _count_rows(f), LOADS_IN[rel]])
+        for rel, n in _bundle_files(export_dir, prov, bundle).items():
+            rows.append([f"`{bundle + '/' if bundle else ''}{rel}`", label, n, _loads_in(rel)])
     phases = (_load(export_dir / "phases" / "index.json") or {}).get("phases", [])
     lines = ["## Files", ""]
     if not rows:
@@ -232,26 +258,50 @@ def _filters(metrics_dir: Path) -> list[str]:
     return lines + _table(["stage", "in", "out", "rejected", "rejects by reason"], table) + [""]
 
 
-def _loading(export_dir: Path, info: dict | None) -> list[str]:
+def _loading(export_dir: Path, info: dict | None, files: dict[str, int]) -> list[str]:
+    """How to load the train bundle's files in each trainer; only files the export wrote are named."""
     d = export_dir.as_posix()
-    names = sorted((info or {}).keys())
-    by_file = {e.get("file_name"): n for n, e in (info or {}).items() if isinstance(e, dict)}
-    sft_name = by_file.get("sft/messages.jsonl", "<name>")
-    dpo_name = by_file.get("dpo/messages_pair.jsonl", "<name>")
-    lines = ["## How to load", "", "### TRL", "", "```python", "from datasets import load_dataset",
-             f'sft = load_dataset("json", data_files="{d}/sft/messages.jsonl", split="train")   # SFTTrainer',
-             f'dpo = load_dataset("json", data_files="{d}/dpo/trl.jsonl", split="train")        # DPOTrainer',
-             "```", "", f"Full snippet: `{d}/configs/trl_load.py`.", "", "### axolotl", "", "```yaml",
-             "datasets:", f"  - path: {d}/sft/messages.jsonl", "    ds_type: json", "    type: chat_template",
-             "# DPO (rl: dpo):", f"#  - path: {d}/dpo/messages_pair.jsonl", "#    ds_type: json",
-             "#    type: chat_template.default", "```", "", f"Both configs: `{d}/configs/axolotl_datasets.yaml`.", "",
-             "### LLaMA-Factory", "",
-             f"Set `dataset_dir: {d}` and pick datasets registered in `{d}/dataset_info.json`, e.g. "
-             f"`dataset: {sft_name}` (stage sft) or `dataset: {dpo_name}` (stage dpo).", ""]
-    if names:
-        lines += [f"Registered: {', '.join(f'`{n}`' for n in names)}.", ""]
-    for f, why in NOT_REGISTERED.items():
-        lines += [f"Not registered: `{f}` ({why}).", ""]
+    lines = ["## How to load", "", "### TRL", ""]
+    trl = [(var, pick(files, order), trainer) for var, order, trainer in
+           (("sft", TRL_SFT_ORDER, "SFTTrainer"), ("dpo", TRL_DPO_ORDER, "DPOTrainer"))]
+    if any(got for _, got, _ in trl):
+        lines += ["```python", "from datasets import load_dataset"]
+        lines += [f'{var} = load_dataset("{loader(rel)}", data_files="{d}/{rel}", split="train")   # {trainer}'
+                  for var, got, trainer in trl if got for rel in [got[1]]]
+        lines += ["```", "", f"Full snippet: `{d}/configs/trl_load.py`.", ""]
+    else:
+        lines += ["No file TRL reads was exported (export.sft_formats / export.dpo_formats).", ""]
+    lines += ["### axolotl", ""]
+    ax = [(pick(files, AXOLOTL_SFT_ORDER), AXOLOTL_SFT, ""), (pick(files, AXOLOTL_DPO_ORDER), AXOLOTL_DPO, "rl: dpo")]
+    if any(got for got, _, _ in ax):
+        for got, table, head in ax:
+            if got:
+                fmt, rel = got
+                lines += ["DPO:" if head else "SFT:", "", "```yaml", *([head] if head else []), "datasets:",
+                          f"  - path: {d}/{rel}", f"    ds_type: {loader(rel)}", *(f"    {x}" for x in table[fmt]),
+                          "```", ""]
+        lines += [f"Both configs in full: `{d}/configs/axolotl_datasets.yaml`.", ""]
+    else:
+        lines += ["No file axolotl reads was exported.", ""]
+    lines += ["### LLaMA-Factory", ""]
+    train_info = {n: e for n, e in (info or {}).items()
+                  if isinstance(e, dict) and e.get("file_name", "").split("/")[0] in ("sft", "dpo")}
+    if info:
+        examples = []
+        for stage, fmts in LLAMAFACTORY_EXAMPLES:
+            got = [n for f in fmts for n, e in train_info.items() if n.endswith(f"_{stage}_{f}")]
+            if got:
+                examples.append((got[0], stage))
+        lines += [f"Set `dataset_dir: {d}` and pick datasets registered in `{d}/dataset_info.json`"
+                  + (", e.g. " + " or ".join(f"`dataset: {n}` (stage {st})" for n, st in examples) if examples else "")
+                  + ".", "", f"Registered: {', '.join(f'`{n}`' for n in sorted(info))}.", ""]
+    else:
+        lines += ["No file LLaMA-Factory reads was exported (no `dataset_info.json` entries).", ""]
+    by_reason: dict[str, list[str]] = {}
+    for f, why in not_registered(files).items():
+        by_reason.setdefault(why, []).append(f)
+    for why, fs in by_reason.items():
+        lines += [f"Not registered: {', '.join(f'`{f}`' for f in fs)} ({why}).", ""]
     return lines
 
 
@@ -263,7 +313,7 @@ def build_card(export_dir: str | Path, metrics_dir: str | Path, mix_dir: str | P
     mix_comp = _load(Path(mix_dir) / "composition.json") if mix_dir else None
     lines = ["---", "tags: [distillery, sft, dpo]", "---", "", f"# {card.title}", "", card.description, ""]
     lines += [f"License of the export: {card.license or 'the licenses of the sources below apply, per record'}.", ""]
-    lines += _files_section(export_dir)
+    lines += _files_section(export_dir, prov)
     lines += _composition(prov, mix_comp, _metrics(metrics_dir / "mix.json"))
     lines += _sources(ingest_sources, prov)
     lines += _models(prov)
@@ -280,5 +330,5 @@ def build_card(export_dir: str | Path, metrics_dir: str | Path, mix_dir: str | P
     lines += ["## Validation", ""] + _kv_section(_metrics(metrics_dir / "validate.json"), "metrics/validate.json")
     lines += ["## Intended use", "", card.intended_use, "", "## Limitations", ""]
     lines += [f"- {x}" for x in card.limitations] + [""]
-    lines += _loading(export_dir, _load(export_dir / "dataset_info.json"))
+    lines += _loading(export_dir, _load(export_dir / "dataset_info.json"), _bundle_files(export_dir, prov, ""))
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,18 +1,54 @@
 """params.yaml `export:` section: which trainer files to write and what the dataset card says.
 
-Every file format is on by default so one pass writes the whole bundle (see docs/export.md).
+By default a bundle holds the two files the pipeline itself reads and most users load
+(`sft/messages.jsonl`, `dpo/trl.jsonl`); every other format is opt-in, and any format can be written
+gzipped (`.jsonl.gz`) or as Parquet by naming it with that extension (see docs/export.md).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ..core.params import Section
 
 SftFormat = Literal["messages", "sharegpt", "alpaca", "chatml_text"]
 DpoFormat = Literal["trl", "messages_pair", "prompt_pairs", "alpaca_pref"]
+FileType = Literal["jsonl", "jsonl.gz", "parquet"]
+FILE_TYPES: tuple[str, ...] = get_args(FileType)
+
+
+def split_format(entry: str) -> tuple[str, str]:
+    """`messages` -> (messages, jsonl); `sharegpt.parquet` -> (sharegpt, parquet); `trl.jsonl.gz` -> (trl, jsonl.gz)."""
+    for ext in sorted(FILE_TYPES, key=len, reverse=True):
+        if entry.endswith("." + ext):
+            return entry[: -len(ext) - 1], ext
+    return entry, "jsonl"
+
+
+def _checker(names: tuple[str, ...]):
+    def check(entry: str) -> str:
+        fmt, _ = split_format(entry)
+        if fmt not in names:
+            raise ValueError(f"unknown format {entry!r}: use one of {', '.join(names)}, optionally with "
+                             f".jsonl.gz or .parquet (e.g. {names[0]}.parquet)")
+        return entry
+    return check
+
+
+def _unique(entries: list[str]) -> list[str]:
+    seen: dict[tuple[str, str], str] = {}
+    for e in entries:
+        key = split_format(e)
+        if key in seen:
+            raise ValueError(f"{e!r} repeats {seen[key]!r} (the same file)")
+        seen[key] = e
+    return entries
+
+
+SftEntry = Annotated[str, AfterValidator(_checker(get_args(SftFormat)))]
+DpoEntry = Annotated[str, AfterValidator(_checker(get_args(DpoFormat)))]
 
 
 class CardParams(Section):
@@ -39,12 +75,14 @@ class CardParams(Section):
 class ExportParams(Section):
     """Export stage: trainer-ready files from the mixed records."""
 
-    sft_formats: list[SftFormat] = Field(
-        default_factory=lambda: ["messages", "sharegpt", "alpaca", "chatml_text"],
-        description="SFT files written under sft/")
-    dpo_formats: list[DpoFormat] = Field(
-        default_factory=lambda: ["trl", "messages_pair", "prompt_pairs", "alpaca_pref"],
-        description="DPO files written under dpo/")
+    sft_formats: Annotated[list[SftEntry], AfterValidator(_unique)] = Field(
+        default_factory=lambda: ["messages"],
+        description="SFT files written under sft/: messages (default), sharegpt, alpaca, chatml_text; "
+                    "`name.jsonl.gz` or `name.parquet` for a gzipped or Parquet file (several allowed)")
+    dpo_formats: Annotated[list[DpoEntry], AfterValidator(_unique)] = Field(
+        default_factory=lambda: ["trl"],
+        description="DPO files written under dpo/: trl (default), messages_pair, prompt_pairs, alpaca_pref; "
+                    "`name.jsonl.gz` or `name.parquet` as for sft_formats")
     eval: bool = Field(True, description="also export the held-out split (eval.jsonl) into eval/")
     phases: bool = Field(True, description="also export each curriculum phase (phases/*.jsonl) into phases/<name>/")
     keep_id: bool = Field(True, description="keep the record id as an `id` string column on every row")

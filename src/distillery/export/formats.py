@@ -1,9 +1,11 @@
 """One function per trainer file: a checked record in, one row (or a reason it cannot be written) out.
 
-The schemas are the ones TRL, axolotl and LLaMA-Factory read without edits (anchors.md §5): every
-row has every key with one type ("" not null), contents are strings, roles alternate. A converter
-returns `Skip(reason)` when a record is valid but the format cannot express it (a multi-turn prompt
-in the single-turn `prompt_pairs` file); the bundle counts those per file, never silently.
+The schemas are the ones TRL, axolotl and LLaMA-Factory read without edits: every row has every
+key with one type ("" not null), contents are strings, roles alternate. `COLUMNS` declares each
+format's columns and types (the Parquet schema, and what `datasets` infers from the JSONL). A
+converter returns `Skip(reason)` when a record is valid but the format cannot express it (a
+multi-turn prompt in the single-turn `prompt_pairs` file); the bundle counts those per file, never
+silently.
 """
 
 from __future__ import annotations
@@ -53,9 +55,11 @@ def sft_messages(rec: dict) -> Row:
 
 
 def sft_sharegpt(rec: dict) -> Row:
-    system, turns = split_system(rec["messages"])
-    return {"conversations": [{"from": SHAREGPT_ROLE[m["role"]], "value": m["content"]} for m in turns],
-            "system": system}
+    # A system prompt is the first turn ({"from": "system"}), never a `system` key: an empty `system` makes
+    # axolotl's chat_template prepend an empty system turn, and a key on some rows only breaks `datasets`'
+    # JSON loader once the first chunk it reads (10 MB) has no such row. LLaMA-Factory (system_tag) and
+    # axolotl (role "system") both read a leading system turn.
+    return {"conversations": [{"from": SHAREGPT_ROLE[m["role"]], "value": m["content"]} for m in rec["messages"]]}
 
 
 def sft_alpaca(rec: dict) -> Row:
@@ -94,6 +98,31 @@ def dpo_alpaca_pref(rec: dict) -> Row:
             "rejected": rec["rejected"]["content"], "system": system, "history": history_pairs(turns[:-1])}
 
 
+# --- column types: "string", [T] a list of T, {name: T} a struct -----------------------------------
+
+MESSAGE = {"role": "string", "content": "string"}
+COLUMNS: dict[str, dict[str, object]] = {
+    "messages": {"messages": [MESSAGE]},
+    "sharegpt": {"conversations": [{"from": "string", "value": "string"}]},
+    "alpaca": {"instruction": "string", "input": "string", "output": "string", "system": "string",
+               "history": [["string"]]},
+    "chatml_text": {"text": "string"},
+    "trl": {"prompt": [MESSAGE], "chosen": [MESSAGE], "rejected": [MESSAGE]},
+    "messages_pair": {"messages": [MESSAGE], "chosen": MESSAGE, "rejected": MESSAGE},
+    "prompt_pairs": {"system": "string", "prompt": "string", "chosen": "string", "rejected": "string"},
+    "alpaca_pref": {"instruction": "string", "input": "string", "chosen": "string", "rejected": "string",
+                    "system": "string", "history": [["string"]]},
+}
+ID_COLUMN = {"id": "string"}
+
+# Columns whose type a reader can only see on some rows: an empty `history` is a list of nothing.
+# `datasets`' JSON loader (what TRL, axolotl and LLaMA-Factory call) fixes the schema from the first
+# chunk it reads and fails on a later chunk holding `[["user", "assistant"]]` ("Couldn't cast array of
+# type list<item: string> to null"), so a JSONL writer puts the first row where these are non-empty on
+# line 1 (see bundle.JsonlSink). Parquet files carry their schema and need no such row.
+LATE_TYPED: dict[str, tuple[str, ...]] = {"alpaca": ("history",), "alpaca_pref": ("history",)}
+
+
 SFT_FILES: dict[str, Converter] = {
     "messages": sft_messages,
     "sharegpt": sft_sharegpt,
@@ -108,6 +137,6 @@ DPO_FILES: dict[str, Converter] = {
 }
 
 
-def file_name(kind: str, fmt: str) -> str:
-    """Path of a format inside a bundle: sft/<fmt>.jsonl or dpo/<fmt>.jsonl."""
-    return f"{'sft' if kind == 'sft' else 'dpo'}/{fmt}.jsonl"
+def file_name(kind: str, fmt: str, file_type: str = "jsonl") -> str:
+    """Path of a format inside a bundle: sft/<fmt>.jsonl, dpo/<fmt>.parquet, sft/<fmt>.jsonl.gz, ..."""
+    return f"{'sft' if kind == 'sft' else 'dpo'}/{fmt}.{file_type}"

@@ -8,6 +8,7 @@ exist whatever the params say.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -18,10 +19,19 @@ from ..core.errors import InputError
 from ..core.io import input_files, write_json, write_text
 from ..core.quarantine import Quarantine, StageCounter
 from .bundle import BundleResult, export_bundle
-from .config import ExportParams
+from .config import ExportParams, split_format
 from .registry import axolotl_yaml, dataset_info, trl_snippet
 
+log = logging.getLogger(__name__)
+
 MIX_TRAIN, MIX_EVAL, MIX_PHASES = "production.jsonl", "eval.jsonl", "phases"
+# files later stages read by default (their params name them): a run that leaves one out says so
+PIPELINE_READS = {
+    ("sft_formats", "messages"): "sft/messages.jsonl is read by stats (stats.sft_files) and validate "
+                                 "(validate.sft_file)",
+    ("dpo_formats", "trl"): "dpo/trl.jsonl is read by stats (stats.dpo_files), validate (validate.dpo_file) "
+                            "and train_eval (its DPO step)",
+}
 PROVENANCE = "provenance.json"
 DATASET_INFO = "dataset_info.json"
 QUARANTINE = "quarantine.jsonl"
@@ -71,6 +81,18 @@ def _remove_stale_phases(phases_dir: Path, keep: list[str]) -> None:
                 shutil.rmtree(d)
 
 
+def warn_pipeline_files(params: ExportParams) -> list[str]:
+    """Warn (and return the lines) when a file the later stages read by default is not configured."""
+    lines = []
+    for (key, entry), what in PIPELINE_READS.items():
+        if (entry, "jsonl") not in {split_format(e) for e in getattr(params, key)}:
+            lines.append(f"export.{key} has no `{entry}`: {what}; those stages will miss it unless their "
+                         f"params point at another file")
+    for line in lines:
+        log.warning(line)
+    return lines
+
+
 def run_export(inputs: list[str | Path], out_dir: str | Path, params: ExportParams, *,
                max_line_bytes: int, quarantine_path: str | Path | None = None,
                tick: Callable[[int], None] | None = None, counter: StageCounter | None = None) -> dict[str, Any]:
@@ -78,6 +100,7 @@ def run_export(inputs: list[str | Path], out_dir: str | Path, params: ExportPara
     counter = counter if counter is not None else StageCounter()
     out = Path(out_dir)
     plan = plan_bundles(inputs, params)
+    warn_pipeline_files(params)
     results: dict[str, BundleResult] = {}
     qpath = Path(quarantine_path) if quarantine_path else out / QUARANTINE
     plan.bundles.setdefault("eval", [])  # always written (empty files when off) so the layout is fixed
@@ -92,7 +115,7 @@ def run_export(inputs: list[str | Path], out_dir: str | Path, params: ExportPara
     write_json(out / PROVENANCE, {(d or "train"): r.provenance() for d, r in results.items()})
     train_rows, eval_rows = rows.get("", {}), rows.get("eval", {})
     write_text(out / CONFIGS / "axolotl_datasets.yaml", axolotl_yaml(str(out), train_rows, eval_rows))
-    write_text(out / CONFIGS / "trl_load.py", trl_snippet(str(out), eval_rows))
+    write_text(out / CONFIGS / "trl_load.py", trl_snippet(str(out), train_rows, eval_rows))
     counter.records_in = sum(r.records_in for r in results.values())
     counter.records_out = sum(r.records_out for r in results.values())
     return metrics(results, q.counts)
