@@ -79,9 +79,8 @@ def test_repro_builds_the_export_bundle_offline(project):
     rc, out = _run(["dvc", "repro"], proj, env)
     assert rc == 0, out[-6000:]
     assert "Traceback" not in out
-    for rel in ("data/export/sft/messages.jsonl", "data/export/sft/sharegpt.jsonl", "data/export/sft/alpaca.jsonl",
-                "data/export/sft/chatml_text.jsonl", "data/export/dpo/trl.jsonl", "data/export/dpo/messages_pair.jsonl",
-                "data/export/dataset_info.json", "data/export/README.md", "reports/validation"):
+    for rel in ("data/export/sft/messages.jsonl", "data/export/dpo/trl.jsonl", "data/export/dataset_info.json",
+                "data/export/README.md", "reports/validation", "reports/viewer/index.html"):
         assert (proj / rel).exists(), rel
     rows = [json.loads(x) for x in (proj / "data/export/sft/messages.jsonl").read_text().splitlines()]
     assert len(rows) > 100 and all(r["messages"][-1]["role"] == "assistant" for r in rows)

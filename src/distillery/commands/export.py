@@ -35,9 +35,11 @@ from distillery.core.stage import progress, stage_options, stage_run
               help="Fail when more records are rejected (export.max_reject_rate; default project.max_reject_rate).")
 def main(params_path, overrides, inputs, output, with_eval, phases, system_prompt, system_prompt_mode, no_id,
          max_reject_rate):
-    """Write SFT files (messages, ShareGPT, Alpaca, ChatML text) and DPO files (TRL, axolotl
-    chat_template.default, prompt pairs, Alpaca preference), LLaMA-Factory's dataset_info.json,
-    copy-paste configs, and metrics/export.json. Unexportable records go to quarantine.jsonl."""
+    """Write the SFT/DPO files named by export.sft_formats / export.dpo_formats (default sft/messages.jsonl
+    and dpo/trl.jsonl; opt-in sharegpt, alpaca, chatml_text, messages_pair, prompt_pairs, alpaca_pref, each also
+    as NAME.jsonl.gz or NAME.parquet, e.g. --set 'export.sft_formats=[messages,sharegpt.parquet]'),
+    LLaMA-Factory's dataset_info.json and configs for the files written, and the stage metrics.
+    Unexportable records go to quarantine.jsonl."""
     options = {"export.eval": with_eval, "export.phases": phases, "export.system_prompt": system_prompt,
                "export.system_prompt_mode": system_prompt_mode, "export.keep_id": False if no_id else None,
                "export.max_reject_rate": max_reject_rate}

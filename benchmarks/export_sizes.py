@@ -2,7 +2,7 @@
 
 Not a test (pytest collects test_*.py only): a measurement, run by hand.
 
-    python tests/export/export_sizes.py --n 100000 [--keep DIR]
+    python benchmarks/export_sizes.py --n 100000 [--keep DIR]
 
 Generates N records in the record shape (docs/records.md), realistic in length and structure:
 75% SFT / 25% preference pairs, 30% with a system prompt, 30% multi-turn (2-4 user turns), user turns
@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from dedup_corpus import Gen  # noqa: E402
