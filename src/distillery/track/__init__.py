@@ -119,16 +119,15 @@ def log_payload(payload: dict[str, Any]) -> str:
     from .config import TrackingParams
     from .context import RunGroup
     from .flatten import redact_text, secret_env_values
-    from .mlflow_log import TAG_ERROR, TAG_KIND, TAG_STANDALONE, Tracker, _is_local, resolve_uri
+    from .mlflow_log import TAG_ERROR, TAG_KIND, TAG_STANDALONE, Tracker, resolve_uri
 
     tp = TrackingParams(**payload["tracking"])
     root = Path(payload["root"])
     metrics_name = payload["metrics_name"]
     uri = resolve_uri(tp.tracking_uri, root)
-    location = tp.artifact_location
-    if location is None and _is_local(uri):
-        location = (root / "mlruns").resolve().as_uri()
-    tracker = Tracker(uri, tp.experiment, location)
+    # artifact root of a new experiment: `mlruns` relative to the project root for a store inside the
+    # project (so a moved or cloned project keeps its artifacts), <root>/mlruns for another local store
+    tracker = Tracker(uri, tp.experiment, tp.artifact_location, root=root)
 
     secrets = secret_env_values()
     git = payload["git"]

@@ -27,7 +27,9 @@ class TrackingParams(Section):
         None, description="MLflow tracking URI; MLFLOW_TRACKING_URI wins over it; none = sqlite:///<project>/mlflow.db")
     experiment: str = Field("distillery", min_length=1, description="MLflow experiment name")
     artifact_location: str | None = Field(
-        None, description="where a NEW experiment stores artifacts; none = <project>/mlruns (local stores only)")
+        None, description="where a NEW experiment stores artifacts; none = mlruns/ in the project, stored relative "
+                          "to the project root when the store is a sqlite file inside the project (a relative path "
+                          "here is too), so a moved or cloned project keeps its artifacts")
     defer: bool = Field(True, description="under dvc repro, spool each stage's log and let one background "
                                           "process write them all (importing mlflow per stage costs minutes)")
     strict: bool = Field(False, description="a tracking failure fails the stage (default: a warning only)")

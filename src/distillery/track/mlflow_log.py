@@ -3,6 +3,13 @@ top-level run). Run times are the stage's own (given, not "now"), so deferred lo
 
 Uses MlflowClient with an explicit tracking URI (no global fluent state), so a stage process never
 leaves an "active run" behind and tests can point each call at their own store.
+
+Artifacts of a project-local store (a sqlite file inside the project) are stored under paths RELATIVE
+to the project root (`mlruns/<run>/artifacts`), so a moved, copied or cloned project keeps them: MLflow
+resolves a relative artifact URI against the reader's working directory, and `make ui` serves from the
+project root. MLflow itself always stores absolute paths, so the experiment row is rewritten after
+creation, and rows an older version (or another checkout) stored absolute are rewritten on open
+(`relativize_artifacts`; also `python -m distillery.track.mlflow_log relativize`, run by `make ui`).
 """
 
 from __future__ import annotations
@@ -11,10 +18,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import sqlite3
 import sys
 import tempfile
 import time
-from pathlib import Path
+import urllib.parse
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator
 
 from .context import RunGroup
@@ -47,6 +56,84 @@ def _is_local(uri: str) -> bool:
     return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
 
+ARTIFACT_DIR = "mlruns"   # artifact root of new experiments, relative to the project root
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite tracking URI (`sqlite:///rel.db`, `sqlite:////abs.db`), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(urllib.parse.unquote(path)).resolve() if path and path != ":memory:" else None
+
+
+def project_db(uri: str, root: Path) -> Path | None:
+    """The sqlite file of `uri` when it lies inside the project root: only such a store gets relative
+    artifact paths (a store elsewhere may be read from anywhere, so it keeps absolute ones)."""
+    db = sqlite_path(uri)
+    return db if db is not None and db.is_relative_to(Path(root).resolve()) else None
+
+
+def _is_relative_path(location: str) -> bool:
+    return "://" not in location and ":" not in location.split("/", 1)[0] and not location.startswith("/")
+
+
+def _local_path(location: str) -> str | None:
+    """The absolute filesystem path of a `file://` URI or absolute path, else None."""
+    if location.startswith("file://"):
+        return urllib.parse.unquote(urllib.parse.urlsplit(location).path)
+    return location if location.startswith("/") else None
+
+
+def relative_artifact_location(location: str, root: Path, artifact_dir: str = ARTIFACT_DIR) -> str | None:
+    """`mlruns/...` for an absolute location under <root>/mlruns, or under the `mlruns` folder of a
+    project that has since moved or been copied (what follows its last `mlruns` component exists under
+    this project's mlruns, or the old path exists no more); None when the location is relative already,
+    not a local path, or points elsewhere (another project's artifacts this one has no copy of)."""
+    path = _local_path(location)
+    if path is None:
+        return None
+    base = (Path(root).resolve() / artifact_dir)
+    p = PurePosixPath(os.path.normpath(path))
+    if p == PurePosixPath(base) or PurePosixPath(base) in p.parents:
+        return PurePosixPath(artifact_dir, p.relative_to(PurePosixPath(base))).as_posix()
+    parts = p.parts
+    if artifact_dir in parts:                        # the project moved: <old root>/mlruns/<tail>
+        i = len(parts) - 1 - parts[::-1].index(artifact_dir)
+        tail = parts[i + 1:]
+        if base.joinpath(*tail).exists() or not os.path.exists(path):
+            return PurePosixPath(artifact_dir, *tail).as_posix()
+    return None
+
+
+def relativize_artifacts(db: Path, root: Path, artifact_dir: str = ARTIFACT_DIR) -> int:
+    """Rewrite the absolute artifact locations of experiments and runs in a project's sqlite store
+    that point into the project's mlruns (or a moved copy of it) to paths relative to the project
+    root. Returns how many rows changed; reads first and writes only when something changes."""
+    if not Path(db).is_file():
+        return 0
+    con = sqlite3.connect(str(db), timeout=60)
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"experiments", "runs"} <= tables:
+            return 0
+        changes = []
+        for table, key, col in (("experiments", "experiment_id", "artifact_location"),
+                                ("runs", "run_uuid", "artifact_uri")):
+            for row_id, location in con.execute(f"SELECT {key}, {col} FROM {table} WHERE {col} LIKE '/%' "
+                                                f"OR {col} LIKE 'file:%'"):
+                rel = relative_artifact_location(location, root, artifact_dir)
+                if rel is not None:
+                    changes.append((table, key, col, rel, row_id))
+        if changes:
+            with con:
+                for table, key, col, rel, row_id in changes:
+                    con.execute(f"UPDATE {table} SET {col} = ? WHERE {key} = ?", (rel, row_id))
+        return len(changes)
+    finally:
+        con.close()
+
+
 @contextlib.contextmanager
 def _group_lock(uri: str) -> Iterator[None]:
     """Serialise find-or-create of the parent run between stage processes on this machine."""
@@ -64,14 +151,37 @@ def _chunks(items: list, n: int) -> Iterable[list]:
 
 
 class Tracker:
-    """The MLflow side of one stage run."""
+    """The MLflow side of one stage run.
 
-    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None):
+    root: the project root. With a project-local sqlite store, a new experiment's artifact root is
+    `mlruns` (or a relative `artifact_location`) RELATIVE to it, and artifacts are written below it
+    whatever the cwd; without root (or another store) locations are MLflow's usual absolute ones."""
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None, root: Path | None = None):
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        self.root = Path(root).resolve() if root is not None else None
+        self.db = project_db(uri, self.root) if self.root is not None else None
+        self._artifact_uris: dict[str, str] = {}
         self.client = MlflowClient(tracking_uri=uri)
-        self.experiment_id = self._experiment(experiment, artifact_location)
+        create_at, self._relative_location = self._locations(artifact_location)
+        self.experiment_id = self._experiment(experiment, create_at)
+        if self.db is not None and (artifact_location is None or _is_relative_path(artifact_location)):
+            relativize_artifacts(self.db, self.root)   # an absolute artifact_location is the user's: left alone
+
+    def _locations(self, configured: str | None) -> tuple[str | None, str | None]:
+        """(location to create a new experiment with, relative location to store instead or None)."""
+        if self.root is None:
+            return configured, None
+        if configured is None:
+            if self.db is not None:
+                return (self.root / ARTIFACT_DIR).as_uri(), ARTIFACT_DIR
+            return ((self.root / ARTIFACT_DIR).as_uri() if _is_local(self.uri) else None), None
+        if _is_relative_path(configured):
+            rel = PurePosixPath(os.path.normpath(configured)).as_posix()
+            return (self.root / rel).resolve().as_uri(), (rel if self.db is not None else None)
+        return configured, None
 
     def _experiment(self, name: str, artifact_location: str | None) -> str:
         exp = self.client.get_experiment_by_name(name)
@@ -82,13 +192,22 @@ class Tracker:
                 self.client.set_experiment_tag(exp.experiment_id, TAG_KIND_EXPERIMENT, EXPERIMENT_KIND)
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=artifact_location,
-                                                 tags={TAG_KIND_EXPERIMENT: EXPERIMENT_KIND})
+            exp_id = self.client.create_experiment(name, artifact_location=artifact_location,
+                                                   tags={TAG_KIND_EXPERIMENT: EXPERIMENT_KIND})
         except Exception:  # created by a concurrent stage meanwhile
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
             return exp.experiment_id
+        if self._relative_location is not None:   # MLflow stores it absolute; make it relative to the root
+            con = sqlite3.connect(str(self.db), timeout=60)
+            try:
+                with con:
+                    con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                                (self._relative_location, int(exp_id)))
+            finally:
+                con.close()
+        return exp_id
 
     def parent_run(self, group: RunGroup, tags: dict[str, str], first_stage: str = "",
                    start_ms: int | None = None) -> str:
@@ -115,7 +234,17 @@ class Tracker:
             self.experiment_id, run_name=run_name or stage, start_time=start_ms,
             tags={**link, TAG_STAGE: stage, "mlflow.source.name": os.path.basename(sys.argv[0]),
                   "mlflow.source.type": "LOCAL", **tags})
+        self._artifact_uris[run.info.run_id] = run.info.artifact_uri
         return run.info.run_id
+
+    def _artifact_repo(self, run_id: str):
+        """A relative artifact URI is relative to the project root, not to this process's cwd."""
+        uri = self._artifact_uris.get(run_id) or self.client.get_run(run_id).info.artifact_uri
+        if self.root is not None and _is_relative_path(uri):
+            from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+            return LocalArtifactRepository(str(self.root / uri))
+        return None
 
     def log(self, run_id: str, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
             tags: dict[str, str] | None = None, timestamp_ms: int | None = None) -> None:
@@ -133,6 +262,7 @@ class Tracker:
     def log_artifacts(self, run_id: str, paths: list[Path], max_mb: float, secrets: list[str]) -> list[str]:
         """Upload files/dirs; skip missing, oversized or secret-containing files (with a warning)."""
         logged: list[str] = []
+        repo = self._artifact_repo(run_id) if paths else None
         for p in paths:
             if not p.exists():
                 log.warning("tracking: artifact %s does not exist; skipped", p)
@@ -147,7 +277,11 @@ class Tracker:
                     log.warning("tracking: artifact %s contains the value of a secret env var; skipped", f)
                     continue
                 sub = None if p.is_file() else str(Path(p.name) / f.parent.relative_to(p))
-                self.client.log_artifact(run_id, str(f), artifact_path=None if sub in (None, ".") else sub)
+                sub = None if sub in (None, ".") else sub
+                if repo is not None:
+                    repo.log_artifact(str(f), sub)
+                else:
+                    self.client.log_artifact(run_id, str(f), artifact_path=sub)
                 logged.append(str(f))
         return logged
 
@@ -182,3 +316,36 @@ def _user() -> str:
 def _contains_any(path: Path, needles: list[str]) -> bool:
     data = path.read_bytes()
     return any(n.encode() in data for n in needles)
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """`python -m distillery.track.mlflow_log relativize [DB_URI_OR_PATH] [--root DIR]`: make the artifact
+    paths of a project's sqlite store relative to the project root (run by `make ui`). Fast: no mlflow import."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m distillery.track.mlflow_log")
+    ap.add_argument("command", choices=["relativize"])
+    ap.add_argument("store", nargs="?", default="mlflow.db", help="sqlite URI or file (default mlflow.db)")
+    ap.add_argument("--root", default=".", help="project root (default: the cwd)")
+    args = ap.parse_args(argv)
+    root = Path(args.root).resolve()
+    try:   # an absolute tracking.artifact_location is the user's choice (maybe a share not mounted now)
+        import yaml
+
+        configured = ((yaml.safe_load((root / "params.yaml").read_text()) or {}).get("tracking") or {}).get(
+            "artifact_location")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        configured = None
+    if configured and not _is_relative_path(str(configured)):
+        return 0
+    db = project_db(args.store if args.store.startswith("sqlite:") else f"sqlite:///{Path(args.store).resolve()}", root)
+    if db is None or not db.is_file():
+        return 0      # a server or a store outside the project: nothing to do
+    n = relativize_artifacts(db, root)
+    if n:
+        print(f"{db.name}: {n} artifact location(s) made relative to {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
