@@ -34,7 +34,7 @@ lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra ray --find-links $(FIND_LINKS) \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
-repro: $(STAMP)
+repro: $(STAMP) remote-pin
 	$(VENV)/bin/dvc repro
 	@echo "outputs: data/export (bundle + README.md card), metrics/*.json, reports/; compare with: dvc metrics show"
 
