@@ -26,7 +26,8 @@ from distillery.core.stage import stage_options, stage_run
 def main(params_path, overrides):
     with stage_run("toy", params_path, overrides) as run:
         seed = run.params.project.seed
-        run.finish({"records_out": seed * 10, "rejects": {"too_long": seed % 7}},
+        run.counter.records_in = run.counter.records_out = seed * 10
+        run.finish({"too_long": seed % 7, "rejects": {"too_long": seed % 7}},
                    log_params={"seed": seed, "teacher_key_env": "FAKE_TEACHER_API_KEY"})
 
 main()
@@ -34,9 +35,10 @@ main()
 
 DVC_YAML = {
     "stages": {
-        "toy": {"cmd": "python toy.py", "deps": ["toy.py"], "params": ["project.seed"],
+        "toy": {"cmd": "python toy.py --metrics metrics/toy.json", "deps": ["toy.py"], "params": ["project.seed"],
+                "outs": [{"metrics/toy.details.json": {"cache": False}}],
                 "metrics": [{"metrics/toy.json": {"cache": False}}]},
-        "report": {"cmd": f"python {REPO / 'scripts' / 'report.py'} --metrics metrics --card README.md "
+        "report": {"cmd": f"python {REPO / 'scripts' / 'report.py'} --metrics-dir metrics --card README.md "
                           "--no-plots --output reports/tracking.json",
                    "deps": ["metrics", "README.md"], "outs": [{"reports/tracking.json": {"cache": False}}]},
     }
@@ -72,7 +74,8 @@ def test_repro_tracking_and_metrics_diff(project, monkeypatch):
 
     diff = json.loads(_dvc(root, "metrics", "diff", "HEAD~1", "HEAD", "--json"))
     assert diff["metrics/toy.json"]["records_out"] == {"old": 80, "new": 90, "diff": 10}
-    assert diff["metrics/toy.json"]["rejects.too_long"] == {"old": 1, "new": 2, "diff": 1}
+    assert diff["metrics/toy.json"]["too_long"] == {"old": 1, "new": 2, "diff": 1}
+    assert not any(k.startswith("rejects") for k in diff["metrics/toy.json"]), "breakdowns stay in the details file"
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     exp = client.get_experiment_by_name("toy")
@@ -91,7 +94,9 @@ def test_repro_tracking_and_metrics_diff(project, monkeypatch):
     # the report stage saw dvc.lock with the toy stage's output of this repro
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     toy_md5 = lock["stages"]["toy"]["outs"][0]["md5"]
-    assert parents[1].data.tags["dvc.out.metrics/toy.json"] == toy_md5
+    assert parents[1].data.tags["dvc.out.metrics/toy.details.json"] == toy_md5
+    assert parents[1].data.tags["dvc.out.metrics/toy.json"] == next(
+        o["md5"] for o in lock["stages"]["toy"]["outs"] if o["path"] == "metrics/toy.json")
     tracked = json.loads((root / "reports" / "tracking.json").read_text())
     assert tracked["mlflow"]["parent_run_id"] == parents[1].info.run_id
     toy_run = next(r for r in runs if r.info.run_name == "toy")

@@ -205,6 +205,7 @@ class StageRun:
         if write:
             write_json(self.metrics_path, headline)
             write_json(self.details_path, details)
+            self.outputs.extend([self.metrics_path, self.details_path])
         self.outputs.extend(Path(o) for o in outputs)
         error = None
         try:
