@@ -80,7 +80,7 @@ def test_batch_respects_budget(srv, make_params):
     p = make_params(srv.url, teacher=BATCH, stage_max_usd={"distill": 0.0})
     with Engine.from_params(p, stage="distill") as eng:
         res = eng.run(reqs(3))
-    assert {r.error for r in res} == {"budget_exceeded"} and srv.requests() == []
+    assert {r.error for r in res} == {"budget_refused"} and srv.requests() == []
 
 
 def test_batch_completion_mode_uses_completions_endpoint(srv, make_params):

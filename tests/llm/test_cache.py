@@ -71,7 +71,7 @@ def test_corrupt_cache_is_moved_aside_and_rebuilt(srv, make_params, tmp_path, ca
         with Engine.from_params(p, stage="s") as eng:
             (r,) = eng.run([ChatRequest(teacher="t", messages=[{"role": "user", "content": "hi"}])])
     assert r.ok
-    assert any("unusable" in rec.getMessage() for rec in caplog.records)
+    assert any("damaged" in rec.getMessage() for rec in caplog.records)
     aside = [f for f in tmp_path.iterdir() if ".corrupt-" in f.name]
     assert aside and aside[0].read_bytes().startswith(b"this is not")
     assert len(ResponseCache(cache)) == 1
@@ -87,7 +87,7 @@ def test_cache_with_damaged_header_is_rebuilt(tmp_path, caplog):
     path.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
         c2 = ResponseCache(path)
-    assert any("unusable" in r.getMessage() for r in caplog.records)
+    assert any("damaged" in r.getMessage() for r in caplog.records)
     assert c2.get("k") is None
     c2.put("new", "t", "m", "y", "stop", 1, 1, 0.0, "s")
     assert c2.get("new")["text"] == "y"

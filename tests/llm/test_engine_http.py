@@ -179,7 +179,7 @@ def test_budget_zero_calls_nothing(srv, make_params):
     with Engine.from_params(p, stage="s") as eng:
         res = eng.run([chat(i) for i in range(5)])
         m = eng.metrics()
-    assert all(r.error == "budget_exceeded" for r in res)
+    assert all(r.error == "budget_refused" for r in res)
     assert srv.requests() == [] and m["budget"]["refused_requests"] == 5
 
 
@@ -192,7 +192,7 @@ def test_budget_stops_before_overrun(srv, make_params):
         m = eng.metrics()
     ok = [r for r in res if r.ok]
     assert 0 < len(ok) < 40
-    assert {r.error for r in res if not r.ok} == {"budget_exceeded"}
+    assert {r.error for r in res if not r.ok} == {"budget_refused"}
     assert m["budget"]["overall_spent_usd"] <= 0.0002
     assert len(srv.requests()) == len(ok)
 
@@ -205,7 +205,7 @@ def test_overall_budget_counts_spend_of_earlier_runs(srv, make_params):
     p2 = make_params(srv.url, max_usd=spent)  # same cache: its ledger already holds `spent`
     with Engine.from_params(p2, stage="b") as eng:
         (r,) = eng.run([chat("new")])
-    assert r.error == "budget_exceeded"
+    assert r.error == "budget_refused"
 
 
 def test_unknown_teacher_is_one_line_error(srv, make_params):

@@ -19,7 +19,7 @@ def test_dry_run_estimates_with_a_tokenizer_and_calls_nothing(srv, make_params, 
         est = eng.estimate([ChatRequest(teacher="t", messages=m) for m in msgs])
         res = eng.run([ChatRequest(teacher="t", messages=m) for m in msgs])
     assert srv.requests() == []
-    assert {r.error for r in res} == {"dry_run"}
+    assert all(r.ok and not r.cached and r.detail == "dry_run" and r.text for r in res)  # stand-in answers
     tok = load_tokenizer(str(smollm2_path))
     expected_pt = sum(len(tok(tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False),
                               add_special_tokens=False)["input_ids"]) for m in msgs)
@@ -41,8 +41,30 @@ def test_estimate_skips_cached_and_uses_pilot_answers(srv, make_params, smollm2_
         est = eng.estimate(pilot + new)
     row = est["teachers"]["t"]
     assert row["cached"] == 3 and row["to_call"] == 1
-    assert row["output_source"] == "pilot (cached answers)" and row["output_tokens"] == 5
+    assert row["output_source"] == "max_tokens" and row["output_tokens"] == 100     # the bound
+    assert row["expected_output_source"] == "pilot (cached answers)"
+    assert row["expected_cost_usd"] == pytest.approx(row["cost_usd"] - (100 - 5) * 2.0 / 1e6)
     assert est["budget"]["estimate_fits"] is False
+
+
+def test_estimate_counts_a_repeated_request_once_and_embedded_stand_ins_at_max_tokens(srv, make_params,
+                                                                                       smollm2_path):
+    p = make_params(srv.url, teacher={"tokenizer": str(smollm2_path), "gen": {"max_tokens": 100}})
+    first = ChatRequest(teacher="t", messages=[{"role": "user", "content": "Write a story."}])
+    with Engine.from_params(p, stage="distill", dry_run=True) as eng:
+        (ans,) = eng.run([first])
+        follow = ChatRequest(teacher="t", messages=[*first.messages, {"role": "assistant", "content": ans.text},
+                                                    {"role": "user", "content": "Shorter."}])
+        eng.run([first, follow])                 # the repeat would come from the cache in a real run
+        est = eng.dry_run_estimate()
+    row = est["teachers"]["t"]
+    assert row["requests"] == 3 and row["to_call"] == 2
+    tok = load_tokenizer(str(smollm2_path))
+    bare = len(tok(tok.apply_chat_template(follow.messages, add_generation_prompt=True, tokenize=False),
+                   add_special_tokens=False)["input_ids"])
+    first_pt = len(tok(tok.apply_chat_template(first.messages, add_generation_prompt=True, tokenize=False),
+                       add_special_tokens=False)["input_ids"])
+    assert row["prompt_tokens"] == first_pt + bare + 100   # the stand-in in the follow-up counts max_tokens
 
 
 def test_batch_teacher_estimate_uses_batch_prices(srv, make_params, smollm2_path):

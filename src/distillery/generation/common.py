@@ -3,6 +3,7 @@ sampling, and the metrics blocks (judge score stats, cost per teacher)."""
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import statistics
 from collections import Counter, defaultdict
@@ -152,45 +153,79 @@ def cost_by_teacher(engine_metrics: dict[str, Any]) -> dict[str, Any]:
     return teachers if isinstance(teachers, dict) else {}
 
 
-def dry_run_dir() -> Path:
-    """A throw-away output folder for --dry-run, so the stage's real outputs stay untouched."""
+@contextlib.contextmanager
+def dry_run_dir() -> Iterator[Path]:
+    """A throw-away output folder for --dry-run (the stage's real outputs stay untouched), removed after."""
     import tempfile
 
-    return Path(tempfile.mkdtemp(prefix="distillery-dry-run-"))
+    with tempfile.TemporaryDirectory(prefix="distillery-dry-run-") as d:
+        yield Path(d)
 
 
 def print_dry_run(engine: Any, stage: str) -> None:
-    """Print the estimate of every request the stage asked for (multi-step stages: the first step,
-    since later steps depend on answers — a lower bound, said in the output)."""
+    """Print the estimate of every request the stage would send: the stage ran to its end on stand-in
+    answers (no call made), so later batches and later steps are counted too."""
     import json
 
     import click
 
     est = engine.dry_run_estimate()
     est = {"stage": stage, "dry_run": True,
-           "note": "first-step requests only for multi-step stages (later steps depend on answers)", **est}
+           "note": "every request the stage would send (built on stand-in answers); cost_usd is an upper bound "
+                   "(output = max_tokens); failover, retries after failures and parse repairs are not included",
+           **est}
     click.echo(json.dumps(est, indent=2, sort_keys=True))
+
+
+def account_llm(engine: Any, counter: StageCounter) -> dict[str, Any]:
+    """The LLM part of a stage's metrics, and its failed units in the stage's counter.
+
+    Stages quarantine the unit of a failed request (`teacher_failed`); a failed unit they did not
+    (a pilot prompt, a step that drops its unit) is counted here as a `request_failed` reject, so
+    in = out + quarantined holds with every failed and refused request inside it, and the stage's
+    one gate (`run.finish`) sees them."""
+    from ..llm.accounting import LLMAccount
+
+    m = engine.metrics()
+    failed_log = getattr(engine, "failed", None)
+    acct = LLMAccount.from_metrics(m, failed_log.by_reason() if failed_log is not None else None)
+    unaccounted = max(0, acct.delivery_failures() - counter.rejects.get("teacher_failed", 0))
+    if unaccounted:
+        counter.records_in += unaccounted
+        counter.rejects["request_failed"] += unaccounted
+    teachers = cost_by_teacher(m)
+    out: dict[str, Any] = dict(acct.headline())
+    out["cost"] = teachers
+    out["llm"] = {**acct.details(), "failed_not_quarantined": unaccounted,
+                  "failed_requests_path": m.get("failed_requests_path")}
+    out["summary"] = acct.summary_line()
+    return out
 
 
 def run_llm_stage(run: Any, name: str, output: str | Path, work: Any, *, refresh: bool, dry_run: bool,
                   artifacts: Iterable[str] = ("records.jsonl",), extra_artifacts: Iterable[Path] = (),
                   log_params: dict | None = None) -> None:
     """The life every LLM stage shares: an engine (local or Ray), the stage's `work(out, engine, counter)`,
-    cost per teacher, --dry-run (estimate printed, outputs untouched), then `run.finish` (metrics, MLflow,
-    the reject-rate gate)."""
+    then one summary line on stderr (ok, failed by reason, refused by budget, spent of cap), the LLM
+    figures in the metrics (headline `cost_usd`, `cap_usd`, `refused`, `failed`; breakdown under `llm`)
+    and `run.finish` (metrics, MLflow, the reject-rate gate, which counts failed and refused units).
+    --dry-run: the estimate is printed, nothing is called, no output or temp folder is left."""
+    import click
+
     from ..distributed.generate import make_engine
 
-    out = dry_run_dir() if dry_run else Path(output)
-    engine = make_engine(run.params, name, refresh=refresh, dry_run=dry_run, failed_path=out / "failed_requests.jsonl")
-    try:
+    if dry_run:
+        with dry_run_dir() as tmp:
+            with make_engine(run.params, name, refresh=refresh, dry_run=True,
+                             failed_path=tmp / "failed_requests.jsonl") as engine:
+                work(tmp, engine, StageCounter())
+                print_dry_run(engine, name)
+        return
+    out = Path(output)
+    with make_engine(run.params, name, refresh=refresh, dry_run=False,
+                     failed_path=out / "failed_requests.jsonl") as engine:
         metrics = work(out, engine, run.counter)
-        metrics["cost"] = cost_by_teacher(engine.metrics())
-        metrics["cost_usd"] = round(sum(float(t.get("cost_usd") or 0) for t in metrics["cost"].values()
-                                        if isinstance(t, dict)), 6)
-        if dry_run:
-            print_dry_run(engine, name)
-            return
-    finally:
-        engine.close()
+        metrics.update(account_llm(engine, run.counter))
+    click.echo(metrics.pop("summary"), err=True)
     run.finish(metrics, [out / a for a in artifacts] + list(extra_artifacts), log_params=log_params,
                outputs=[out], quarantine_path=out / "quarantine.jsonl")

@@ -3,8 +3,9 @@
 Each prompt goes to the teacher(s) chosen by deterministic weighted routing (hash of record id and
 seed; per-bucket weights optional). A request that fails after the engine's own retries fails over
 to the next teacher; a teacher failing `max_consecutive_failures` times in a row leaves the routing
-for the rest of the run. A pilot runs every teacher on the same few prompts and compares count,
-failure rate, mean judge score and cost (comparison.json).
+for the rest of the run (the engine answers its later requests `teacher_down`, so a prompt with no
+teacher left is still accounted for, never skipped). A pilot runs every teacher on the same few
+prompts and compares count, failure rate, mean judge score and cost (comparison.json).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..core.io import AtomicWriter, write_json
 from ..core.quarantine import Quarantine, StageCounter
@@ -77,11 +78,12 @@ def build_messages(rec: dict, user_tpl: Template, system_tpl: Template | None) -
 class Router:
     """Routes prompts and fails over; remembers which teachers keep failing."""
 
-    def __init__(self, p: DistillParams, seed: int):
+    def __init__(self, p: DistillParams, seed: int, on_down: Callable[[str, str], None] | None = None):
         self.p = p
         self.seed = seed
         self.streak: Counter[str] = Counter()
         self.down: set[str] = set()
+        self.on_down = on_down
 
     def initial(self, rec: dict) -> list[str]:
         w = weights_for(rec.get("bucket"), self.p.teachers, self.p.bucket_teachers)
@@ -108,6 +110,8 @@ class Router:
         self.streak[teacher] += 1
         if self.streak[teacher] >= self.p.max_consecutive_failures and teacher not in self.down:
             self.down.add(teacher)
+            if self.on_down is not None:
+                self.on_down(teacher, f"failed {self.streak[teacher]} times in a row (distill.max_consecutive_failures)")
             log.warning("distill: teacher %s failed %d times in a row; failing over for the rest of the run",
                         teacher, self.streak[teacher])
 
@@ -128,7 +132,7 @@ def run_distill(params: Any, inputs: list[str | Path], output: str | Path, engin
     counter = counter if counter is not None else StageCounter()
     skipped: Counter[str] = Counter()
     per_teacher: dict[str, Counter] = defaultdict(Counter)
-    router = Router(p, seed)
+    router = Router(p, seed, on_down=getattr(engine, "mark_down", None))
 
     with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
         scanned = StageCounter()
@@ -143,18 +147,19 @@ def run_distill(params: Any, inputs: list[str | Path], output: str | Path, engin
             for bi, pr in enumerate(batch):
                 for slot, t in enumerate(pr.teachers):
                     first = router.first_choice(pr.rec, t, used[bi])
-                    if first is None:
-                        continue
+                    if first is None:  # every teacher down: the engine answers teacher_down (counted)
+                        first = t
                     used[bi].add(first)
                     jobs.extend((bi, Job(pr, slot, s), first) for s in range(p.samples_per_teacher))
             while jobs:
                 results = engine.run([ChatRequest(teacher=t, messages=j.prompt.messages, gen=sample_gen(gen, j.sample),
-                                                  tag=f"distill:{j.prompt.rec['id']}") for _, j, t in jobs])
+                                                  tag=job_tag(j)) for _, j, t in jobs])
                 retry: list[tuple[int, Job, str]] = []
                 for (bi, job, t), res in zip(jobs, results):
                     job.tried.append(t)
                     failed = not res.ok and res.error != "truncated"
-                    router.record(t, not failed)
+                    if res.error != "budget_refused":  # the budget, not the teacher, said no
+                        router.record(t, not failed)
                     per_teacher[t]["requests"] += 1
                     if failed:
                         per_teacher[t]["failed"] += 1
@@ -178,6 +183,12 @@ def run_distill(params: Any, inputs: list[str | Path], output: str | Path, engin
                     "teachers": {t: dict(sorted(c.items())) for t, c in sorted(per_teacher.items())},
                     "teachers_down": sorted(router.down), "comparison": comparison})
     return metrics
+
+
+def job_tag(job: Job) -> str:
+    """The unit of work in the failed-requests file: one answer slot (and sample) of one prompt."""
+    extra = f":{job.slot}.{job.sample}" if job.slot or job.sample else ""
+    return f"distill:{job.prompt.rec['id']}{extra}"
 
 
 def sample_gen(gen: dict, sample: int) -> dict:

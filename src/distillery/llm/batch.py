@@ -30,7 +30,7 @@ def run_batch(engine: Any, t: TeacherParams, items: list, bar: Any) -> dict[int,
 
 
 async def _run(engine: Any, t: TeacherParams, items: list, bar: Any) -> dict[int, Any]:
-    from .engine import cost_usd
+    from .items import cost_usd
 
     client = engine._client(t)
     cache = engine.cache
@@ -54,8 +54,7 @@ async def _run(engine: Any, t: TeacherParams, items: list, bar: Any) -> dict[int
         worst = engine.worst_cost(group[0], batch=True)
         if not engine.budget.try_reserve(worst):
             for it in group:
-                out[it.index] = CallError("budget_exceeded", f"stage {engine.stage}: batch request could cost "
-                                                             f"${worst:.4f}; budget {engine._budget_text()}")
+                out[it.index] = engine.refused(worst)
             continue
         todo.append((group[0], worst))
     reserved = {it.key: w for it, w in todo}

@@ -3,7 +3,9 @@
 Worst case = prompt bytes (a byte-level tokenizer never makes more tokens than bytes) + max_tokens,
 at the teacher's prices. It is reserved before the call and settled with the real cost after, so
 concurrent requests can never push spend past `max_usd`, per stage (this run) or overall (the
-ledger in the cache: every paid response of every stage).
+ledger in the cache: every paid response of every stage). This object holds one process's view;
+the overall cap across processes is enforced again where the reservation is written to the cache
+database (`reservations.claim`), against the ledger plus every live process's reservations.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ class Budget:
                 self.reserved += worst_usd
                 return True
             await asyncio.sleep(poll_s)
+
+    def note_refused(self) -> None:
+        """A refusal decided elsewhere (the overall cap, checked in the cache database across processes)."""
+        self.refused += 1
 
     def settle(self, reserved_usd: float, actual_usd: float, teacher: str) -> None:
         self.reserved = max(0.0, self.reserved - reserved_usd)

@@ -3,10 +3,11 @@
 Why SQLite: many readers, one writer, crash-safe commits (kill -9 loses nothing committed), and a
 single file that `cache_sync` can share through the DVC remote. The key is a hash of everything
 that decides the answer (endpoint, model, messages or prompt, generation params, schema), so a
-rerun after a crash or an unrelated params change never pays twice. A file that is not a usable
-database is moved aside and rebuilt with a warning.
+rerun after a crash or an unrelated params change never pays twice. Opening checks the file's
+integrity; a damaged one is moved aside and its readable rows salvaged (`cache_db`).
 
-The same file keeps the spend ledger (paid USD per stage, for the overall budget) and the ids of
+The same file keeps the spend ledger (paid USD per stage, for the overall budget), the in-flight
+reservations that stop two processes paying for the same request (`reservations`), and the ids of
 submitted OpenAI batches (so a restart resumes them instead of paying again).
 """
 
@@ -18,86 +19,98 @@ import logging
 import os
 import sqlite3
 import time
+from json.encoder import encode_basestring as _enc  # what json.dumps(ensure_ascii=False) uses for a str
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import reservations as rsv
+from .cache_db import connect, open_cache_db
+from .reservations import Claim, Owner
+
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+LOOKUP_CHUNK = 4000         # keys per `IN (...)` query (SQLite's default limit is 32766 variables)
+_WRITE_FAILURES = {13: "disk full", 8: "read-only", 10: "I/O error", 14: "cannot open", 3: "no permission"}
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS responses (
-  key TEXT PRIMARY KEY, teacher TEXT, model TEXT, text TEXT, finish_reason TEXT,
-  prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL, created REAL);
-CREATE TABLE IF NOT EXISTS spend (stage TEXT PRIMARY KEY, usd REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (
-  batch_id TEXT PRIMARY KEY, teacher TEXT, stage TEXT, input_file_id TEXT, keys TEXT,
-  status TEXT, created REAL);
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT);
-"""
+
+class CacheWriteError(sqlite3.OperationalError):
+    """A row could not be written (disk full, read-only, I/O error): paid answers would be lost."""
 
 
 def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def payload_json(payload: Any) -> str:
+    """canonical(payload), written directly for the usual shapes (a prompt string; messages that are
+    exactly {role, content} text pairs) — byte for byte what json.dumps gives, at a fraction of its cost."""
+    if type(payload) is str:
+        return _enc(payload)
+    if type(payload) is list and all(type(m) is dict and len(m) == 2 and type(m.get("role")) is str
+                                     and type(m.get("content")) is str for m in payload):
+        return "[" + ",".join('{"content":' + _enc(m["content"]) + ',"role":' + _enc(m["role"]) + "}"
+                              for m in payload) + "]"
+    return canonical(payload)
+
+
+def key_from_parts(url_json: str, model_json: str, payload_js: str, gen_json: str, schema_json: str) -> str:
+    """sha256 of canonical({"u", "m", "p", "g", "s"}) assembled from its parts' canonical JSON (sorted keys)."""
+    blob = f'{{"g":{gen_json},"m":{model_json},"p":{payload_js},"s":{schema_json},"u":{url_json}}}'
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
 def request_key(base_url: str, model: str, payload: Any, gen: dict, schema: Any) -> str:
     """sha256 of what decides an answer. `payload` is the messages list or the prompt string."""
-    blob = canonical({"u": base_url, "m": model, "p": payload, "g": gen, "s": schema})
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return key_from_parts(canonical(base_url), canonical(model), payload_json(payload), canonical(gen),
+                          canonical(schema))
+
+
+def _write_failure(e: sqlite3.Error) -> CacheWriteError | None:
+    code = getattr(e, "sqlite_errorcode", None)
+    why = _WRITE_FAILURES.get((code or 0) & 0xFF)
+    if why is None and "disk is full" in str(e):
+        why = "disk full"
+    return CacheWriteError(f"{why}: {str(e).splitlines()[0][:120]}") if why else None
 
 
 class ResponseCache:
     """A SQLite response cache. Use from one thread; every put is its own committed transaction."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, stale_after_s: float = 900.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.conn = self._open()
-        except sqlite3.DatabaseError as e:
-            self.conn = self._rebuild(e)
+        self.conn = open_cache_db(self.path)
+        self.owner = Owner(stale_after_s=stale_after_s)
 
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    def _write(self, fn: Any, *args: Any) -> Any:
+        """Run a write; a full disk or read-only file becomes CacheWriteError (the engine stops on it)."""
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.executescript(_DDL)
-            row = conn.execute("SELECT v FROM meta WHERE k='schema_version'").fetchone()
-            if row is None:
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(f"schema version {row[0]} != {SCHEMA_VERSION}")
-            conn.execute("SELECT key, text, finish_reason, prompt_tokens FROM responses LIMIT 1").fetchall()
-        except Exception:
-            conn.close()
-            raise
-        return conn
+            return fn(*args)
+        except sqlite3.OperationalError as e:
+            err = _write_failure(e)
+            if err is None:
+                raise
+            raise err from None
 
-    def _rebuild(self, err: Exception) -> sqlite3.Connection:
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(str(self.path) + suffix)
-            if p.exists():
-                os.replace(p, Path(str(aside) + suffix))
-        log.warning("response cache %s is unusable (%s); moved it to %s and started a new one",
-                    self.path, str(err).splitlines()[0][:120], aside.name)
-        return self._open()
+    def free_bytes(self) -> int:
+        """Bytes still free for the cache's files (what a paid answer needs to land)."""
+        st = os.statvfs(self.path.parent)
+        return st.f_bavail * st.f_frsize
 
     # responses ---------------------------------------------------------------------------------
     def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
-        """Bulk lookup (chunks of 500 keys): a fully cached rerun is one query per chunk."""
+        """Bulk lookup: one `IN (...)` query per LOOKUP_CHUNK keys, so a fully cached rerun costs a few
+        queries, not one per request."""
         keys = list(keys)
         out: dict[str, dict] = {}
         cols = "key, teacher, model, text, finish_reason, prompt_tokens, completion_tokens, cost_usd"
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            q = f"SELECT {cols} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
-            for row in self.conn.execute(q, chunk):
-                out[row[0]] = {"teacher": row[1], "model": row[2], "text": row[3], "finish_reason": row[4],
-                               "prompt_tokens": row[5], "completion_tokens": row[6], "cost_usd": row[7]}
+        full = f"SELECT {cols} FROM responses WHERE key IN ({','.join('?' * LOOKUP_CHUNK)})"
+        for i in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[i:i + LOOKUP_CHUNK]
+            q = full if len(chunk) == LOOKUP_CHUNK else \
+                f"SELECT {cols} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+            for k, t, m, text, fr, pt, ct, c in self.conn.execute(q, chunk):
+                out[k] = {"teacher": t, "model": m, "text": text, "finish_reason": fr, "prompt_tokens": pt,
+                          "completion_tokens": ct, "cost_usd": c}
         return out
 
     def get(self, key: str) -> dict | None:
@@ -105,7 +118,13 @@ class ResponseCache:
 
     def put(self, key: str, teacher: str, model: str, text: str | None, finish_reason: str | None,
             prompt_tokens: int, completion_tokens: int, cost_usd: float, stage: str | None = None) -> None:
-        """Store one completed response and add its cost to the stage's ledger, in one commit."""
+        """Store one completed response, add its cost to the stage's ledger and drop this process's
+        reservation for it, in one commit. Raises CacheWriteError when it cannot be stored."""
+        self._write(self._put, key, teacher, model, text, finish_reason, prompt_tokens, completion_tokens,
+                    cost_usd, stage)
+
+    def _put(self, key: str, teacher: str, model: str, text: str | None, finish_reason: str | None,
+             prompt_tokens: int, completion_tokens: int, cost_usd: float, stage: str | None) -> None:
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?)",
@@ -114,6 +133,22 @@ class ResponseCache:
             if stage is not None and cost_usd:
                 self.conn.execute("INSERT INTO spend VALUES (?, ?) ON CONFLICT(stage) DO UPDATE "
                                   "SET usd = usd + excluded.usd", (stage, cost_usd))
+            rsv.release(self.conn, self.owner, key)
+
+    # in-flight reservations (see reservations.py) ----------------------------------------------
+    def claim(self, key: str, stage: str, worst_usd: float, max_usd: float | None, refresh: bool = False) -> Claim:
+        """Claim a paid call for `key` (atomic with the cache and overall-budget checks)."""
+        return self._write(rsv.claim, self.conn, self.owner, key, stage, worst_usd, max_usd, refresh)
+
+    def held_elsewhere(self, key: str) -> bool:
+        return rsv.held_elsewhere(self.conn, self.owner, key)
+
+    def release(self, key: str) -> None:
+        """Give up this process's claim on `key` (its call failed: another process may try)."""
+        try:
+            rsv.release(self.conn, self.owner, key)
+        except sqlite3.OperationalError:
+            pass  # a claim left behind goes stale with this process
 
     def completion_token_stats(self, teacher: str, model: str, limit: int = 1000) -> list[int]:
         rows = self.conn.execute("SELECT completion_tokens FROM responses WHERE teacher=? AND model=? "
@@ -169,13 +204,16 @@ class ResponseCache:
         Spend and batch rows stay local (they describe this machine's runs)."""
         before = len(self)
         try:
-            src = ResponseCache.__new__(ResponseCache)
-            src.path = Path(other)
-            src.conn = src._open()
+            src = connect(Path(other))
+            try:
+                if [r[0] for r in src.execute("PRAGMA quick_check(1)")] != ["ok"]:
+                    raise sqlite3.DatabaseError("damaged file")
+                src.execute("SELECT key, text, finish_reason, prompt_tokens FROM responses LIMIT 1").fetchall()
+            finally:
+                src.close()
         except sqlite3.DatabaseError as e:
             log.warning("cannot merge %s: %s", other, str(e).splitlines()[0][:120])
             return 0
-        src.close()
         self.conn.execute("ATTACH DATABASE ? AS other", (str(other),))
         try:
             with self.conn:
@@ -186,6 +224,10 @@ class ResponseCache:
         return len(self) - before
 
     def close(self) -> None:
+        try:
+            rsv.release_all(self.conn, self.owner)
+        except sqlite3.Error:
+            pass
         try:
             self.conn.close()
         except sqlite3.Error:

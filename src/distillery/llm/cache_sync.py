@@ -84,8 +84,13 @@ def snapshot(db: Path, dest: Path) -> None:
         src.close()
 
 
+# per-machine state that never travels: in-flight reservations name this host's processes
+LOCAL_TABLES = ("reservations",)
+
+
 def merge_sqlite(src: Path, dst: Path) -> int:
-    """Insert every row of src's tables into dst (creating missing tables); returns rows added."""
+    """Insert every row of src's tables into dst (creating missing tables); returns rows added.
+    In-flight reservations are not copied (another machine would wait on this one's calls)."""
     con = sqlite3.connect(dst)
     try:
         con.execute("ATTACH DATABASE ? AS other", (str(src),))
@@ -94,6 +99,8 @@ def merge_sqlite(src: Path, dst: Path) -> int:
                              "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
         with con:
             for name, sql in tables:
+                if name in LOCAL_TABLES:
+                    continue
                 q = '"' + name.replace('"', '""') + '"'
                 have = con.execute("SELECT 1 FROM main.sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
                 if not have:
@@ -107,6 +114,18 @@ def merge_sqlite(src: Path, dst: Path) -> int:
         return added
     except sqlite3.DatabaseError as e:
         raise DistilleryError(f"{src}: not a usable SQLite LLM cache ({e})") from None
+    finally:
+        con.close()
+
+
+def drop_local_state(path: Path) -> None:
+    """Empty the per-machine tables of a pulled copy (the pushing machine's in-flight reservations)."""
+    con = sqlite3.connect(path)
+    try:
+        with con:
+            for name in LOCAL_TABLES:
+                if con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone():
+                    con.execute(f'DELETE FROM "{name}"')
     finally:
         con.close()
 
@@ -161,6 +180,7 @@ def pull(cache_path: Path, t: Target) -> str:
             added = merge_sqlite(Path(tmp), cache_path)
             return f"pulled LLM cache from {t.name}: {added} new rows merged into {cache_path}"
         check_sqlite(Path(tmp))  # never replace anything with a file that is not SQLite
+        drop_local_state(Path(tmp))
         os.replace(tmp, cache_path)
         return f"pulled LLM cache from {t.name} into {cache_path}"
     finally:

@@ -112,6 +112,8 @@ class LLMParams(Section):
     pilot_min_samples: int = Field(20, ge=1, description="dry run: cached answers needed to estimate output "
                                                          "tokens from them instead of max_tokens")
     progress: bool = Field(True, description="live progress bar on stderr (DISTILLERY_PROGRESS=0 hides it)")
+    inflight_wait_s: float = Field(900.0, gt=0, description="longest wait for a request another process is "
+                                                            "paying for (then it fails in_flight_elsewhere)")
 
     @field_validator("teachers", mode="before")
     @classmethod

@@ -8,6 +8,11 @@ one-line `DistilleryError` before anything is called.
 Structured requests (`schema=`) are parsed tolerantly; a failed parse gets up to
 `llm.max_parse_retries` repair rounds (the model sees its answer and the problem). Each round is
 a normal request, so it is cached and budgeted like any other.
+
+Paid (online) calls are claimed in the cache database first (`reservations`): a request another
+process is already paying for is waited on, not sent again, and `max_usd` is checked against the
+ledger plus every process's in-flight worst case. If an answer cannot be stored (disk full,
+read-only cache), nothing more is paid for and `run` raises a one-line `CacheFullError`.
 """
 
 from __future__ import annotations
@@ -16,62 +21,36 @@ import asyncio
 import json
 import logging
 import os
-import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..core.errors import DistilleryError
 from .budget import Budget
-from .cache import ResponseCache, request_key
+from .cache import ResponseCache, canonical, key_from_parts, payload_json, request_key
 from .config import GEN_KEYS, LLMParams, TeacherParams
+from .dryrun import stand_in
 from .failed import FailedLog
+from .guard import PayGuard
+from .items import Item, cost_usd, endpoint_id, gen_key, prompt_bytes, sent_messages  # noqa: F401 - re-exported
 from .outcome import CallError, Outcome
 from .parsing import ParseFailure, parse_structured, repair_messages, schema_json
 from .progress import Progress
 from .ratelimit import RateLimiter
+from .reservations import Claim
+from .retry import call_with_retries
 from .secrets import redact
 from .stats import TeacherStats
 from .types import ChatRequest, ChatResult
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Item:
-    """A request resolved against its teacher: what will be sent and under which cache key."""
-
-    index: int
-    req: ChatRequest
-    teacher: TeacherParams
-    mode: str
-    payload: Any                 # messages list (chat) or prompt text (completion)
-    gen: dict
-    schema_js: dict | None
-    key: str = ""
-    rounds: int = 0              # repair rounds done
-    usage: dict = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
-    cost: float = 0.0
-    latency: float = 0.0
-    attempts: int = 0
-    all_cached: bool = True
+_NOT_OK = ("length", "content_filter")   # finish reasons that make an answer a failure
 
 
-def endpoint_id(t: TeacherParams) -> str:
-    return f"local:{t.model}:{t.dtype}" if t.provider == "local" else (t.base_url or "").rstrip("/")
-
-
-def prompt_bytes(mode: str, payload: Any) -> int:
-    """Upper bound of prompt tokens: a byte-level BPE never yields more tokens than bytes (+ overhead)."""
-    if mode == "chat":
-        return sum(len(str(m.get("content", "")).encode()) + 8 for m in payload) + 8
-    return len(str(payload).encode()) + 2
-
-
-def cost_usd(t: TeacherParams, prompt_tokens: int, completion_tokens: int, batch: bool = False) -> float:
-    c = (prompt_tokens * t.price_input_per_1m + completion_tokens * t.price_output_per_1m) / 1e6
-    return c * (1 - t.batch_discount) if batch else c
+class CacheFullError(DistilleryError):
+    """Answers cannot be stored in the response cache; the run stopped before paying for more."""
 
 
 class Engine:
@@ -84,11 +63,14 @@ class Engine:
         self.refresh = refresh
         self.dry_run = dry_run
         self.dry_requests: list[ChatRequest] = []
-        self.cache = ResponseCache(llm.cache_path)
+        self.cache = ResponseCache(llm.cache_path, stale_after_s=llm.inflight_wait_s)
         self.failed = FailedLog(failed_path or Path(llm.cache_path).parent / "failed" / f"{stage}.jsonl")
         self.budget = Budget(stage, llm.stage_max_usd.get(stage), llm.max_usd,
                              overall_spent_before=self.cache.total_spend())
         self.stats: dict[str, TeacherStats] = {}
+        self.down: dict[str, str] = {}            # teacher -> why it was taken out (mark_down)
+        self.guard = PayGuard(self.cache, stage, llm.max_usd, refresh=refresh, wait_s=llm.inflight_wait_s)
+        self._memo: dict[Any, Any] = {}           # per run: resolved teachers, gen params, schemas
         self.show_progress = llm.progress if progress is None else progress
         self._clients: dict[str, Any] = {}
         self._limiters: dict[str, RateLimiter] = {}
@@ -101,27 +83,61 @@ class Engine:
                    progress=progress)
 
     # preparation --------------------------------------------------------------------------------
-    def _item(self, i: int, req: ChatRequest) -> Item | ChatResult:
-        t = self.llm.teacher(req.teacher)  # unknown teacher -> ParamsError (one line)
+    def resolve(self, i: int, req: ChatRequest) -> Item | str:
+        """The request resolved against its teacher (what is sent, under which cache key), or why it is a
+        bad request. Unknown teacher -> ParamsError (one line). No side effects.
+
+        The teacher, its merged generation params and the schema are worked out once per distinct
+        object in a `run` (`self._memo`), so a large rerun pays per request only for its messages."""
+        memo = self._memo
+        tm = memo.get(req.teacher)
+        if tm is None:
+            t = self.llm.teacher(req.teacher)
+            tm = memo[req.teacher] = (t, canonical(endpoint_id(t)), canonical(t.model))
+        t, url_js, model_js = tm
+        gkey = gen_key(t.name, req.gen)
+        gm = memo.get(gkey)
+        if gm is None:
+            bad = sorted(set(req.gen or {}) - GEN_KEYS)
+            if bad:
+                return f"unknown generation key {bad[0]!r}"
+            gen = {**t.gen, **(req.gen or {})}
+            gen = {k: gen[k] for k in sorted(gen) if gen[k] is not None}
+            gm = memo[gkey] = (gen, canonical(gen), req.gen)      # keeps req.gen alive: its id stays unique
+        gen, gen_js = gm[0], gm[1]
         if (req.messages is None) == (req.prompt is None):
-            return self._fail_early(req, t, "bad_request", "give exactly one of messages or prompt")
-        bad = sorted(set(req.gen or {}) - GEN_KEYS)
-        if bad:
-            return self._fail_early(req, t, "bad_request", f"unknown generation key {bad[0]!r}")
-        if req.messages is not None and (not isinstance(req.messages, list) or not all(
-                isinstance(m, dict) and "role" in m and "content" in m for m in req.messages)):
-            return self._fail_early(req, t, "bad_request", "messages must be a list of {role, content}")
-        gen = {**t.gen, **(req.gen or {})}
-        gen = {k: gen[k] for k in sorted(gen) if gen[k] is not None}
-        mode = req.mode
-        payload = [{"role": m["role"], "content": m["content"]} for m in req.messages] if mode == "chat" \
-            else req.prompt
+            return "give exactly one of messages or prompt"
+        if req.messages is not None:
+            payload = sent_messages(req.messages)
+            if payload is None:
+                return "messages must be a list of {role, content}"
+            mode = "chat"
+        else:
+            mode, payload = "completion", req.prompt
+        skey = ("schema", id(req.schema))
+        sm = memo.get(skey)
+        if sm is None:
+            try:
+                sj = schema_json(req.schema)
+            except TypeError as e:
+                return str(e)
+            sm = memo[skey] = (sj, canonical(sj), req.schema)
+        it = Item(i, req, t, mode, payload, gen, sm[0])
+        it.key = it.req_key = key_from_parts(url_js, model_js, payload_json(payload), gen_js, sm[1])
+        return it
+
+    def items(self, requests: Sequence[ChatRequest]) -> list[Item]:
+        """The valid requests resolved (estimates, benchmarks); bad ones are left out."""
+        self._memo = {}
         try:
-            sj = schema_json(req.schema)
-        except TypeError as e:
-            return self._fail_early(req, t, "bad_request", str(e))
-        it = Item(i, req, t, mode, payload, gen, sj)
-        it.key = request_key(endpoint_id(t), t.model, payload, gen, sj)
+            return [it for it in (self.resolve(i, r) for i, r in enumerate(requests)) if isinstance(it, Item)]
+        finally:
+            self._memo = {}
+
+    def _item(self, i: int, req: ChatRequest) -> Item | ChatResult:
+        it = self.resolve(i, req)
+        if isinstance(it, str):
+            return self._fail_early(req, self.llm.teacher(req.teacher), "bad_request", it)
         return it
 
     def _fail_early(self, req: ChatRequest, t: TeacherParams, reason: str, detail: str) -> ChatResult:
@@ -137,18 +153,26 @@ class Engine:
         return self.stats[t.name]
 
     # public API ---------------------------------------------------------------------------------
+    def mark_down(self, teacher: str, why: str) -> None:
+        """Take a teacher out for the rest of this engine's life: its uncached requests come back
+        `teacher_down` at once (counted and logged like any failure, never silently skipped)."""
+        self.llm.teacher(teacher)
+        self.down.setdefault(teacher, why)
+
     def run(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """Answer every request (same order). Per-request failures come back as ok=False results."""
         results: list[ChatResult | None] = [None] * len(requests)
         if self.dry_run:
             self.dry_requests.extend(requests)
         pending: list[Item] = []
+        self._memo = {}
         for i, req in enumerate(requests):
             it = self._item(i, req)
             if isinstance(it, ChatResult):
                 results[i] = it
             else:
                 pending.append(it)
+        self._memo = {}
         bar = Progress(len(requests), enabled=self.show_progress and not self.dry_run, desc=self.stage)
         for r in results:
             if r is not None:
@@ -165,12 +189,21 @@ class Engine:
                         results[it.index] = res
                         bar.result(res)
                         self._stat(it.teacher).count_result(res)
-                        if not res.ok:
-                            self.failed.add(it.req, res)
+                        if res.ok:
+                            if self.failed:
+                                self.failed.resolve(it.req, it.req_key)
+                        else:
+                            self.failed.add(it.req, res, it.req_key)
                 pending = nxt
         finally:
             bar.close()
-            self.failed.flush()
+            try:
+                self.failed.flush()
+            except OSError:
+                if self.guard.halted is None:
+                    raise
+        if self.guard.halted is not None:
+            raise CacheFullError(self.guard.message())
         return results  # type: ignore[return-value]
 
     def _finish_item(self, it: Item, got: tuple[Outcome, bool] | CallError | None) -> tuple[ChatResult, bool]:
@@ -178,10 +211,15 @@ class Engine:
         t = it.teacher
         base = dict(teacher=t.name, model=t.model, sent=it.payload)
         if isinstance(got, CallError) or got is None:
-            err = got or CallError("dry_run", "not in the cache; --dry-run calls nothing")
+            err = got or CallError("not_run", "no outcome (the run stopped)")
             return ChatResult(ok=False, error=err.reason, detail=redact(err.detail), usage=dict(it.usage),
                               cost_usd=it.cost, latency_s=it.latency, attempts=it.attempts, **base), False
         out, cached = got
+        if cached and it.rounds == 0 and it.req.schema is None and out.finish_reason not in _NOT_OK:
+            # the fully cached rerun: one answer from the cache, nothing to parse (the hot path)
+            return ChatResult(True, t.name, t.model, out.text, None, out.finish_reason,
+                              usage={"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
+                              cached=True, sent=it.payload), False
         it.usage["prompt_tokens"] += out.prompt_tokens
         it.usage["completion_tokens"] += out.completion_tokens
         it.all_cached = it.all_cached and cached
@@ -193,6 +231,8 @@ class Engine:
         if out.finish_reason == "content_filter":
             return ChatResult(ok=False, error="content_filter", detail="provider filtered the answer",
                               **common), False
+        if self.dry_run and not cached:
+            common["detail"] = "dry_run"
         if it.req.schema is None:
             return ChatResult(ok=True, **common), False
         try:
@@ -222,19 +262,30 @@ class Engine:
             elif it.key in first:
                 dupes[it.key].append(it)
             else:
-                it.all_cached = False
                 first[it.key] = it
                 misses[it.teacher.name].append(it)
-        if self.dry_run or not misses:
-            return got
+        for name in [n for n in misses if n in self.down]:
+            for it in misses.pop(name):
+                got[it.index] = CallError("teacher_down", f"teacher {name} taken out of this run: {self.down[name]}")
         try:
-            self._run_misses(misses, got, bar)
+            if self.dry_run:
+                self._stand_ins(misses, got)
+            elif misses:
+                self._run_misses(misses, got, bar)
         finally:
             for key, same in dupes.items():
                 o = got.get(first[key].index)
                 for it in same:
                     got[it.index] = (o[0], True) if isinstance(o, tuple) else o
         return got
+
+    @staticmethod
+    def _stand_ins(misses: dict[str, list[Item]], got: dict) -> None:
+        """Dry run: a stand-in answer for every miss, so the stage goes on to build its later requests."""
+        for group in misses.values():
+            for it in group:
+                text = stand_in(int(it.gen.get("max_tokens") or 0), it.schema_js)
+                got[it.index] = (Outcome(text, "stop", 0, 0, it.teacher.model), False)
 
     def _run_misses(self, misses: dict[str, list[Item]], got: dict, bar: Progress) -> None:
         for name, group in misses.items():  # fail fast on config (keys) before any call is made
@@ -260,8 +311,12 @@ class Engine:
         for it in items:
             groups[f"{it.mode}|{sorted(it.gen.items())!r}|{json.dumps(it.schema_js, sort_keys=True)}"].append(it)
         for gk in sorted(groups):
+            if self.guard.halted is not None:
+                break
             group = sorted(groups[gk], key=lambda it: (prompt_bytes(it.mode, it.payload), it.key))
             for s in range(0, len(group), t.batch_size):
+                if self.guard.halted is not None:
+                    break
                 chunk = group[s:s + t.batch_size]
                 start = time.perf_counter()
                 try:
@@ -275,8 +330,7 @@ class Engine:
                 for it, o in zip(chunk, outs):
                     it.latency += dt
                     it.attempts += 1
-                    self.cache.put(it.key, t.name, t.model, o.text, o.finish_reason, o.prompt_tokens,
-                                   o.completion_tokens, 0.0, self.stage)
+                    self.guard.store(it.key, t.name, t.model, o, 0.0)
                     out[it.index] = (o, False)
                     self._stat(t).add_usage(o.prompt_tokens, o.completion_tokens, 0.0)
                 bar.tokens(sum(o.prompt_tokens + o.completion_tokens for o in outs), 0.0)
@@ -299,80 +353,81 @@ class Engine:
     def worst_cost(self, it: Item, batch: bool = False) -> float:
         return cost_usd(it.teacher, prompt_bytes(it.mode, it.payload), int(it.gen.get("max_tokens") or 4096), batch)
 
+    def refused(self, worst: float) -> CallError:
+        return CallError("budget_refused", f"stage {self.stage}: next request could cost ${worst:.4f}; "
+                                           f"budget {self._budget_text()}")
+
     async def _run_online(self, t: TeacherParams, items: list[Item], bar: Progress) -> dict[int, Any]:
         from . import provider_openai
 
         client = self._client(t)
         limiter = self._limiters[t.name]
         st = self._stat(t)
+        guard = self.guard
         out: dict[int, Any] = {}
         queue = iter(items)
+        elsewhere: list[Item] = []      # being paid for by another process: wait for its answer
 
         async def one(it: Item) -> None:
+            if guard.halted is not None:
+                return
             worst = self.worst_cost(it)
             if not await self.budget.reserve(worst):
-                out[it.index] = CallError("budget_exceeded", f"stage {self.stage}: next request could cost "
-                                                             f"${worst:.4f}; budget {self._budget_text()}")
+                out[it.index] = self.refused(worst)
+                return
+            claim = await guard.claim(it.key, worst, int(it.gen.get("max_tokens") or 4096))
+            if claim is not Claim.MINE:
+                self.budget.settle(worst, 0.0, t.name)
+                if claim is Claim.BUSY:
+                    elsewhere.append(it)
+                elif claim is Claim.REFUSED:
+                    self.budget.note_refused()
+                    out[it.index] = self.refused(worst)
+                elif isinstance(claim, Outcome):
+                    out[it.index] = (claim, True)
                 return
             start = time.perf_counter()
+            guard.in_flight += 1
             try:
-                o = await self._attempts(lambda: provider_openai.call(client, t, it.mode, it.payload, it.gen,
-                                                                      it.req.schema),
-                                         t, limiter, it, st,
-                                         prompt_bytes(it.mode, it.payload) + int(it.gen.get("max_tokens") or 0))
+                o = await call_with_retries(lambda: provider_openai.call(client, t, it.mode, it.payload, it.gen,
+                                                                         it.req.schema),
+                                            t, limiter, it, st,
+                                            prompt_bytes(it.mode, it.payload) + int(it.gen.get("max_tokens") or 0))
             except CallError as e:
                 self.budget.settle(worst, 0.0, t.name)
+                self.cache.release(it.key)
                 out[it.index] = e
-                it.latency += time.perf_counter() - start
                 return
-            it.latency += time.perf_counter() - start
+            finally:
+                guard.in_flight -= 1
+                it.latency += time.perf_counter() - start
             c = cost_usd(t, o.prompt_tokens, o.completion_tokens)
             it.cost += c
             self.budget.settle(worst, c, t.name)
-            self.cache.put(it.key, t.name, t.model, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens,
-                           c, self.stage)
+            guard.store(it.key, t.name, t.model, o, c)
             st.add_usage(o.prompt_tokens, o.completion_tokens, c)
             bar.tokens(o.prompt_tokens + o.completion_tokens, c)
             out[it.index] = (o, False)
 
+        async def await_elsewhere(it: Item) -> None:
+            """Another process is paying for it: take its answer; call here only if its claim ends without one."""
+            got = await guard.answer_elsewhere(it.key)
+            if isinstance(got, Outcome):
+                out[it.index] = (got, True)
+            elif got:
+                await one(it)
+            elif guard.halted is None:
+                out[it.index] = CallError("in_flight_elsewhere", f"another process held this request for more than "
+                                                                 f"llm.inflight_wait_s={self.llm.inflight_wait_s:g}s")
+
         async def worker() -> None:
             for it in queue:
                 await one(it)
+            while elsewhere:
+                await await_elsewhere(elsewhere.pop(0))
 
         await asyncio.gather(*(worker() for _ in range(min(t.max_concurrency, len(items)))))
         return out
-
-    async def _attempts(self, make_call, t: TeacherParams, limiter: RateLimiter, it: Item, st: TeacherStats,
-                        reserve_tokens: int) -> Outcome:
-        """Call with retries: exponential backoff + jitter, Retry-After honoured, per-attempt timeout."""
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
-        def wait(state) -> float:
-            exc = state.outcome.exception()
-            ra = getattr(exc, "retry_after", None)
-            backoff = min(t.backoff_max_s, t.backoff_base_s * (2 ** (state.attempt_number - 1)))
-            backoff = backoff * (0.5 + random.random() / 2)  # jitter
-            if ra is not None:
-                limiter.pause(min(ra, t.backoff_max_s))
-                return min(t.backoff_max_s, max(ra, backoff * 0.1))
-            return backoff
-
-        def before_sleep(state) -> None:
-            st.retries += 1
-            st.retry_reasons[state.outcome.exception().reason] += 1
-
-        retrying = AsyncRetrying(stop=stop_after_attempt(t.max_retries + 1), wait=wait,
-                                 retry=retry_if_exception(lambda e: isinstance(e, CallError) and e.retryable),
-                                 before_sleep=before_sleep, reraise=True)
-        async for attempt in retrying:
-            with attempt:
-                await limiter.acquire(reserve_tokens)
-                it.attempts += 1
-                try:
-                    return await asyncio.wait_for(make_call(), timeout=t.timeout_s + 5)
-                except asyncio.TimeoutError:
-                    raise CallError("timeout", "no answer within timeout_s", retryable=True) from None
-        raise AssertionError("unreachable")
 
     def _budget_text(self) -> str:
         b = self.budget
@@ -394,10 +449,19 @@ class Engine:
         return estimate(self, requests)
 
     def metrics(self) -> dict:
+        """Per teacher + totals (every result returned), budget (this run's spend and the ledger's total),
+        and the outstanding failures of the failed-requests file by reason."""
         teachers = {n: s.as_metrics() for n, s in sorted(self.stats.items())}
         totals = TeacherStats.total(self.stats.values())
-        return {"stage": self.stage, "teachers": teachers, "totals": totals, "budget": self.budget.as_metrics(),
-                "failed_requests_path": str(self.failed.path)}
+        budget = self.budget.as_metrics()
+        try:
+            budget["overall_spent_usd"] = round(self.cache.total_spend(), 8)
+        except Exception:  # noqa: BLE001 - a closed or damaged cache: keep this run's own figure
+            pass
+        return {"stage": self.stage, "teachers": teachers, "totals": totals, "budget": budget,
+                "failed_requests_path": str(self.failed.path),
+                "outstanding_by_reason": dict(sorted(self.failed.by_reason().items())),
+                "teachers_down": dict(sorted(self.down.items()))}
 
     def close(self) -> None:
         for c in self._clients.values():

@@ -10,8 +10,8 @@ from typing import Any
 
 # error reason codes a ChatResult can carry (ChatResult.error)
 REASONS = ("rate_limited", "server_error", "timeout", "connection", "truncated", "parse_error",
-           "budget_exceeded", "bad_request", "auth", "not_found", "content_filter", "malformed_response",
-           "batch_failed", "batch_pending", "local_error")
+           "budget_refused", "teacher_down", "in_flight_elsewhere", "bad_request", "auth", "not_found",
+           "content_filter", "malformed_response", "batch_failed", "batch_pending", "local_error", "not_run")
 
 
 @dataclass

@@ -1,0 +1,105 @@
+"""The gate in front of every paid call: is there room to store its answer, and may this process pay?
+
+Why: an answer is paid for the moment the provider sends it, so it must be able to land in the
+cache. Before each paid call the guard checks the cache's disk has room for every answer in
+flight plus this one, and claims the request in the cache database (`reservations.claim`: another
+process may already be paying for it, and `max_usd` holds across processes). The first write that
+fails (disk full, read-only) halts the guard: no further call is paid for, the calls in flight
+still land, and the engine then stops the run with one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .cache import CacheWriteError, ResponseCache
+from .outcome import Outcome
+from .reservations import Claim
+
+log = logging.getLogger(__name__)
+
+WAIT_POLL_S = 0.05        # how often a request waiting on the budget or on another process looks again
+DISK_MARGIN = 1 << 20     # free bytes kept beside the cache beyond what in-flight answers may need
+COMMIT_BYTES = 64 << 10   # WAL pages one stored answer may add (leaf, index, ledger, reservation)
+
+
+def cached_outcome(row: dict) -> Outcome:
+    return Outcome(row["text"], row["finish_reason"], row["prompt_tokens"], row["completion_tokens"], row["model"])
+
+
+class PayGuard:
+    def __init__(self, cache: ResponseCache, stage: str, max_usd: float | None, *, refresh: bool = False,
+                 wait_s: float = 900.0):
+        self.cache = cache
+        self.stage = stage
+        self.max_usd = max_usd
+        self.refresh = refresh
+        self.wait_s = wait_s
+        self.halted: CacheWriteError | None = None
+        self.lost = 0             # paid answers that could not be stored
+        self.in_flight = 0
+
+    def halt(self, err: CacheWriteError) -> None:
+        if self.halted is None:
+            self.halted = err
+            log.debug("%s: cannot store LLM answers (%s); no further request will be paid for", self.cache.path, err)
+
+    def message(self) -> str:
+        lost = f"; {self.lost} paid answer(s) in flight could not be stored" if self.lost else ""
+        return (f"{self.cache.path}: cannot store LLM answers ({self.halted}); stopped before paying for more "
+                f"requests{lost}. Free space (or make the cache writable) and rerun: stored answers are kept")
+
+    def room_for(self, max_tokens: int) -> bool:
+        """Whether the cache's disk can take the answers in flight plus this one (else halt)."""
+        per = COMMIT_BYTES + 8 * max_tokens
+        need = DISK_MARGIN + per * (self.in_flight + 1)
+        free = self.cache.free_bytes()
+        if free < need:
+            self.halt(CacheWriteError(f"disk nearly full: {free / 1e6:.1f} MB free, {need / 1e6:.1f} MB needed"))
+            return False
+        return True
+
+    async def claim(self, key: str, worst_usd: float, max_tokens: int) -> Claim | Outcome | None:
+        """MINE (call it), BUSY (another process is), REFUSED (over max_usd), the stored answer, or None
+        (halted). Waits while the overall budget is held by calls in flight that may settle lower."""
+        while True:
+            if self.halted is not None or not self.room_for(max_tokens):
+                return None
+            try:
+                c = self.cache.claim(key, self.stage, worst_usd, self.max_usd, self.refresh)
+            except CacheWriteError as e:
+                self.halt(e)
+                return None
+            if c is Claim.HAVE:
+                row = self.cache.get(key)
+                if row is not None:
+                    return cached_outcome(row)
+                continue
+            if c is not Claim.WAIT:
+                return c
+            await asyncio.sleep(WAIT_POLL_S)
+
+    async def answer_elsewhere(self, key: str) -> Outcome | bool:
+        """Wait for the answer of a request another process holds: the answer, True when its claim ended
+        without one (try here), False after `wait_s` or when halted."""
+        deadline = time.monotonic() + self.wait_s
+        while self.halted is None:
+            row = self.cache.get(key)
+            if row is not None:
+                return cached_outcome(row)
+            if not self.cache.held_elsewhere(key):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(WAIT_POLL_S)
+        return False
+
+    def store(self, key: str, teacher: str, model: str, o: Outcome, cost: float) -> None:
+        try:
+            self.cache.put(key, teacher, model, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens,
+                           cost, self.stage)
+        except CacheWriteError as e:
+            self.lost += int(cost > 0)
+            self.halt(e)

@@ -1,0 +1,114 @@
+"""Engine-level accounting: the failed-requests file (latest run, resolved units dropped), teachers taken
+down, dry-run stand-ins, a claim held by another cache owner, and a store failure that halts paying."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from pydantic import BaseModel, Field
+
+from distillery.llm import ChatRequest, ChatResult
+from distillery.llm.cache import CacheWriteError, ResponseCache
+from distillery.llm.dryrun import embedded_tokens, stand_in
+from distillery.llm.engine import CacheFullError, Engine
+from distillery.llm.failed import FailedLog
+from distillery.llm.parsing import parse_structured, schema_json
+
+
+def chat(i, tag: str = "") -> ChatRequest:
+    return ChatRequest(teacher="t", messages=[{"role": "user", "content": f"question {i}"}], tag=tag)
+
+
+def _fail(error: str, teacher: str = "t") -> ChatResult:
+    return ChatResult(ok=False, teacher=teacher, model="m", error=error, detail="d")
+
+
+def test_failed_log_keeps_one_line_per_unit_and_drops_resolved_ones(tmp_path):
+    path = tmp_path / "failed.jsonl"
+    path.write_text('{"old": "line from an earlier run"}\n')
+    log = FailedLog(path)
+    log.flush()
+    assert path.read_text() == ""                                    # describes this run only
+    a, b, c = chat(1, "unit-a"), chat(2, "unit-b"), chat(3)
+    log.add(a, _fail("connection", "dead"))
+    log.add(a, _fail("server_error", "small"))                       # the unit's failover failed too
+    log.add(b, _fail("timeout"))
+    log.add(c, _fail("budget_refused"), key="k3")
+    log.resolve(b)                                                   # a later request of unit-b succeeded
+    rows = {r["tag"]: r for r in log.rows}
+    assert set(rows) == {"unit-a", ""} and rows["unit-a"]["error"] == "server_error"
+    assert rows["unit-a"]["earlier"] == [{"teacher": "dead", "error": "connection", "detail": "d"}]
+    assert log.by_reason() == {"server_error": 1, "budget_refused": 1}
+    log.resolve(chat(3), key="k3")
+    assert log.by_reason() == {"server_error": 1}
+
+
+def test_a_teacher_marked_down_fails_fast_but_cached_answers_still_come(srv, make_params):
+    p = make_params(srv.url)
+    with Engine.from_params(p, stage="s") as eng:
+        eng.run([chat(0)])
+    srv.reset()
+    with Engine.from_params(p, stage="s") as eng:
+        eng.mark_down("t", "failed 5 times in a row")
+        res = eng.run([chat(0), chat(1), chat(2)])
+        m = eng.metrics()
+    assert res[0].ok and res[0].cached
+    assert [r.error for r in res[1:]] == ["teacher_down", "teacher_down"] and srv.requests() == []
+    assert m["outstanding_by_reason"] == {"teacher_down": 2} and m["teachers_down"] == {"t": "failed 5 times in a row"}
+
+
+class Verdict(BaseModel):
+    score: int = Field(ge=1, le=10)
+    reason: str
+    tags: list[str] = Field(min_length=1)
+
+
+class Nested(BaseModel):
+    verdict: Verdict
+    winner: str = Field(pattern="^(A|B)$", json_schema_extra={"enum": ["A", "B"]})
+
+
+def test_dry_run_stand_ins_parse_under_their_schema_and_mark_their_bound():
+    for model in (Verdict, Nested):
+        text = stand_in(64, schema_json(model))
+        assert isinstance(parse_structured(text, model), model)
+    plain = stand_in(64, None)
+    assert embedded_tokens(plain) == 64 and len(plain.splitlines()) >= 10
+    assert embedded_tokens(f"user said: {plain}\n and again {plain}") == 128
+
+
+def test_dry_run_answers_every_request_and_calls_nothing(srv, make_params):
+    with Engine.from_params(make_params(srv.url), stage="s", dry_run=True) as eng:
+        res = eng.run([chat(1), ChatRequest(teacher="t", messages=[{"role": "user", "content": "judge"}],
+                                            schema=Verdict)])
+    assert all(r.ok and r.detail == "dry_run" for r in res) and isinstance(res[1].parsed, Verdict)
+    assert srv.requests() == []
+
+
+def test_a_request_another_owner_is_paying_for_is_waited_on_not_paid(srv, make_params):
+    p = make_params(srv.url)
+    with Engine.from_params(p, stage="s") as eng:
+        key = eng.items([chat(7)])[0].key
+    other = ResponseCache(p.llm.cache_path)                          # another process's claim (same file)
+    assert other.claim(key, "s", 0.001, None).value == "mine"
+    timer = threading.Timer(0.4, lambda: other.put(key, "t", "test-model", "their answer", "stop", 2, 2, 0.0, "s"))
+    timer.start()
+    try:
+        with Engine.from_params(p, stage="s") as eng:
+            (r,) = eng.run([chat(7)])
+    finally:
+        timer.join()
+        other.close()
+    assert r.ok and r.cached and r.text == "their answer" and srv.requests() == []
+
+
+def test_an_answer_that_cannot_be_stored_halts_before_the_next_payment(srv, make_params, monkeypatch):
+    p = make_params(srv.url, teacher={"max_concurrency": 1})
+    with Engine.from_params(p, stage="s") as eng:
+        def full(*_a, **_k):
+            raise CacheWriteError("disk full: database or disk is full")
+        monkeypatch.setattr(eng.cache, "put", full)
+        with pytest.raises(CacheFullError, match=r"cannot store LLM answers \(disk full.*1 paid answer"):
+            eng.run([chat(i) for i in range(5)])
+    assert len(srv.requests()) == 1                                  # one paid and lost, none after it
