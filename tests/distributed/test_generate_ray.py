@@ -76,7 +76,7 @@ def test_one_budget_for_all_workers(ray_cluster, server, tmp_path):
         spent = eng.metrics()["budget"]["spent_usd"]
     assert spent <= 0.0008 + 1e-12
     refused = Counter(r.error for r in res if not r.ok)
-    assert refused["budget_exceeded"] > 0 and sum(r.ok for r in res) == len(_prompts(server))
+    assert refused["budget_refused"] > 0 and sum(r.ok for r in res) == len(_prompts(server))
 
 
 def test_worker_killed_mid_run_loses_nothing_and_repeats_only_in_flight(ray_cluster, server, tmp_path):
