@@ -7,6 +7,7 @@ import pytest
 
 from distillery.stats.config import StatsParams
 from distillery.stats.lengths import TemplateLengths
+from distillery.stats.rows import to_row
 from distillery.stats.run import run_stats
 from distillery.stats.summary import describe, histogram, recommend_max_length
 
@@ -52,6 +53,8 @@ def test_bos_counted_once_with_a_bos_template(smollm2_path, tmp_path):
     ref = m.tok.apply_chat_template(CONV, tokenize=True)["input_ids"]
     assert ref.count(bos) == 1
     assert m.lengths([CONV]) == [len(ref)] == [23] and naive == 24
+    # the stage's counter too: BOS once, whichever way it counts
+    assert m.measure([to_row({"messages": CONV})]) == [(m.lengths([CONV[:-1]], True)[0], 23)]
 
 
 def test_percentiles_truncation_and_recommendation():
@@ -84,7 +87,7 @@ def test_run_stats_per_bucket_from_mix(tmp_path, smollm2_path):
         {"id": "a", "bucket": "code", "messages": CONV},
         {"id": "b", "bucket": "factual", "messages": HEY},
         {"id": "c", "bucket": "red_team", "messages": CONV[:2]}])
-    p = StatsParams(tokenizer=str(smollm2_path), candidate_max_lengths=[20, 4096], round_to=8)
+    p = StatsParams(tokenizer=str(smollm2_path), candidate_max_lengths=[20, 4096], round_to=8, cache_path=None)
     m = run_stats([exp], tmp_path / "stats", p, mix, 1 << 22, tmp_path / "plots")
     # "b" has no system turn, so SmolLM2's template adds its default system prompt (13 tokens more)
     ov = m["overall"]

@@ -29,16 +29,24 @@ from distillery.stats.run import run_stats
               help="Jinja chat template text or .jinja file replacing the tokenizer's (stats.chat_template).")
 @click.option("--round-to", type=int, default=None,
               help="Round the recommended max_length up to a multiple of this (stats.round_to).")
-def main(params_path, overrides, inputs, output, mix_dir, tokenizer, chat_template, round_to):
+@click.option("--workers", type=int, default=None,
+              help="Processes measuring rows; 0 = every core (stats.workers).")
+@click.option("--cache-path", default=None, type=click.Path(dir_okay=False),
+              help="SQLite file remembering measured rows across runs, so a rerun tokenises only new rows "
+                   "(stats.cache_path; --set stats.cache_path=null turns it off).")
+def main(params_path, overrides, inputs, output, mix_dir, tokenizer, chat_template, round_to, workers, cache_path):
     """Tokenise every exported conversation with the target chat template (special tokens once) and
     report p50/p95/p99/max per kind and bucket for full sequences, prompts and completions, the share
     truncated at each candidate max_length, and recommended_max_length in metrics/stats.json."""
-    options = {"stats.tokenizer": tokenizer, "stats.chat_template": chat_template, "stats.round_to": round_to}
+    options = {"stats.tokenizer": tokenizer, "stats.chat_template": chat_template, "stats.round_to": round_to,
+               "stats.workers": workers, "stats.cache_path": cache_path}
     with stage_run("stats", params_path, overrides, options, output=output, sections=("stats",)) as run:
         metrics = run_stats(list(inputs), output, run.section, mix_dir, run.params.project.max_line_bytes,
                             run.plots_dir, counter=run.counter)
-        click.echo(f"stats: {run.counter.records_out} rows, p99 {metrics['token_p99']} tokens, "
-                   f"recommended max_length {metrics['recommended_max_length']}", err=True)
+        cached = metrics["run"]["rows_from_cache"]
+        click.echo(f"stats: {run.counter.records_out} rows ({cached} from the length cache), p99 "
+                   f"{metrics['token_p99']} tokens, recommended max_length {metrics['recommended_max_length']}",
+                   err=True)
         run.finish(metrics, artifacts=[f"{output}/summary.json"], outputs=[output])
 
 

@@ -25,6 +25,14 @@ class StatsParams(Section):
     batch_size: int = Field(256, gt=0, description="conversations tokenised per batch (fast tokenizer)")
     histogram_bin: int = Field(64, gt=0, description="width in tokens of a histogram bin (dvc plots)")
     unknown_bucket: str = Field("unknown", description="bucket name for rows whose bucket cannot be found")
+    workers: int = Field(0, ge=0, description="processes measuring batches (0 = every core); inputs under "
+                                              "2 MB are measured in one process")
+    cache_path: str | None = Field("data/stats_cache/lengths.sqlite",
+                                   description="SQLite file remembering measured rows across runs (outside the "
+                                               "DVC outs, so a rerun tokenises only new rows); null = no cache")
+    fast_count: bool = Field(True, description="count tokens of byte-level BPE tokenizers with a Python copy of "
+                                               "their pre-tokenizer (same counts, several times faster); false = "
+                                               "the Rust tokenizer only")
 
     @field_validator("candidate_max_lengths")
     @classmethod

@@ -8,10 +8,12 @@ files by id, else by the first user turn's text.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
+import numpy as np
+import orjson
 import xxhash
 
 from ..core.io import BadLine, iter_jsonl
@@ -46,8 +48,13 @@ def _first_user(msgs: list[dict]) -> str:
     return next((m["content"] for m in msgs if m["role"] == "user"), "")
 
 
-def content_key(text: str) -> str:
-    return xxhash.xxh3_64_hexdigest(" ".join(text.split()).encode("utf-8"))
+def text_key(text: str) -> int:
+    """Whitespace-insensitive hash of a first user turn (0 for none): how an id-less row finds its bucket."""
+    return xxhash.xxh3_64_intdigest(" ".join(text.split()).encode("utf-8")) if text else 0
+
+
+def id_key(rid: str) -> int:
+    return xxhash.xxh3_64_intdigest(rid.encode("utf-8", "surrogatepass"))
 
 
 def to_row(obj: dict) -> Row | str:
@@ -69,44 +76,100 @@ def to_row(obj: dict) -> Row | str:
     return "unknown_row_format"
 
 
-def iter_rows(path: Path, max_line_bytes: int) -> Iterator[tuple[int, Row | str, object]]:
-    """(line, Row or reason, raw object) for every non-blank line."""
-    for lineno, obj in iter_jsonl(path, max_line_bytes):
-        if isinstance(obj, BadLine):
-            yield lineno, obj.reason, obj
-        else:
-            yield lineno, to_row(obj), obj
+def parse_line(raw: bytes, lineno: int, max_line_bytes: int, exact: bool = False) -> dict | BadLine:
+    """One non-blank line as `core.io.iter_jsonl` reads it (same BadLine reasons; the reader removes a
+    BOM opening the file), through orjson when it can. orjson turns integers beyond 64 bits into
+    floats; nothing a row is measured by is a number, but a quarantined record is echoed, so
+    `exact=True` (rejects) parses with the standard library."""
+    if len(raw) > max_line_bytes:
+        return BadLine("record_too_large", lineno, raw[:200].decode("utf-8", "replace"),
+                       f"{len(raw)} bytes > limit {max_line_bytes}")
+    if not exact:
+        try:
+            obj = orjson.loads(raw)
+            if isinstance(obj, dict):
+                return obj
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return BadLine("invalid_utf8", lineno, raw[:500].decode("utf-8", "replace"), str(e))
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        return BadLine("malformed_json", lineno, text[:500], str(e))
+    if not isinstance(obj, dict):
+        return BadLine("not_an_object", lineno, text[:500], type(obj).__name__)
+    return obj
 
 
 class BucketLookup:
-    """id -> bucket and first-user-turn -> bucket, from the mix stage's files."""
+    """id -> bucket and first-user-turn -> bucket, from the mix stage's files.
+
+    Kept as sorted 64-bit hashes with a bucket code each (16 bytes per mix record, not a dict of
+    strings); the first mix record to name an id or a text wins."""
 
     def __init__(self, mix_dir: str | Path | None):
-        self.by_id: dict[str, str] = {}
-        self.by_text: dict[str, str] = {}
-        if mix_dir is None or not Path(mix_dir).is_dir():
-            return
-        d = Path(mix_dir)
-        files = [d / "production.jsonl", d / "eval.jsonl", *sorted((d / "phases").glob("*.jsonl"))]
+        self.names: list[str] = []
+        ids: list[int] = []
+        texts: list[int] = []
+        id_codes: list[int] = []
+        text_codes: list[int] = []
+        codes: dict[str, int] = {}
+        d = Path(mix_dir) if mix_dir is not None else None
+        files = [] if d is None or not d.is_dir() else \
+            [d / "production.jsonl", d / "eval.jsonl", *sorted((d / "phases").glob("*.jsonl"))]
         for f in files:
             if not f.exists():
                 continue
             for _, rec in iter_jsonl(f):
                 if isinstance(rec, BadLine) or not isinstance(rec.get("bucket"), str):
                     continue
+                code = codes.setdefault(rec["bucket"], len(codes))
                 if isinstance(rec.get("id"), str):
-                    self.by_id.setdefault(rec["id"], rec["bucket"])
-                msgs = rec.get("messages") if _is_msgs(rec.get("messages")) else []
-                text = _first_user(msgs)
-                if text:
-                    self.by_text.setdefault(content_key(text), rec["bucket"])
+                    ids.append(id_key(rec["id"]))
+                    id_codes.append(code)
+                key = text_key(_first_user(rec.get("messages") if _is_msgs(rec.get("messages")) else []))
+                if key:
+                    texts.append(key)
+                    text_codes.append(code)
+        self.names = list(codes)
+        self.by_id = self._table(ids, id_codes)
+        self.by_text = self._table(texts, text_codes)
+
+    @staticmethod
+    def _table(keys: list[int], codes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        k = np.array(keys, np.uint64)
+        uniq, first = np.unique(k, return_index=True)       # first occurrence of each key wins
+        return uniq, np.array(codes, np.int32)[first] if len(codes) else np.zeros(0, np.int32)
 
     def __len__(self) -> int:
-        return len(self.by_id)
+        return len(self.by_id[0])
+
+    @staticmethod
+    def _find(table: tuple[np.ndarray, np.ndarray], keys: np.ndarray) -> np.ndarray:
+        uniq, codes = table
+        if not uniq.size:
+            return np.full(keys.size, -1, np.int32)
+        pos = np.minimum(np.searchsorted(uniq, keys), uniq.size - 1)
+        return np.where(uniq[pos] == keys, codes[pos], -1)
+
+    def buckets(self, own: list[str | None], ids: list[str | None], texts: list[int]) -> list[str | None]:
+        """Bucket of each row of a batch: its own, else by id, else by first user turn, else None."""
+        by_id = self._find(self.by_id, np.array([id_key(i) if i else 0 for i in ids], np.uint64))
+        by_text = self._find(self.by_text, np.array(texts, np.uint64))
+        out: list[str | None] = []
+        for b, has_id, ci, ct, t in zip(own, ids, by_id.tolist(), by_text.tolist(), texts):
+            if b:
+                out.append(b)
+            elif has_id and ci >= 0:
+                out.append(self.names[ci])
+            elif t and ct >= 0:
+                out.append(self.names[ct])
+            else:
+                out.append(None)
+        return out
 
     def bucket(self, row: Row) -> str | None:
-        if row.bucket:
-            return row.bucket
-        if row.id and row.id in self.by_id:
-            return self.by_id[row.id]
-        return self.by_text.get(content_key(row.first_user)) if row.first_user else None
+        return self.buckets([row.bucket], [row.id], [text_key(row.first_user)])[0]

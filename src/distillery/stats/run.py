@@ -3,26 +3,37 @@
 Parts measured per row: SFT `full` (whole conversation), `prompt` (everything before the final
 assistant turn plus the generation prompt) and `completion` (full - prompt); DPO `prompt`,
 `chosen` and `rejected` (prompt + that answer) and their completions.
+
+The parent streams each file in blocks of lines, answers the rows it measured before from the
+length cache, hands the rest to a process pool (every core) and takes the results back in input
+order; it keeps only exact length histograms, so memory does not grow with the number of rows.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+import multiprocessing as mp
+import os
+from collections import defaultdict, deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 from ..core.errors import InputError
-from ..core.io import AtomicWriter, BadLine, input_files, write_json
+from ..core.io import UTF8_BOM, AtomicWriter, BadLine, input_files, iter_line_blocks, split_lines, write_json
 from ..core.quarantine import Quarantine, StageCounter
 from ..core.stage import progress
+from .cache import LengthCache, open_cache
 from .config import StatsParams
-from .lengths import TemplateLengths
-from .rows import BucketLookup, Row, iter_rows
-from .summary import describe, histogram, recommend_max_length
+from .lengths import TemplateLengths, parts
+from .rows import BucketLookup
+from .summary import Hist, describe, histogram, recommend_max_length
+from .work import REJECT, init_worker, measure_lines
 
 log = logging.getLogger(__name__)
 FULL_PARTS = {"sft": ("full",), "dpo": ("chosen", "rejected")}
+POOL_MIN_BYTES = 2 << 20     # smaller inputs are measured in the parent (a pool costs more than it saves)
 
 
 def find_inputs(inputs: list[str | Path], params: StatsParams) -> list[Path]:
@@ -44,35 +55,107 @@ def find_inputs(inputs: list[str | Path], params: StatsParams) -> list[Path]:
 
 
 class LengthTable:
-    """Lengths collected per (kind, part) and per (kind, bucket, part)."""
+    """Length histograms per (kind, part) and per (kind, bucket, part)."""
 
     def __init__(self) -> None:
-        self.overall: dict[tuple[str, str], list[int]] = defaultdict(list)
-        self.by_bucket: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        self.overall: dict[tuple[str, str], Hist] = defaultdict(Hist)
+        self.by_bucket: dict[tuple[str, str, str], Hist] = defaultdict(Hist)
 
-    def add(self, kind: str, bucket: str, part: str, n: int) -> None:
-        self.overall[(kind, part)].append(n)
-        self.by_bucket[(kind, bucket, part)].append(n)
+    def add_batch(self, rows: list[tuple[str, str, dict[str, int]]]) -> None:
+        """(kind, bucket, parts) of a batch of rows."""
+        per: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        for kind, bucket, m in rows:
+            for part, n in m.items():
+                per[(kind, bucket, part)].append(n)
+        for (kind, bucket, part), vals in per.items():
+            counts = np.bincount(np.array(vals, np.int64))
+            self.by_bucket[(kind, bucket, part)].merge_counts(counts)
+            self.overall[(kind, part)].merge_counts(counts)
 
-    def full_lengths(self) -> list[int]:
-        return [n for kind, parts in FULL_PARTS.items() for part in parts for n in self.overall.get((kind, part), [])]
+    def full_lengths(self) -> Hist:
+        h = Hist()
+        for kind, names in FULL_PARTS.items():
+            for part in names:
+                if (kind, part) in self.overall:
+                    h.merge(self.overall[(kind, part)])
+        return h
 
 
-def measure_batch(meter: TemplateLengths, rows: list[Row]) -> list[dict[str, int]]:
-    """Token counts of each row's parts (one tokenizer call per part across the batch)."""
-    prompts = meter.lengths([r.prompt for r in rows], generation_prompt=True)
-    out = [{"prompt": p} for p in prompts]
-    n_answers = max(len(r.answers) for r in rows)
-    names = {1: ("full",), 2: ("chosen", "rejected")}
-    for i in range(n_answers):
-        idx = [j for j, r in enumerate(rows) if len(r.answers) > i]
-        fulls = meter.lengths([rows[j].prompt + rows[j].answers[i] for j in idx])
-        for j, n in zip(idx, fulls):
-            name = names[len(rows[j].answers)][i]
-            out[j][name] = n
-            comp = "completion" if name == "full" else f"{name}_completion"
-            out[j][comp] = max(0, n - out[j]["prompt"])
-    return out
+def _batches(files: list[Path], batch_size: int) -> Iterator[tuple[int, list[tuple[int, bytes]]]]:
+    """(file number, [(line number, raw)] of its non-blank lines), `batch_size` lines at a time."""
+    for f_no, path in enumerate(files):
+        for first, blob in iter_line_blocks(path, batch_size):
+            lines = split_lines(blob)
+            if first == 1 and lines and lines[0].startswith(UTF8_BOM):
+                lines[0] = lines[0][len(UTF8_BOM):]     # as iter_jsonl: a BOM opening the file is not data
+            yield f_no, [(ln, raw) for ln, raw in enumerate(lines, start=first) if raw.strip()]
+
+
+def _workers(params: StatsParams, files: list[Path]) -> int:
+    """params.workers (0: every core this process may use), or 1 for a small input."""
+    if sum(f.stat().st_size for f in files) < POOL_MIN_BYTES:
+        return 1
+    if params.workers:
+        return params.workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class Sink:
+    """Takes measured batches back in input order: quarantine, lengths.jsonl, histograms, cache."""
+
+    def __init__(self, files: list[Path], params: StatsParams, lookup: BucketLookup, counter: StageCounter,
+                 q: Quarantine, lw: AtomicWriter, cache: LengthCache | None, max_line_bytes: int):
+        self.files, self.params, self.lookup, self.counter = files, params, lookup, counter
+        self.q, self.lw, self.cache, self.max_line_bytes = q, lw, cache, max_line_bytes
+        self.table = LengthTable()
+        self.unknown = self.from_cache = 0
+
+    def take(self, f_no: int, lines: list[tuple[int, bytes]], keys: list[bytes] | None,
+             hits: dict[bytes, tuple], computed: list[tuple]) -> None:
+        file = str(self.files[f_no])
+        todo = iter(computed)
+        good: list[tuple] = []
+        for i, (ln, raw) in enumerate(lines):
+            hit = hits.get(keys[i]) if keys is not None else None
+            r = (ln, *hit) if hit is not None else next(todo)
+            self.counter.records_in += 1
+            if r[1] == REJECT:
+                _, _, reason, obj, detail = r
+                if isinstance(obj, BadLine) and reason == obj.reason:
+                    self.q.reject_bad_line(obj, file)
+                else:
+                    self.q.reject(reason, obj, file=file, line=ln, detail=detail)
+                continue
+            if hit is not None:
+                self.from_cache += 1
+            elif self.cache is not None and len(raw) <= self.max_line_bytes:
+                self.cache.put(keys[i], r[1:])
+            good.append(r)
+        buckets = self.lookup.buckets([r[3] for r in good], [r[2] for r in good], [r[4] for r in good])
+        rows = []
+        for (ln, kind, rid, _, _, counts), bucket in zip(good, buckets):
+            if bucket is None:
+                self.unknown += 1
+                bucket = self.params.unknown_bucket
+            m = parts(kind, counts)
+            rows.append((kind, bucket, m))
+            self.lw.write_record({"file": file, "line": ln, "id": rid, "kind": kind, "bucket": bucket, **m})
+        self.counter.records_out += len(good)
+        self.table.add_batch(rows)
+
+
+def _lookup_cache(cache: LengthCache | None, lines: list[tuple[int, bytes]], max_line_bytes: int
+                  ) -> tuple[list[bytes] | None, dict[bytes, tuple], list[tuple[int, bytes]]]:
+    """(keys, remembered rows, lines still to measure). A line over the size limit is measured (and
+    rejected) whatever a run with a higher limit remembered."""
+    if cache is None:
+        return None, {}, lines
+    keys = [cache.key(raw) for _, raw in lines]
+    hits = cache.get_many(keys)
+    for k, (_, raw) in zip(keys, lines):
+        if len(raw) > max_line_bytes:
+            hits.pop(k, None)
+    return keys, hits, [ln_raw for k, ln_raw in zip(keys, lines) if k not in hits]
 
 
 def run_stats(inputs: list[str | Path], output: str | Path, params: StatsParams, mix_dir: str | Path | None,
@@ -80,72 +163,64 @@ def run_stats(inputs: list[str | Path], output: str | Path, params: StatsParams,
     files = find_inputs(inputs, params)
     out = Path(output)
     lookup = BucketLookup(mix_dir)
-    meter = TemplateLengths(params.tokenizer, params.chat_template)
-    table = LengthTable()
+    workers = _workers(params, files)
+    if workers > 1:   # one tokenizer thread per worker process; and no warning when they fork
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    meter = TemplateLengths(params.tokenizer, params.chat_template, fast=params.fast_count)
     counter = counter if counter is not None else StageCounter()
-    unknown_buckets = 0
-    with Quarantine(out / "quarantine.jsonl", "stats", counter) as q, AtomicWriter(out / "lengths.jsonl") as lw:
-        bar = progress(desc="stats: tokenise")
-        for f in files:
-            batch: list[tuple[int, Row, object]] = []
+    init_worker(meter, max_line_bytes)
+    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None   # forked before any SQLite handle
+    cache = None
+    try:
+        cache = open_cache(params.cache_path, meter.identity()) if params.cache_path else None
+        with Quarantine(out / "quarantine.jsonl", "stats", counter) as q, AtomicWriter(out / "lengths.jsonl") as lw:
+            sink = Sink(files, params, lookup, counter, q, lw, cache, max_line_bytes)
+            bar = progress(desc="stats: tokenise")
+            pending: deque = deque()
 
-            def flush() -> None:
-                nonlocal unknown_buckets
-                if not batch:
-                    return
-                rows = [r for _, r, _ in batch]
-                try:
-                    measured = measure_batch(meter, rows)
-                except Exception:  # a template rejected some row: find it, measure the rest
-                    keep = []
-                    for item in batch:
-                        err = meter.try_render(item[1].prompt + item[1].answers[0], False)
-                        if err:
-                            q.reject("template_error", item[2], file=str(f), line=item[0], detail=err)
-                        else:
-                            keep.append(item)
-                    batch[:] = keep
-                    measured = measure_batch(meter, [r for _, r, _ in batch]) if batch else []
-                for (line, row, _), m in zip(batch, measured):
-                    bucket = lookup.bucket(row)
-                    if bucket is None:
-                        unknown_buckets += 1
-                        bucket = params.unknown_bucket
-                    for part, n in m.items():
-                        table.add(row.kind, bucket, part, n)
-                    lw.write_record({"file": str(f), "line": line, "id": row.id, "kind": row.kind,
-                                     "bucket": bucket, **m})
-                    counter.records_out += 1
-                bar.update(len(batch))
-                batch.clear()
+            def drain(f_no, lines, keys, hits, res) -> None:   # res: the rows measured, or a pool's promise of them
+                sink.take(f_no, lines, keys, hits, res if isinstance(res, list) else res.get())
+                bar.update(len(lines))
 
-            for line, row, raw in iter_rows(f, max_line_bytes):
-                counter.records_in += 1
-                if isinstance(row, str):
-                    if isinstance(raw, BadLine):
-                        q.reject_bad_line(raw, str(f))
-                    else:
-                        q.reject(row, raw, file=str(f), line=line)
-                    continue
-                batch.append((line, row, raw))
-                if len(batch) >= params.batch_size:
-                    flush()
-            flush()
-        bar.close()
+            for f_no, lines in _batches(files, params.batch_size):
+                keys, hits, todo = _lookup_cache(cache, lines, max_line_bytes)
+                res = [] if not todo else pool.apply_async(measure_lines, (todo,)) if pool is not None \
+                    else measure_lines(todo)
+                pending.append((f_no, lines, keys, hits, res))
+                if len(pending) > 2 * workers:
+                    drain(*pending.popleft())
+            while pending:
+                drain(*pending.popleft())
+            bar.close()
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        if cache is not None:
+            cache.close()
     if not counter.records_out:
         raise InputError(f"{', '.join(map(str, files))}: no measurable SFT/DPO rows")
-    return summarise(table, params, counter, unknown_buckets, files, out, plots_dir)
+    log.info("stats: %d rows from the length cache, %d tokenised (%d workers, %s counter)", sink.from_cache,
+             counter.records_out - sink.from_cache, workers, meter.counter.mode)
+    metrics = summarise(sink.table, params, counter, sink.unknown, files, out, plots_dir)
+    metrics["run"] = {"workers": workers, "counter": meter.counter.mode, "cache_path": params.cache_path,
+                      "rows_from_cache": sink.from_cache, "rows_tokenised": counter.records_out - sink.from_cache}
+    return metrics
 
 
 def summarise(table: LengthTable, params: StatsParams, counter: StageCounter, unknown_buckets: int,
               files: list[Path], out: Path, plots_dir: str | Path | None) -> dict[str, Any]:
     cands = params.candidate_max_lengths
     overall: dict[str, dict[str, Any]] = defaultdict(dict)
-    for (kind, part), vals in sorted(table.overall.items()):
-        overall[kind][part] = describe(vals, cands if part in FULL_PARTS[kind] else ())
+    for (kind, part), h in sorted(table.overall.items()):
+        overall[kind][part] = describe(h, cands if part in FULL_PARTS[kind] else ())
     by_bucket: dict[str, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
-    for (kind, bucket, part), vals in sorted(table.by_bucket.items()):
-        by_bucket[bucket][kind][part] = describe(vals, cands if part in FULL_PARTS[kind] else ())
+    for (kind, bucket, part), h in sorted(table.by_bucket.items()):
+        by_bucket[bucket][kind][part] = describe(h, cands if part in FULL_PARTS[kind] else ())
     full = table.full_lengths()
     rec = recommend_max_length(full, params.percentile, params.round_to)
     all_full = describe(full, cands)
@@ -161,9 +236,9 @@ def summarise(table: LengthTable, params: StatsParams, counter: StageCounter, un
     })
     write_json(out / "summary.json", metrics)
     if plots_dir is not None:
-        for kind, parts in FULL_PARTS.items():
-            for part in parts:
+        for kind, names in FULL_PARTS.items():
+            for part in names:
                 name = f"stats_tokens_{kind}.json" if part == "full" else f"stats_tokens_{kind}_{part}.json"
-                write_json(Path(plots_dir) / name, histogram(table.overall.get((kind, part), []),
+                write_json(Path(plots_dir) / name, histogram(table.overall.get((kind, part), Hist()),
                                                               params.histogram_bin))
     return metrics
