@@ -16,7 +16,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test test-fast bench bench-dedup bench-llm bench-scale plots ui push pull lock clean
+.PHONY: setup repro test test-fast bench bench-dedup bench-llm bench-stats bench-scale plots ui push pull lock clean
 .PHONY: remote-pin compare exp-show
 
 setup: $(STAMP)
@@ -44,7 +44,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
-bench: bench-dedup bench-llm
+bench: bench-dedup bench-llm bench-stats
 
 bench-dedup: $(STAMP)
 	$(PY) benchmarks/bench_dedup.py
@@ -54,6 +54,9 @@ bench-llm: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(PY) benchmarks/bench_scale.py
+
+bench-stats: $(STAMP)
+	$(PY) benchmarks/bench_stats.py
 
 # One self-contained page (Vega scripts inlined from src/distillery/track/vendor): opens offline.
 plots: $(STAMP)
