@@ -107,3 +107,82 @@ def test_mix_suite_catches_share_drift_and_eval_leak(mixed):
     assert "mix_shares: expect_column_values_to_be_between(shortfall)" in text and "production/code" in text
     assert f"mix_records: expect_column_values_to_be_in_set(in_eval_split) failed for 1 of" in text
     assert leaked["id"] in text
+
+
+def _break_export(mixed):
+    """Three broken rows (an empty turn, a reversed conversation, chosen == rejected) and a leaked eval id."""
+    sft = mixed / "export" / "sft" / "messages.jsonl"
+    rows = [json.loads(x) for x in sft.read_text().splitlines()]
+    rows[1]["messages"][-1]["content"] = "   "
+    rows[4]["messages"] = rows[4]["messages"][::-1]
+    rows.append(rows[7])                                            # a duplicate id and conversation
+    _jsonl(sft, rows)
+    dpo = mixed / "export" / "dpo" / "trl.jsonl"
+    drows = [json.loads(x) for x in dpo.read_text().splitlines()]
+    drows[2]["rejected"] = drows[2]["chosen"]
+    _jsonl(dpo, drows)
+    prod = mixed / "mix" / "production.jsonl"
+    leaked = json.loads((mixed / "mix" / "eval.jsonl").read_text().splitlines()[0])
+    prod_rows = [json.loads(x) for x in prod.read_text().splitlines()]
+    _jsonl(prod, prod_rows + [leaked, prod_rows[0]])
+    return rows, drows, leaked, prod_rows[0]["id"]
+
+
+def test_chunked_equals_unchunked_and_failures_name_rows(mixed):
+    rows, drows, leaked, dup = _break_export(mixed)
+    got = {}
+    for chunk in (2, 50_000):
+        m, failures = run_validate(mixed / "export", mixed / "mix", mixed / f"reports{chunk}",
+                                   ValidateParams(chunk_rows=chunk), MIX, list(DEFAULT_BUCKETS))
+        m.pop("data_docs")
+        got[chunk] = (m, failures)
+        assert (mixed / f"reports{chunk}" / "index.html").exists()
+        assert not (mixed / f"reports{chunk}" / ".flat").exists()       # the flat tables are not left behind
+    assert got[2] == got[50_000]
+    m, failures = got[2]
+    text = " | ".join(failures)
+    assert not m["success"] and m["suites"]["sft"]["rows"] == 181
+    assert (f"sft: expect_column_values_to_be_between(empty_turns) failed for 1 of 181 rows, e.g. row 2 "
+            f"(id {rows[1]['id']}, empty_turns=1)") in text
+    assert (f"sft: expect_column_values_to_match_regex(role_seq) failed for 1 of 181 rows, e.g. row 5 "
+            f"(id {rows[4]['id']}, role_seq='assistant,user')") in text
+    assert (f"sft: expect_column_values_to_be_unique(id) failed for 2 of 181 rows, e.g. row 8 (id {rows[7]['id']}, "
+            f"id={rows[7]['id']!r}); row 181 (id {rows[7]['id']}") in text
+    assert (f"dpo: expect_column_values_to_be_in_set(chosen_equals_rejected) failed for 1 of 20 rows, e.g. row 3 "
+            f"(id {drows[2]['id']}, chosen_equals_rejected=True)") in text
+    assert "mix_records: expect_column_values_to_be_in_set(in_eval_split) failed for 1 of" in text
+    assert leaked["id"] in text
+    n_mix = m["suites"]["mix_records"]["rows"]
+    assert (f"mix_records: expect_compound_columns_to_be_unique(phase,id) failed for 2 of {n_mix} rows, "
+            f"e.g. row 1 (id {dup}, phase='production'); row ") in text
+
+
+def test_sql_verdicts_equal_whole_frame_verdicts(mixed):
+    """The suites on the on-disk tables (GX SQL engine) give the verdicts GX gives on one pandas frame."""
+    from distillery.validate.flatten import FlatStore
+    from distillery.validate.run import _context, build_tables, run_suite
+
+    _break_export(mixed)
+    store = FlatStore(mixed / "flat.sqlite", chunk_rows=7)
+    tables = build_tables(store, mixed / "export", mixed / "mix", ValidateParams(), MIX, list(DEFAULT_BUCKETS))
+    ctx = _context((mixed / "docs").resolve())
+    source = ctx.data_sources.add_sqlite("flat", connection_string=store.url)
+    for name, table, exps in tables:
+        sql = run_suite(ctx, name, table, exps, 5, source=source)
+        frame = store.frame(table.name)
+        assert len(frame) == table.rows
+        whole = run_suite(ctx, f"{name}_frame", frame, [e.copy(update={"id": None}) for e in exps], 5)
+        assert (sql.rows, sql.evaluated, sql.passed) == (whole.rows, whole.evaluated, whole.passed), name
+        assert sql.failures == [f.replace(f"{name}_frame:", f"{name}:", 1) for f in whole.failures], name
+    store.close()
+
+
+def test_mix_that_follows_the_data_passes_the_share_suite(tmp_path):
+    _jsonl(tmp_path / "in" / "records.jsonl", _records())
+    follow = MixParams(eval_fraction=0.1, production={"weights": {"instruction": 0.5, "code": 0.3, "cot_math": 0.1,
+                                                                   "red_team": 0.1}}, phases={})
+    run_mix([tmp_path / "in"], tmp_path / "mix", BucketsParams(), follow, 42, 1 << 22,
+            Gate(0.05, "project.max_reject_rate"), None)
+    m, failures = run_validate(None, tmp_path / "mix", tmp_path / "reports", ValidateParams(), follow,
+                               list(DEFAULT_BUCKETS))
+    assert failures == [] and m["suites"]["mix_records"]["rows"] > 400

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from distillery.mix.run import run_mix
+from distillery.mix.run import run_mix, unused_warning
 from distillery.core.params import get_section
 from distillery.core.stage import stage_options, stage_run
 
@@ -22,7 +22,9 @@ from distillery.core.stage import stage_options, stage_run
                    "quarantine.jsonl.")
 @click.option("--eval-fraction", type=float, default=None,
               help="Share of record ids held out for eval, by id hash (mix.eval_fraction).")
-@click.option("--size", type=int, default=None, help="Records in the production mix (mix.production.size).")
+@click.option("--size", type=click.IntRange(min=1), default=None,
+              help="Records in the production mix (mix.production.size); default from params, where null means "
+                   "every eligible record of the weighted buckets (--set mix.production.size=null).")
 @click.option("--strict/--no-strict", default=None,
               help="Fail when a bucket cannot reach its target count (mix.strict); default: report it.")
 @click.option("--embeddings/--no-embeddings", default=None,
@@ -39,8 +41,12 @@ def main(params_path, overrides, inputs, output, eval_fraction, size, strict, em
         metrics = run_mix(list(inputs), output, get_section(run.params, "buckets"), run.section, run.seed,
                           run.params.project.max_line_bytes, run.gate, run.plots_dir, counter=run.counter)
         run.finish(metrics, artifacts=[f"{output}/composition.json"], outputs=[output])
+        warning = unused_warning(metrics, run.section)
+        if warning:
+            click.echo(warning, err=True)
         click.echo(f"mix: {metrics['records_in']} records in, {metrics['production_records']} in production, "
-                   f"{metrics['eval_records']} held out for eval -> {output}", err=True)
+                   f"{metrics['eval_records']} held out for eval, {metrics['unused_eligible']} eligible in no mix "
+                   f"-> {output}", err=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """Params of bucketing (`buckets`) and the weighted curriculum mix (`mix`).
 
-Defaults: eight buckets, a production mix and four curriculum phases
-(calibration, reasoning, creative, robustness), scaled down so the shipped sample of a few
-thousand records yields a production mix small enough for the CPU LoRA stage.
+Defaults: eight buckets, a production mix that follows the data (every eligible record of its
+weighted buckets) and four small curriculum phases (calibration, reasoning, creative, robustness).
 """
 
 from __future__ import annotations
@@ -150,10 +149,12 @@ class BucketPolicy(Section):
 
 
 class PhaseParams(Section):
-    """One sampled mix: target bucket weights (normalised) and a size in records."""
+    """One sampled mix: target bucket weights (normalised) and a size in records (null: follow the data)."""
 
     weights: dict[BucketName, float] = Field(min_length=1)
-    size: int = Field(gt=0)
+    size: int | None = Field(None, gt=0, description=(
+        "records in the mix; null = follow the data: the largest size the weights allow without upsampling "
+        "(with redistribute_shortfall: every eligible record of the weighted buckets, within their caps)"))
     description: str = ""
 
     @field_validator("weights")
@@ -185,13 +186,15 @@ class MixParams(Section):
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="share of ids held out (by id hash)")
     eval_salt: str = Field("distillery-eval", description="changing it re-draws the eval split")
     buckets: dict[BucketName, BucketPolicy] = Field(default_factory=dict, description="per-bucket cap/upsampling")
-    production: PhaseParams = Field(default_factory=lambda: PhaseParams(size=1500, weights={
+    production: PhaseParams = Field(default_factory=lambda: PhaseParams(size=None, weights={
         "instruction": 0.25, "tool_use": 0.15, "code": 0.20, "cot_math": 0.15, "analytical": 0.10,
         "creative": 0.07, "factual": 0.03, "red_team": 0.05}))
     phases: dict[str, PhaseParams] = Field(default_factory=_seed004_phases)
     redistribute_shortfall: bool = Field(
         True, description="give a short bucket's missing records to the other buckets (by weight)")
     strict: bool = Field(False, description="fail when any bucket cannot reach its target count")
+    warn_unused_share: float = Field(0.1, ge=0, le=1, description=(
+        "warn (one stderr line) when more than this share of the eligible records (not held out) is in no mix"))
 
     @field_validator("phases")
     @classmethod

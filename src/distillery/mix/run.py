@@ -1,33 +1,60 @@
 """The mix stage: bucket every record, hold out eval ids, sample the production mix and phases.
 
-Two streaming passes keep memory to one small tuple per input record plus the sampled records:
-pass 1 reads, checks and buckets every record; sampling then works on ids only; pass 2 re-reads
-the files, streams eval records straight to disk and keeps only the records some mix needs.
+Two streaming passes; no record is kept in memory between them:
+
+* pass 1 reads, checks and buckets every record and keeps, per accepted record, only a few numbers in
+  numpy arrays: where it is (file, line), a 128-bit digest of its id (duplicate ids, tie-breaks), its
+  bucket, whether it is held out, and its sampling hashes (the cap hash of a capped bucket and one hash per
+  mix that weights its bucket);
+* sampling works on those arrays: how many times each record is drawn into each mix (2 bytes a mix), so
+  about 31 + 10 x (mixes) bytes a record in all (+8 when a bucket is capped): 89 with the shipped 5 mixes;
+* pass 2 re-reads only the lines some output needs, streams eval records straight to eval.jsonl and
+  spills every drawn record (and up-sampled copy) to the partition of its mix file that its shuffle hash
+  falls in (kept in memory up to a byte budget, else appended to a temp file beside the outputs);
+  each mix file is then written partition by partition, each sorted by (shuffle hash, id, copy).
+
+So peak memory is the arrays (flat in record size) plus the spill budget plus one partition, and the
+output is byte-identical to sorting everything in memory.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
+import json
 import logging
-from collections import Counter, defaultdict
+import math
+import os
+import shutil
+import tempfile
+from array import array
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import xxhash
 
-from ..core.errors import DistilleryError, ParamsError
-from ..core.io import AtomicWriter, BadLine, input_files, iter_jsonl, write_json
+from ..core.errors import DistilleryError, InputError, ParamsError
+from ..core.io import (UTF8_BOM, AtomicWriter, BadLine, dumps, input_files, iter_jsonl, open_binary, output_error,
+                       write_json)
 from ..core.quarantine import Gate, Quarantine, StageCounter
 from ..core.records import check_record, check_roles
 from ..core.stage import progress
 from .buckets import BucketAssigner, record_texts
 from .config import BucketsParams, MixParams, PhaseParams
-from .sample import PhasePlan, plan_phase, pool_ids, select, shuffle_order
+from .sample import PhasePlan, capped_pool, draw, hash_key, plan_phase
 from .split import is_eval
 
 log = logging.getLogger(__name__)
 PRODUCTION = "production"
+BLOCK = 512                     # lines checked together (vectorised duplicate-id lookup)
+EMBED_BATCH = 256               # records embedded together when the classifier is on
+SPILL_BUDGET = 64 << 20         # bytes of drawn records held in memory before spilling to disk
+PART_RECORDS = 8192             # records per shuffle partition of a mix file (what is sorted in memory)
+_NO_BUCKET = np.iinfo(np.uint16).max
 
 
 def mix_problem(rec: dict) -> str | None:
@@ -50,102 +77,217 @@ def validate_manifest(buckets: BucketsParams, mix: MixParams) -> None:
             raise ParamsError(f"{key}: unknown bucket {b!r} (add it to buckets.extra)")
 
 
+def mixes_of(mix: MixParams) -> dict[str, PhaseParams]:
+    """Every mix of the manifest, production first."""
+    return {PRODUCTION: mix.production, **mix.phases}
+
+
+def id_digest(rid: str) -> bytes:
+    return xxhash.xxh3_128_digest(rid.encode("utf-8", "surrogatepass"))
+
+
+class DigestSet:
+    """A set of 16-byte id digests in sorted numpy runs (log-structured: a new run per block, runs of
+    similar size merged), 16 bytes an id instead of a Python set's ~100; lookups are vectorised per block."""
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+
+    def contains(self, d: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(d), dtype=bool)
+        for run in self.runs:
+            pos = np.minimum(np.searchsorted(run, d), len(run) - 1)
+            found |= run[pos] == d
+        return found
+
+    def add(self, d: np.ndarray) -> None:
+        """Add digests that are not in the set yet (and unique among themselves)."""
+        if len(d) == 0:
+            return
+        self.runs.append(np.sort(d))
+        while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+            b, a = self.runs.pop(), self.runs.pop()
+            self.runs.append(np.sort(np.concatenate((a, b)), kind="stable"))   # timsort: merges two runs
+
+
 @dataclass
 class Pass1:
-    buckets: dict[str, str] = field(default_factory=dict)       # id -> bucket
+    """What pass 1 keeps of every accepted record, by record number (accepted records in file order)."""
+
+    names: list[str]                                             # bucket names; `bucket` indexes them
+    file: np.ndarray                                             # uint32: index into the input files
+    line: np.ndarray                                             # int64: 1-based line number
+    digest: np.ndarray                                           # S16: xxh3-128 of the id
+    bucket: np.ndarray                                           # uint16
+    held_out: np.ndarray                                         # bool: in the eval split
+    keys: dict[str, np.ndarray]                                  # "cap" / mix name -> uint64 hashes
     how: Counter = field(default_factory=Counter)                # assignment method -> count
-    eval_ids: set[str] = field(default_factory=set)
+
+    @property
+    def n(self) -> int:
+        return len(self.file)
 
 
-def _good_records(files: list[Path], max_line_bytes: int, quarantine: Quarantine | None,
-                  counter: StageCounter | None, desc: str) -> Iterator[dict]:
-    """Records that pass `mix_problem`, first occurrence of each id only, in file order."""
-    seen: set[str] = set()
-    bar = progress(desc=desc)
-    for f in files:
-        for lineno, obj in iter_jsonl(f, max_line_bytes):
-            bar.update(1)
-            if counter is not None:
-                counter.records_in += 1
-            reason = obj.reason if isinstance(obj, BadLine) else mix_problem(obj)
-            if reason is None and obj["id"] in seen:
-                reason = "duplicate_id"
-            if reason:
-                if quarantine is not None:
-                    if isinstance(obj, BadLine):
-                        quarantine.reject_bad_line(obj, str(f))
-                    else:
-                        quarantine.reject(reason, obj, file=str(f), line=lineno)
-                continue
-            seen.add(obj["id"])
-            yield obj
-    bar.close()
+class _Pass1Builder:
+    """Grows the Pass1 columns in compact `array`s (no per-record Python objects)."""
+
+    def __init__(self, names: list[str], mix: MixParams, seed: int):
+        self.names = names
+        self.code = {b: i for i, b in enumerate(names)}
+        self.mix, self.seed = mix, seed
+        self.file, self.line, self.bucket = array("I"), array("q"), array("H")
+        self.held_out, self.digest = bytearray(), bytearray()
+        self.capped = {b for b, pol in mix.buckets.items() if pol.cap}
+        self.weighted = {name: {b for b, w in ph.weights.items() if w > 0} for name, ph in mixes_of(mix).items()}
+        self.keys = {k: array("Q") for k in (["cap"] if self.capped else []) + list(self.weighted)}
+        self.how: Counter = Counter()
+
+    def add(self, fi: int, line: int, digest: bytes, rid: str, bucket: str | None) -> int:
+        """Append a record; `bucket` None when the embedding classifier decides later (`set_bucket`)."""
+        slot = len(self.file)
+        self.file.append(fi)
+        self.line.append(line)
+        self.digest += digest
+        held = is_eval(rid, self.mix.eval_fraction, self.mix.eval_salt)
+        self.held_out.append(held)
+        self.bucket.append(_NO_BUCKET)
+        for k in self.keys.values():
+            k.append(0)
+        if bucket is not None:
+            self.set_bucket(slot, rid, bucket)
+        return slot
+
+    def set_bucket(self, slot: int, rid: str, bucket: str) -> None:
+        self.bucket[slot] = self.code[bucket]
+        if self.held_out[slot]:
+            return                                               # never sampled: no sampling hashes
+        if bucket in self.capped:
+            self.keys["cap"][slot] = hash_key(self.seed, "cap", rid)
+        for name, buckets in self.weighted.items():
+            if bucket in buckets:
+                self.keys[name][slot] = hash_key(self.seed, name, rid)
+
+    def build(self) -> Pass1:
+        return Pass1(self.names, np.frombuffer(self.file, dtype=np.uint32), np.frombuffer(self.line, dtype=np.int64),
+                     np.frombuffer(bytes(self.digest), dtype="S16"), np.frombuffer(self.bucket, dtype=np.uint16),
+                     np.frombuffer(bytes(self.held_out), dtype=bool),
+                     {k: np.frombuffer(v, dtype=np.uint64) for k, v in self.keys.items()}, self.how)
 
 
-def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, max_line_bytes: int,
+def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, seed: int, max_line_bytes: int,
                 quarantine: Quarantine, counter: StageCounter) -> Pass1:
+    """Pass 1: check, de-duplicate (first occurrence of an id wins) and bucket every record."""
     assigner = BucketAssigner(bparams)
-    names = set(bparams.names)
-    out = Pass1()
-    pending: list[tuple[str, str, str]] = []                     # (id, prompt text, fallback bucket)
-    for rec in _good_records(files, max_line_bytes, quarantine, counter, "mix: bucket"):
-        bucket, how = assigner.assign(rec)
-        if bucket is not None and bucket not in names:
-            quarantine.reject("unknown_bucket", rec, detail=f"bucket {bucket!r} is not in the buckets list")
-            continue
-        rid = rec["id"]
-        if bucket is None or how == "refine":
-            fallback = bucket or bparams.default
-            if bparams.embedding.enabled:
-                pending.append((rid, record_texts(rec)[0], fallback))
-                continue
-            bucket, how = fallback, how or "default"
-        out.buckets[rid] = bucket
-        out.how[how.split("[")[0]] += 1
+    names = list(bparams.names)
+    if len(names) >= _NO_BUCKET:
+        raise ParamsError(f"buckets.extra: at most {_NO_BUCKET - 1} buckets")
+    known = set(names)
+    out = _Pass1Builder(names, mix, seed)
+    seen = DigestSet()
+    pending: list[tuple[int, str, str, str]] = []                # (slot, id, prompt text, fallback bucket)
+    clf = None
+
+    def embed_pending() -> None:
+        nonlocal clf
+        if clf is None:
+            from .embed import CentroidClassifier
+
+            clf = CentroidClassifier(bparams.embedding)
+        for (slot, rid, _, fallback), b in zip(pending, clf.predict([t for _, _, t, _ in pending])):
+            out.set_bucket(slot, rid, b or fallback)
+            out.how["embedding" if b else "fallback"] += 1
+        pending.clear()
+
+    bar = progress(desc="mix: bucket")
+    for fi, f in enumerate(files):
+        lines = iter_jsonl(f, max_line_bytes)
+        while block := list(islice(lines, BLOCK)):
+            bar.update(len(block))
+            counter.records_in += len(block)
+            reasons = [obj.reason if isinstance(obj, BadLine) else mix_problem(obj) for _, obj in block]
+            good = [i for i, r in enumerate(reasons) if r is None]
+            digests = [id_digest(block[i][1]["id"]) for i in good]
+            dup = seen.contains(np.array(digests, dtype="S16")) if digests else np.zeros(0, dtype=bool)
+            new: dict[bytes, None] = {}
+            for j, (i, d) in enumerate(zip(good, digests)):
+                if dup[j] or d in new:
+                    reasons[i] = "duplicate_id"
+                else:
+                    new[d] = None
+            seen.add(np.array(list(new), dtype="S16"))
+            dig = iter(digests)
+            for (lineno, obj), reason in zip(block, reasons):
+                if isinstance(obj, BadLine):
+                    quarantine.reject_bad_line(obj, str(f))
+                    continue
+                if reason is None or reason == "duplicate_id":
+                    d = next(dig)
+                if reason:
+                    quarantine.reject(reason, obj, file=str(f), line=lineno)
+                    continue
+                bucket, how = assigner.assign(obj)
+                if bucket is not None and bucket not in known:
+                    quarantine.reject("unknown_bucket", obj, detail=f"bucket {bucket!r} is not in the buckets list")
+                    continue
+                rid = obj["id"]
+                if bucket is None or how == "refine":
+                    fallback = bucket or bparams.default
+                    if bparams.embedding.enabled:
+                        pending.append((out.add(fi, lineno, d, rid, None), rid, record_texts(obj)[0], fallback))
+                        if len(pending) >= EMBED_BATCH:
+                            embed_pending()
+                        continue
+                    bucket, how = fallback, how or "default"
+                out.add(fi, lineno, d, rid, bucket)
+                out.how[how.split("[")[0]] += 1
+    bar.close()
     if pending:
-        from .embed import CentroidClassifier
-
-        clf = CentroidClassifier(bparams.embedding)
-        bs = 256
-        for i in progress(range(0, len(pending), bs), desc="mix: embed", unit="batch"):
-            chunk = pending[i:i + bs]
-            for (rid, _, fallback), b in zip(chunk, clf.predict([t for _, t, _ in chunk])):
-                out.buckets[rid] = b or fallback
-                out.how["embedding" if b else "fallback"] += 1
-    for rid in out.buckets:
-        if is_eval(rid, mix.eval_fraction, mix.eval_salt):
-            out.eval_ids.add(rid)
-    return out
+        embed_pending()
+    return out.build()
 
 
-def plan_all(p1: Pass1, mix: MixParams, seed: int) -> tuple[dict[str, PhasePlan], dict[str, list[tuple[str, int]]],
-                                                            dict[str, int]]:
-    """Plans and the chosen (id, copy) list of every mix, production first."""
-    by_bucket: dict[str, list[str]] = defaultdict(list)
-    for rid, b in p1.buckets.items():
-        if rid not in p1.eval_ids:
-            by_bucket[b].append(rid)
+@dataclass
+class Draws:
+    """The sampling result: per mix, its plan and how many times each record is drawn (by record number)."""
+
+    plans: dict[str, PhasePlan]
+    times: dict[str, np.ndarray]
+    sizes: dict[str, int]                                        # bucket -> records not held out
+    in_pool: np.ndarray                                          # bool: within its bucket's cap
+
+
+def plan_all(p1: Pass1, mix: MixParams) -> Draws:
+    """Plans and draw counts of every mix, production first. Within a bucket the records with the smallest
+    (seed, mix, id) hash are drawn (a capped pool keeps the smallest (seed, "cap", id) hashes); ties of the
+    64-bit hash, never seen in practice, are broken by the id digest."""
+    eligible = ~p1.held_out
+    by_bucket = {b: np.flatnonzero(eligible & (p1.bucket == i)) for i, b in enumerate(p1.names)}
+    by_bucket = {b: idx for b, idx in by_bucket.items() if len(idx)}
+    sizes = {b: len(idx) for b, idx in sorted(by_bucket.items())}
+    in_pool = np.zeros(p1.n, dtype=bool)
     pools = {}
-    for b, ids in sorted(by_bucket.items()):
+    for b, idx in sorted(by_bucket.items()):
         pol = mix.buckets.get(b)
-        pools[b] = pool_ids(np.array(sorted(ids), dtype=object), pol.cap if pol else None, seed)
-    sizes = {b: len(v) for b, v in by_bucket.items()}
-    mixes: dict[str, PhaseParams] = {PRODUCTION: mix.production, **mix.phases}
-    plans, chosen = {}, {}
-    for name, ph in mixes.items():
+        cap = pol.cap if pol else None
+        pools[b] = capped_pool(idx, cap, p1.keys.get("cap"), p1.digest) if cap else idx
+        in_pool[pools[b]] = True
+    plans, times = {}, {}
+    for name, ph in mixes_of(mix).items():
         plan = plan_phase(name, ph, sizes, mix.buckets, mix.redistribute_shortfall)
-        picks: list[tuple[str, int]] = []
+        t = np.zeros(p1.n, dtype=np.int64)
         for b, bp in plan.buckets.items():
-            got = select(pools.get(b, np.array([], dtype=object)), bp.realised, seed, name)
-            bp.repeats = sum(1 for _, c in got if c > 0)
-            picks.extend(got)
+            pool = pools.get(b, np.zeros(0, dtype=np.int64))
+            drawn = draw(pool, bp.realised, p1.keys[name], p1.digest)
+            t[pool] += drawn
+            bp.repeats = int(bp.realised - min(bp.realised, len(pool)))
         plans[name] = plan
-        chosen[name] = shuffle_order(picks, seed, name)
-    return plans, chosen, sizes
+        times[name] = t.astype(np.uint16 if t.max(initial=0) < 1 << 16 else np.uint32)
+    return Draws(plans, times, sizes, in_pool)
 
 
-def composition(plans: dict[str, PhasePlan]) -> dict[str, Any]:
+def composition(plans: dict[str, PhasePlan], mix: MixParams | None = None) -> dict[str, Any]:
     """The realised-vs-target table of every mix (data/mix/composition.json)."""
+    manifest = mixes_of(mix) if mix is not None else {}
     out: dict[str, Any] = {}
     for name, plan in plans.items():
         total = plan.realised
@@ -153,11 +295,13 @@ def composition(plans: dict[str, PhasePlan]) -> dict[str, Any]:
         for b, bp in plan.buckets.items():
             rows[b] = {"weight": round(bp.weight, 6), "target": bp.target, "available": bp.available,
                        "limit": bp.limit, "realised": bp.realised, "repeats": bp.repeats,
-                       "target_share": round(bp.target / plan.size, 6),
+                       "target_share": round(bp.target / plan.size, 6) if plan.size else 0.0,
                        "realised_share": round(bp.realised / total, 6) if total else 0.0, "short": bp.short}
         out[name] = {"size": plan.size, "realised": total, "short_buckets": sorted(b for b, r in rows.items()
                                                                                    if r["short"]),
                      "buckets": rows}
+        if name in manifest and manifest[name].size is None:
+            out[name]["size_from"] = "data"
     return out
 
 
@@ -181,9 +325,159 @@ def _copy_for(rec: dict, copy_no: int, phase: str) -> dict:
     return out
 
 
+def _spill_error(path: Path, e: OSError) -> Exception:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM, errno.EFBIG):
+        return output_error(path, e)
+    return e
+
+
+class Spill:
+    """The drawn records of every mix file, put in their final order with bounded memory.
+
+    A record goes to the partition of its file that its shuffle hash falls in (partitions split the
+    64-bit hash range evenly, ~`part_records` records each). Partitions live in memory until the buffered
+    lines pass `budget` bytes, then every buffer is appended to its temp file. `write` sorts one partition
+    at a time by (hash, id, copy): the order of one in-memory sort of the whole file.
+    """
+
+    def __init__(self, folder: Path, totals: dict[str, int], budget: int = SPILL_BUDGET,
+                 part_records: int = PART_RECORDS):
+        self.folder, self.budget = folder, budget
+        self.parts = {name: max(1, math.ceil(n / part_records)) for name, n in totals.items()}
+        self.buf: dict[str, list[list[tuple[int, str, int, str]]]] = {n: [[] for _ in range(p)]
+                                                                      for n, p in self.parts.items()}
+        self.held = 0
+        self.dir: Path | None = None
+        self.spilled_bytes = 0
+
+    def add(self, name: str, key: int, rid: str, copy_no: int, line: str) -> None:
+        self.buf[name][(key * self.parts[name]) >> 64].append((key, rid, copy_no, line))
+        self.held += len(line) + 100
+        if self.held > self.budget:
+            self.flush()
+
+    def _file(self, name: str, p: int) -> Path:
+        assert self.dir is not None
+        return self.dir / f"{len(name)}-{name}.{p}"
+
+    def flush(self) -> None:
+        if self.dir is None:
+            try:
+                self.dir = Path(tempfile.mkdtemp(prefix=f".mix-spill.{os.getpid()}-", suffix=".tmp",
+                                                 dir=self.folder))
+            except OSError as e:
+                raise _spill_error(self.folder, e) from None
+        for name, parts in self.buf.items():
+            for p, items in enumerate(parts):
+                if not items:
+                    continue
+                data = "".join(f"{k}\t{c}\t{json.dumps(r)}\t{line}\n" for k, r, c, line in items).encode("utf-8")
+                try:
+                    with open(self._file(name, p), "ab") as fh:
+                        fh.write(data)
+                except OSError as e:
+                    raise _spill_error(self.folder, e) from None
+                self.spilled_bytes += len(data)
+                items.clear()
+        self.held = 0
+
+    def write(self, name: str, writer: AtomicWriter) -> None:
+        for p in range(self.parts[name]):
+            items = self.buf[name][p]
+            if self.dir is not None and self._file(name, p).exists():
+                with open(self._file(name, p), "rb") as fh:
+                    for raw in fh:
+                        k, c, r, line = raw.decode("utf-8").rstrip("\n").split("\t", 3)
+                        items.append((int(k), json.loads(r), int(c), line))
+            items.sort(key=lambda t: (t[0], t[1], t[2]))
+            for _, _, _, line in items:
+                writer.write(line)
+                writer.write("\n")
+                writer.count += 1
+            self.buf[name][p] = []
+
+    def close(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _read_lines(path: Path, wanted: Iterator[tuple]) -> Iterator[tuple[tuple, dict]]:
+    """(item, record) for every item of `wanted` ((line number, ...), ascending lines) of a file pass 1
+    accepted; the other lines are not parsed. Decodes a line as `iter_jsonl` does (a leading BOM skipped);
+    the caller checks each record is the one pass 1 saw."""
+    item = next(wanted, None)
+    if item is None:
+        return
+    with open_binary(path) as fh:
+        try:
+            for lineno, raw in enumerate(fh, start=1):
+                if lineno != item[0]:
+                    continue
+                if lineno == 1 and raw.startswith(UTF8_BOM):
+                    raw = raw[len(UTF8_BOM):]
+                yield item, json.loads(raw.decode("utf-8"))
+                item = next(wanted, None)
+                if item is None:
+                    return
+        except (OSError, EOFError, ValueError) as e:
+            raise InputError(f"{path}: unreadable on the second pass ({e})") from e
+    raise InputError(f"{path}: shorter on the second pass than on the first (changed while mixing?)")
+
+
+def _wanted(p1: Pass1, which: np.ndarray, times: list[np.ndarray], chunk: int = 1 << 16) -> Iterator[tuple]:
+    """(line, record number, draws per mix) of the records `which`, converted to Python a chunk at a time."""
+    for s in range(0, len(which), chunk):
+        part = which[s:s + chunk]
+        per_mix = [t[part].tolist() for t in times]
+        yield from zip(p1.line[part].tolist(), part.tolist(), zip(*per_mix) if per_mix else ((),) * len(part))
+
+
+def unused_stats(p1: Pass1, draws: Draws, mix: MixParams) -> dict[str, Any]:
+    """Eligible records (not held out) that are in no mix file, by reason and by bucket."""
+    eligible = ~p1.held_out
+    used = np.zeros(p1.n, dtype=bool)
+    for t in draws.times.values():
+        used |= t > 0
+    unused = eligible & ~used
+    weighted = {b for ph in mixes_of(mix).values() for b, w in ph.weights.items() if w > 0}
+    is_weighted = np.isin(p1.bucket, [i for i, b in enumerate(p1.names) if b in weighted])
+    n_eligible, n_unused = int(eligible.sum()), int(unused.sum())
+    by_bucket = np.bincount(p1.bucket[unused], minlength=len(p1.names))
+    return {
+        "eligible_records": n_eligible, "unused_eligible": n_unused,
+        "unused_share": round(n_unused / n_eligible, 6) if n_eligible else 0.0,
+        "unused": {"by_reason": {"not_drawn": int((unused & is_weighted & draws.in_pool).sum()),
+                                 "over_cap": int((unused & is_weighted & ~draws.in_pool).sum()),
+                                 "unweighted": int((unused & ~is_weighted).sum())},
+                   "by_bucket": {b: int(n) for b, n in zip(p1.names, by_bucket.tolist()) if n}},
+    }
+
+
+def unused_warning(metrics: dict[str, Any], mix: MixParams) -> str | None:
+    """One line when more than `mix.warn_unused_share` of the eligible records are in no mix file."""
+    share = metrics.get("unused_share", 0.0)
+    if share <= mix.warn_unused_share:
+        return None
+    why = metrics["unused"]["by_reason"]
+    size = mix.production.size
+    fix = []
+    if why["not_drawn"]:
+        fix.append("mix.production.size: null uses every eligible record" if size is not None
+                   else "give their buckets more weight or a bigger phase")
+    if why["over_cap"]:
+        fix.append("raise mix.buckets.<bucket>.cap")
+    if why["unweighted"]:
+        fix.append("give their buckets a weight in a mix")
+    return (f"warning: mix: {metrics['unused_eligible']:,} of {metrics['eligible_records']:,} eligible records "
+            f"({share:.1%}) are in no training file: production has {metrics['production_records']:,} records "
+            f"(mix.production.size: {'null' if size is None else size}); not drawn {why['not_drawn']:,}, over a "
+            f"bucket cap {why['over_cap']:,}, in no mix's weights {why['unweighted']:,} ({'; '.join(fix)})")
+
+
 def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams, mix: MixParams, seed: int,
             max_line_bytes: int, gate: Gate, plots_dir: str | Path | None, *,
-            counter: StageCounter | None = None) -> dict[str, Any]:
+            counter: StageCounter | None = None, spill_budget: int = SPILL_BUDGET,
+            part_records: int = PART_RECORDS) -> dict[str, Any]:
     """Run the whole stage; returns the metrics dict. The gate is checked after pass 1, before any writing."""
     validate_manifest(bparams, mix)
     files = input_files(inputs)
@@ -193,10 +487,10 @@ def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams
     counter = counter if counter is not None else StageCounter()
     assigner = BucketAssigner(bparams)
     with Quarantine(out / "quarantine.jsonl", "mix", counter) as q:
-        p1 = bucket_pass(files, bparams, mix, max_line_bytes, q, counter)
+        p1 = bucket_pass(files, bparams, mix, seed, max_line_bytes, q, counter)
     gate.check("mix", counter, out / "quarantine.jsonl")
-    plans, chosen, sizes = plan_all(p1, mix, seed)
-    comp = composition(plans)
+    draws = plan_all(p1, mix)
+    comp = composition(draws.plans, mix)
     short = {n: c["short_buckets"] for n, c in comp.items() if c["short_buckets"]}
     for n, bs in short.items():
         log.warning("mix %s: short buckets %s (realised < target)", n, ", ".join(bs))
@@ -206,34 +500,54 @@ def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams
         r = comp[n]["buckets"][b]
         raise DistilleryError(f"mix.strict: phase {n!r} bucket {b!r} has {r['realised']} of its {r['target']} "
                               f"target records ({r['available']} available); lower the weight or allow upsampling")
-    needed = {rid for picks in chosen.values() for rid, _ in picks}
-    kept: dict[str, dict] = {}
-    with AtomicWriter(out / "eval.jsonl") as ev:
-        for rec in _good_records(files, max_line_bytes, None, None, "mix: write"):
-            rid = rec["id"]
-            b = p1.buckets.get(rid)
-            if b is None:
-                continue
-            assigner.finalize(rec, b)
-            if rid in p1.eval_ids:
-                ev.write_record(_copy_for(rec, 0, "eval"))
-            elif rid in needed:
-                kept[rid] = rec
+    totals = {name: plan.realised for name, plan in draws.plans.items()}
+    drawn_any = np.zeros(p1.n, dtype=bool)
+    for t in draws.times.values():
+        drawn_any |= t > 0
+    needed = p1.held_out | drawn_any
+    out.mkdir(parents=True, exist_ok=True)
+    spill = Spill(out, totals, spill_budget, part_records)
     counts = {}
-    for name, picks in chosen.items():
-        path = out / f"{PRODUCTION}.jsonl" if name == PRODUCTION else out / "phases" / f"{name}.jsonl"
-        with AtomicWriter(path) as w:
-            for rid, c in picks:
-                w.write_record(_copy_for(kept[rid], c, name))
-        counts[name] = w.count
+    try:
+        with AtomicWriter(out / "eval.jsonl") as ev:
+            bar = progress(desc="mix: write", total=int(needed.sum()))
+            names = list(draws.times)
+            for fi, f in enumerate(files):
+                lo, hi = np.searchsorted(p1.file, [fi, fi + 1])         # records are in file order
+                which = lo + np.flatnonzero(needed[lo:hi])
+                for (lineno, slot, drawn), rec in _read_lines(f, _wanted(p1, which, list(draws.times.values()))):
+                    bar.update(1)
+                    rid = rec.get("id") if isinstance(rec, dict) else None
+                    if not isinstance(rid, str) or id_digest(rid) != p1.digest[slot:slot + 1].tobytes():
+                        raise InputError(f"{f}:{lineno}: not the record read on the first pass (the file changed "
+                                         "while mixing); run the stage again")
+                    assigner.finalize(rec, p1.names[p1.bucket[slot]])
+                    if p1.held_out[slot]:
+                        ev.write_record(_copy_for(rec, 0, "eval"))
+                        continue
+                    for name, t in zip(names, drawn):
+                        for c in range(t):
+                            key = hash_key(seed, name, "order", rid, c)
+                            spill.add(name, key, rid, c, dumps(_copy_for(rec, c, name)))
+            bar.close()
+        for name in draws.plans:
+            path = out / f"{PRODUCTION}.jsonl" if name == PRODUCTION else out / "phases" / f"{name}.jsonl"
+            with AtomicWriter(path) as w:
+                spill.write(name, w)
+            counts[name] = w.count
+    finally:
+        spill.close()
+    if spill.spilled_bytes:
+        log.info("mix: spilled %.1f MB of drawn records to disk to write them in order", spill.spilled_bytes / 2**20)
     write_json(out / "composition.json", comp)
     if plots_dir is not None:
         write_json(Path(plots_dir) / "mix_composition.json", plot_rows(comp))
     counter.records_out = counts[PRODUCTION]
     metrics = counter.as_metrics()
     metrics.update({
-        "eval_records": ev.count, "bucketed_by": dict(sorted(p1.how.items())),
-        "pool": dict(sorted(sizes.items())), "production_records": counts[PRODUCTION],
+        "eval_records": ev.count, "production_records": counts[PRODUCTION],
+        **unused_stats(p1, draws, mix),
+        "bucketed_by": dict(sorted(p1.how.items())), "pool": dict(sorted(draws.sizes.items())),
         "phases": {n: {"size": c["size"], "realised": c["realised"], "short_buckets": len(c["short_buckets"]),
                        "share": {b: {"target": r["target_share"], "realised": r["realised_share"]}
                                  for b, r in c["buckets"].items()}}

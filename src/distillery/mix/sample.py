@@ -4,7 +4,8 @@ Targets: weights are normalised and turned into integer counts by the largest-re
 (they sum exactly to the phase size). Each bucket gives at most its capped pool (times
 `max_repeat` when upsampling is allowed); a shortfall is reported, optionally redistributed.
 Which records: the ones with the smallest hash of (seed, phase, id), so the choice does not
-depend on input order, and a bigger phase is a superset of a smaller one.
+depend on input order, and a bigger phase is a superset of a smaller one. Records are numbers into
+the arrays the mix stage keeps (see run.py); ties of the 64-bit hash are broken by the id digest.
 """
 
 from __future__ import annotations
@@ -59,12 +60,46 @@ class PhasePlan:
         return sum(b.realised for b in self.buckets.values())
 
 
-def plan_phase(name: str, phase: PhaseParams, pools: dict[str, int], policies: dict[str, BucketPolicy],
-               redistribute: bool) -> PhasePlan:
-    """Decide how many records each bucket gives (pure counting; no records touched)."""
+def follow_data_size(phase: PhaseParams, pools: dict[str, int], policies: dict[str, BucketPolicy],
+                     redistribute: bool) -> int:
+    """The size of a mix whose `size` is null ("follow the data"): the largest size its weights allow
+    without upsampling.
+
+    With `redistribute_shortfall` that is every eligible record of the weighted buckets once (each bucket's
+    pool, within its cap): short buckets give all they have and the others fill in, so nothing is left
+    over. Without it the weights are exact, so the scarcest bucket sets the size: the largest size whose
+    targets every weighted bucket that has records can meet from its own (capped) pool.
+    """
     weights = {b: w for b, w in sorted(phase.weights.items()) if w > 0}
-    targets = largest_remainder(weights, phase.size)
-    plan = PhasePlan(name, phase.size)
+    capped = {}
+    for b in weights:
+        pol = policies.get(b) or BucketPolicy()
+        avail = pools.get(b, 0)
+        capped[b] = min(avail, pol.cap) if pol.cap else avail
+    if redistribute:
+        return sum(capped.values())
+    have = {b: n for b, n in capped.items() if n > 0}
+    if not have:
+        return 0
+    total_w = sum(weights.values())
+    size = min(math.floor(n * total_w / weights[b]) for b, n in have.items())
+    while size > 0:
+        targets = largest_remainder(weights, size)
+        if all(targets[b] <= n for b, n in have.items()):
+            break
+        size -= 1
+    return size
+
+
+def plan_phase(name: str, phase: PhaseParams, pools: dict[str, int], policies: dict[str, BucketPolicy],
+               redistribute: bool, size: int | None = None) -> PhasePlan:
+    """Decide how many records each bucket gives (pure counting; no records touched). `size` overrides
+    `phase.size`; a null size follows the data (`follow_data_size`)."""
+    if size is None:
+        size = phase.size if phase.size is not None else follow_data_size(phase, pools, policies, redistribute)
+    weights = {b: w for b, w in sorted(phase.weights.items()) if w > 0}
+    targets = largest_remainder(weights, size)
+    plan = PhasePlan(name, size)
     for b, w in weights.items():
         pol = policies.get(b) or BucketPolicy()
         avail = pools.get(b, 0)
@@ -73,7 +108,7 @@ def plan_phase(name: str, phase: PhaseParams, pools: dict[str, int], policies: d
         plan.buckets[b] = BucketPlan(b, w / sum(weights.values()), targets[b], avail, limit,
                                      realised=min(targets[b], limit))
     while redistribute:
-        missing = phase.size - plan.realised
+        missing = size - plan.realised
         open_ = {b: p.weight for b, p in plan.buckets.items() if p.realised < p.limit}
         if missing <= 0 or not open_:
             break
@@ -84,26 +119,30 @@ def plan_phase(name: str, phase: PhaseParams, pools: dict[str, int], policies: d
     return plan
 
 
-def select(ids: np.ndarray, n: int, seed: int, phase: str) -> list[tuple[str, int]]:
-    """(id, copy number) pairs: the n ids with the smallest phase hash, cycling when n > len(ids).
-
-    Copy 0 is the record itself; copies 1.. only happen with upsampling.
-    """
-    if n <= 0 or len(ids) == 0:
-        return []
-    keys = np.fromiter((hash_key(seed, phase, i) for i in ids), dtype=np.uint64, count=len(ids))
-    order = ids[np.lexsort((ids, keys))]
-    return [(str(order[k % len(order)]), k // len(order)) for k in range(n)]
+def ranked(idx: np.ndarray, keys: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """The record numbers `idx` ordered by (keys, tiebreak) of each: a hash of the id, then a digest of it."""
+    if len(idx) == 0:
+        return idx
+    return idx[np.lexsort((tiebreak[idx], keys[idx]))]
 
 
-def pool_ids(ids: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
-    """A bucket's capped pool: the `cap` ids with the smallest seed hash (all when uncapped)."""
-    if not cap or len(ids) <= cap:
-        return ids
-    keys = np.fromiter((hash_key(seed, "cap", i) for i in ids), dtype=np.uint64, count=len(ids))
-    return ids[np.lexsort((ids, keys))][:cap]
+def capped_pool(idx: np.ndarray, cap: int | None, cap_keys: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """A bucket's capped pool: the `cap` records with the smallest (seed, "cap", id) hash (all when uncapped)."""
+    if not cap or len(idx) <= cap:
+        return idx
+    return ranked(idx, cap_keys, tiebreak)[:cap]
 
 
-def shuffle_order(items: list[tuple[str, int]], seed: int, phase: str) -> list[tuple[str, int]]:
-    """Deterministic shuffle of the chosen (id, copy) pairs, independent of input order."""
-    return sorted(items, key=lambda t: (hash_key(seed, phase, "order", t[0], t[1]), t[0], t[1]))
+def draw(pool: np.ndarray, n: int, keys: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """How many times each record of `pool` is drawn when `n` are taken: in the order of the smallest
+    (seed, phase, id) hash, cycling when n > len(pool). Copy 0 is the record itself; copies 1.. only
+    happen with upsampling. Aligned with `pool`."""
+    times = np.zeros(len(pool), dtype=np.int64)
+    if n <= 0 or len(pool) == 0:
+        return times
+    full, rest = divmod(n, len(pool))
+    times += full
+    if rest:
+        order = np.lexsort((tiebreak[pool], keys[pool]))
+        times[order[:rest]] += 1
+    return times

@@ -1,25 +1,27 @@
 """The validate stage: run the suites in a GX ephemeral context, write Data Docs, fail loudly.
 
-Every suite runs (so the Data Docs show everything); then, if any expectation failed, the stage
-stops with one line per failed expectation naming the suite, the expectation, its column, how
-many rows failed and the first failing rows (line number and id).
+The flattened rows go, in chunks, into an SQLite file inside the Data Docs temp folder (flatten.py),
+and every suite runs on its table through GX's SQL execution engine: no suite holds its rows as a
+pandas frame, so memory stays flat in the number of rows. Every suite runs (so the Data Docs show
+everything); then, if any expectation failed, the stage stops with one line per failed expectation
+naming the suite, the expectation, its column, how many rows failed and the first failing rows (line
+number and id).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from ..core.errors import DistilleryError, InputError
 from ..core.io import atomic_dir, read_json
 from ..mix.config import MixParams
 from .config import ValidateParams
-from .flatten import MixIndex, flatten_dpo, flatten_sft, mix_records, mix_shares
+from .flatten import BOOLEAN_COLUMNS, FlatStore, Table
 from .suites import dpo_suite, mix_records_suite, mix_shares_suite, sft_suite
 
 log = logging.getLogger(__name__)
@@ -54,23 +56,36 @@ def _context(docs_dir: Path):
     return ctx
 
 
-def _plain(v: Any) -> Any:
-    """numpy scalars -> Python values, so messages read `1`, not `np.int64(1)`."""
-    return v.item() if hasattr(v, "item") else v
+def _plain(v: Any, column: str = "") -> Any:
+    """numpy scalars -> Python values, so messages read `1`, not `np.int64(1)`; SQLite's 0/1 of a boolean
+    column -> False/True."""
+    v = v.item() if hasattr(v, "item") else v
+    if column in BOOLEAN_COLUMNS and isinstance(v, int) and not isinstance(v, bool):
+        return bool(v)
+    return v
 
 
-def _describe_failure(suite: str, er: Any, examples: int) -> str:
+def _describe_failure(suite: str, er: Any, examples: int, duplicate_rows: Any = None) -> str:
+    """One clause naming the expectation, its column, how many rows failed and the first failing rows.
+    `duplicate_rows(columns, n)` gives the first rows of a failed compound uniqueness expectation when the
+    engine reports only the values (GX's SQL engine)."""
     cfg = er.expectation_config
     kw = cfg.kwargs
-    target = kw.get("column") or ",".join(kw.get("column_list") or []) or "table"
+    columns = list(kw.get("column_list") or [])
+    target = kw.get("column") or ",".join(columns) or "table"
     res = er.result or {}
     if "unexpected_count" in res:
         idx = res.get("partial_unexpected_index_list") or []
+        if not idx and columns and duplicate_rows is not None:
+            idx = duplicate_rows(columns, examples)
         shown = []
         for item in idx[:examples]:
-            rid, val = item.get("id"), _plain(item.get(target))
-            shown.append(f"row {_plain(item.get('row'))}" + (f" (id {rid}, {target}={val!r})" if rid
-                                                              else f" ({target}={val!r})"))
+            rid = item.get("id")
+            if columns:
+                val = ", ".join(f"{c}={_plain(item.get(c), c)!r}" for c in columns if c not in ("row", "id"))
+            else:
+                val = f"{target}={_plain(item.get(target), target)!r}"
+            shown.append(f"row {_plain(item.get('row'))}" + (f" (id {rid}, {val})" if rid else f" ({val})"))
         return (f"{suite}: {cfg.type}({target}) failed for {res['unexpected_count']} of "
                 f"{res.get('element_count')} rows, e.g. " + "; ".join(shown))
     if er.exception_info and er.exception_info.get("raised_exception"):
@@ -78,72 +93,92 @@ def _describe_failure(suite: str, er: Any, examples: int) -> str:
     return f"{suite}: {cfg.type}({target}) failed (observed {res.get('observed_value')!r})"
 
 
-def run_suite(ctx: Any, name: str, df: pd.DataFrame, expectations: list, examples: int) -> SuiteResult:
+def run_suite(ctx: Any, name: str, data: Any, expectations: list, examples: int, *, source: Any = None) -> SuiteResult:
+    """Run one suite. `data` is a table of the flat store (`source`: the GX SQLite data source holding it),
+    or a pandas frame (a whole-frame batch: tests compare the two)."""
     import great_expectations as gx
 
-    asset = ctx.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(name)
-    batch_def = asset.add_batch_definition_whole_dataframe("all")
+    duplicate_rows = None
+    if isinstance(data, Table):
+        asset = source.add_table_asset(name, table_name=data.name)
+        batch_def = asset.add_batch_definition_whole_table("all")
+        rows, params = data.rows, None
+        duplicate_rows = data.duplicate_rows
+    else:
+        asset = ctx.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(name)
+        batch_def = asset.add_batch_definition_whole_dataframe("all")
+        rows, params = len(data), {"dataframe": data}
     suite = ctx.suites.add(gx.ExpectationSuite(name=name))
     for e in expectations:
         suite.add_expectation(e)
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_validation", data=batch_def,
                                                                 suite=suite))
-    index_cols = [c for c in ("row", "id") if c in df.columns]
     cp = ctx.checkpoints.add(gx.Checkpoint(
         name=f"{name}_checkpoint", validation_definitions=[vd],
         actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": examples,
-                       "unexpected_index_column_names": index_cols}))
-    result = cp.run(batch_parameters={"dataframe": df})
-    out = SuiteResult(name, len(df))
+                       "unexpected_index_column_names": ["row", "id"]}))
+    result = cp.run(batch_parameters=params)
+    out = SuiteResult(name, rows)
     for vr in result.run_results.values():
         out.evaluated += vr.statistics["evaluated_expectations"]
         out.passed += vr.statistics["successful_expectations"]
-        out.failures += [_describe_failure(name, er, examples) for er in vr.results if not er.success]
+        out.failures += [_describe_failure(name, er, examples, duplicate_rows) for er in vr.results if not er.success]
     return out
 
 
-def build_frames(export_dir: Path | None, mix_dir: Path | None, p: ValidateParams, mix: MixParams,
-                 buckets: list[str]) -> list[tuple[str, pd.DataFrame, list]]:
-    """(suite name, flattened frame, expectations) for every suite whose input is present."""
-    frames = []
-    index = MixIndex(mix_dir)
+def build_tables(store: FlatStore, export_dir: Path | None, mix_dir: Path | None, p: ValidateParams,
+                 mix: MixParams, buckets: list[str]) -> list[tuple[str, Table, list]]:
+    """(suite name, flattened table, expectations) for every suite whose input is present."""
     if export_dir is not None:
         sft, dpo = export_dir / p.sft_file, export_dir / p.dpo_file
         if not sft.exists() and not dpo.exists():
             raise InputError(f"{export_dir}: neither {p.sft_file} nor {p.dpo_file} exists")
+    if mix_dir is not None and p.check_mix and not (mix_dir / "production.jsonl").exists():
+        raise InputError(f"{mix_dir}: no production.jsonl (is it the mix stage's output?)")
+    tables = []
+    if export_dir is not None:
+        store.load_mix_index(mix_dir)
         if sft.exists():
-            df = flatten_sft(sft, index)
-            frames.append(("sft", df, sft_suite(df, p, buckets)))
+            t = store.sft(sft)
+            tables.append(("sft", t, sft_suite(t, p, buckets)))
         if dpo.exists():
-            df = flatten_dpo(dpo, index)
-            frames.append(("dpo", df, dpo_suite(df, p, buckets)))
+            t = store.dpo(dpo)
+            tables.append(("dpo", t, dpo_suite(t, p, buckets)))
+        store.con.execute("DROP TABLE IF EXISTS mixinfo")
     if mix_dir is not None and p.check_mix:
-        if not (mix_dir / "production.jsonl").exists():
-            raise InputError(f"{mix_dir}: no production.jsonl (is it the mix stage's output?)")
         comp_path = mix_dir / "composition.json"
         comp = read_json(comp_path) if comp_path.exists() else {}
-        recs = mix_records(mix_dir, mix)
-        shares = mix_shares(recs, comp, mix)
-        frames.append(("mix_shares", shares, mix_shares_suite(shares, p)))
-        frames.append(("mix_records", recs, mix_records_suite(recs, p)))
-    if not frames:
+        recs = store.mix_records(mix_dir, mix)
+        shares = store.mix_shares(comp, mix)
+        tables.append(("mix_shares", shares, mix_shares_suite(shares, p)))
+        tables.append(("mix_records", recs, mix_records_suite(recs, p)))
+    if not tables:
         raise InputError("validate: nothing to validate (give --export and/or --mix)")
-    return frames
+    return tables
 
 
 def run_validate(export_dir: str | Path | None, mix_dir: str | Path | None, output: str | Path,
                  p: ValidateParams, mix: MixParams, buckets: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Run every suite and write Data Docs to `output` (replaced as a whole). Returns (metrics, failures)."""
-    frames = build_frames(Path(export_dir) if export_dir else None, Path(mix_dir) if mix_dir else None,
-                          p, mix, buckets)
     out = Path(output)
     with atomic_dir(out) as tmp:
-        ctx = _context(tmp.resolve())
-        results = []
-        for name, df, exps in frames:
-            log.info("validate: suite %s (%d rows, %d expectations)", name, len(df), len(exps))
-            results.append(run_suite(ctx, name, df, exps, p.examples))
+        work = tmp / ".flat"
+        work.mkdir()
+        store = FlatStore(work / "flat.sqlite", p.chunk_rows)
+        try:
+            tables = build_tables(store, Path(export_dir) if export_dir else None, Path(mix_dir) if mix_dir else None,
+                                  p, mix, buckets)
+            store.close()
+            ctx = _context(tmp.resolve())
+            source = ctx.data_sources.add_sqlite("flat", connection_string=store.url)
+            results = []
+            for name, table, exps in tables:
+                log.info("validate: suite %s (%d rows, %d expectations)", name, table.rows, len(exps))
+                results.append(run_suite(ctx, name, table, exps, p.examples, source=source))
+        finally:
+            store.close()
+            shutil.rmtree(work, ignore_errors=True)
     metrics: dict[str, Any] = {
         "success": all(not r.failures for r in results),
         "expectations_evaluated": sum(r.evaluated for r in results),

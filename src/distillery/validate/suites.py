@@ -1,14 +1,13 @@
 """The expectation suites: what a trainer-ready SFT/DPO export and a mix must satisfy.
 
-Each function returns a list of GX expectations for one flattened frame (see flatten.py);
-optional checks (scores, buckets, ids) are added only when the column carries data.
+Each function returns a list of GX expectations for one flattened table (see flatten.py);
+optional checks (scores, buckets, ids) are added only when the column carries data (`Table.has`).
 """
 
 from __future__ import annotations
 
-import pandas as pd
-
 from .config import ValidateParams
+from .flatten import Table
 
 SFT_ROLES = r"^(system,)?user,assistant(,user,assistant)*$"
 PROMPT_ROLES = r"^(system,)?user(,assistant,user)*$"
@@ -20,22 +19,22 @@ def _gxe():
     return gxe
 
 
-def _common(df: pd.DataFrame, p: ValidateParams, buckets: list[str]) -> list:
+def _common(t: Table, p: ValidateParams, buckets: list[str]) -> list:
     gxe = _gxe()
     out = [gxe.ExpectTableRowCountToBeBetween(min_value=p.min_rows),
            gxe.ExpectColumnValuesToBeBetween(column="empty_turns", min_value=0, max_value=0)]
-    if "score" in df and df["score"].notna().any():
+    if t.has.get("score"):
         out.append(gxe.ExpectColumnValuesToBeBetween(column="score", min_value=p.score_min, max_value=p.score_max))
-    if (df.get("bucket", pd.Series(dtype=str)) != "").any():
+    if t.has.get("bucket"):
         out.append(gxe.ExpectColumnValuesToBeInSet(column="bucket", value_set=sorted(buckets)))
-    if p.unique_ids and (df.get("id", pd.Series(dtype=str)) != "").any():
+    if p.unique_ids and t.has.get("id"):
         out.append(gxe.ExpectColumnValuesToBeUnique(column="id"))
     return out
 
 
-def sft_suite(df: pd.DataFrame, p: ValidateParams, buckets: list[str]) -> list:
+def sft_suite(t: Table, p: ValidateParams, buckets: list[str]) -> list:
     gxe = _gxe()
-    out = _common(df, p, buckets)
+    out = _common(t, p, buckets)
     out += [gxe.ExpectColumnValuesToMatchRegex(column="role_seq", regex=SFT_ROLES),
             gxe.ExpectColumnValuesToBeBetween(column="user_turns", min_value=1, max_value=p.max_user_turns),
             gxe.ExpectColumnValuesToBeBetween(column="chars", min_value=p.min_chars, max_value=p.max_chars)]
@@ -44,9 +43,9 @@ def sft_suite(df: pd.DataFrame, p: ValidateParams, buckets: list[str]) -> list:
     return out
 
 
-def dpo_suite(df: pd.DataFrame, p: ValidateParams, buckets: list[str]) -> list:
+def dpo_suite(t: Table, p: ValidateParams, buckets: list[str]) -> list:
     gxe = _gxe()
-    out = _common(df, p, buckets)
+    out = _common(t, p, buckets)
     out += [gxe.ExpectColumnValuesToMatchRegex(column="prompt_roles", regex=PROMPT_ROLES),
             gxe.ExpectColumnValuesToBeBetween(column="prompt_user_turns", min_value=1, max_value=p.max_user_turns),
             gxe.ExpectColumnValuesToBeInSet(column="chosen_roles", value_set=["assistant"]),
@@ -57,14 +56,14 @@ def dpo_suite(df: pd.DataFrame, p: ValidateParams, buckets: list[str]) -> list:
     return out
 
 
-def mix_shares_suite(df: pd.DataFrame, p: ValidateParams) -> list:
+def mix_shares_suite(t: Table, p: ValidateParams) -> list:
     gxe = _gxe()
     return [gxe.ExpectTableRowCountToBeBetween(min_value=1),
             gxe.ExpectColumnValuesToBeBetween(column="share_gap", min_value=0, max_value=p.mix_tolerance),
             gxe.ExpectColumnValuesToBeBetween(column="shortfall", min_value=0, max_value=p.mix_tolerance)]
 
 
-def mix_records_suite(df: pd.DataFrame, p: ValidateParams) -> list:
+def mix_records_suite(t: Table, p: ValidateParams) -> list:
     gxe = _gxe()
     return [gxe.ExpectColumnValuesToBeInSet(column="in_eval_split", value_set=[False]),
             gxe.ExpectCompoundColumnsToBeUnique(column_list=["phase", "id"])]
