@@ -14,10 +14,10 @@ GSM8K_Q = ("Janet’s ducks lay 16 eggs per day. She eats three for breakfast ev
 
 
 def _rec(i: int, prompt: str, answer: str, rnd: random.Random, with_id: bool = True) -> dict:
-    r = {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+    # every record is of the record model (dedup quarantines the others); `with_id` is kept for the call sites
+    r = {"id": f"rec-{i:05d}" if with_id else f"noid-{i:05d}", "kind": "sft",
+         "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
          "source": {"dataset": rnd.choice(["alpaca", "dolly", "oasst"])}}
-    if with_id:
-        r["id"] = f"rec-{i:05d}"
     if rnd.random() < 0.3:
         r["scores"] = {"judge": {"overall": rnd.choice([3, 4, 5])}}
     return r
