@@ -35,7 +35,7 @@ def _params(url: str, cache, engine: str, concurrency: int = 4, **llm):
          "gen": {"temperature": 0.0, "max_tokens": 16}}
     extra = {"llm.teachers": [t], "llm.default_teacher": "t", "llm.cache_path": str(cache), "llm.progress": False,
              "engine.engine": engine, **{f"llm.{k}": v for k, v in llm.items()}}
-    return load_params(None, extra=extra)
+    return load_params(None, sections=("llm", "engine"), extra=extra)
 
 
 def _reqs(n: int, tag: str = "") -> list[ChatRequest]:
