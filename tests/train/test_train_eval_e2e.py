@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+from distillery.core.io import read_stage_metrics
+
 import pytest
 
 
@@ -17,9 +19,10 @@ def test_train_eval_lowers_heldout_loss_and_saves_a_reloadable_adapter(run_scrip
     p = run_script("train_eval", "--params", m["params"], "--mix", m["mix"], "--export", m["export"],
                    "--model", smollm2_path, "--output", out, "--steps", "8",
                    "--set", "train_eval.dpo_steps=2", "--set", "train_eval.eval.gsm8k_em_limit=1",
-                   "--set", "train_eval.eval.max_new_tokens=12", "--set", "train_eval.threads=1", cwd=m["root"], timeout=1800)
+                   "--set", "train_eval.eval.max_new_tokens=12", "--set", "train_eval.threads=1",
+                   "--metrics", m["metrics"] / "train_eval.json", cwd=m["root"], timeout=1800)
     assert p.returncode == 0, p.stderr[-3000:]
-    metrics = json.loads((m["metrics"] / "train_eval.json").read_text())
+    metrics = read_stage_metrics(m["metrics"] / "train_eval.json")
     before, after, delta = metrics["before"], metrics["after"], metrics["delta"]
     # the LoRA changed the model in the direction of the data
     assert after["heldout_loss"] < before["heldout_loss"]
