@@ -108,7 +108,7 @@ def test_an_answer_that_cannot_be_stored_halts_before_the_next_payment(srv, make
     with Engine.from_params(p, stage="s") as eng:
         def full(*_a, **_k):
             raise CacheWriteError("disk full: database or disk is full")
-        monkeypatch.setattr(eng.cache, "put", full)
+        monkeypatch.setattr(eng.cache, "put_many", full)
         with pytest.raises(CacheFullError, match=r"cannot store LLM answers \(disk full.*1 paid answer"):
             eng.run([chat(i) for i in range(5)])
     assert len(srv.requests()) == 1                                  # one paid and lost, none after it

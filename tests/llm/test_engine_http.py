@@ -259,8 +259,7 @@ def test_rate_limit_rpm_spaces_requests(srv, make_params):
 
     p = make_params(srv.url, teacher={"rpm": 600})  # 10/s, bucket holds 600: the first burst goes at once
     with Engine.from_params(p, stage="s") as eng:
-        eng._client(p.llm.teachers["t"])
-        eng._limiters["t"].requests.level = 0  # start empty: 5 requests need ~0.5 s
+        eng.clients.limiter(p.llm.teachers["t"]).requests.level = 0  # start empty: 5 requests need ~0.5 s
         t0 = time.perf_counter()
         res = eng.run([chat(i) for i in range(5)])
         dt = time.perf_counter() - t0
@@ -330,8 +329,7 @@ def test_tpm_limit_spaces_requests_by_tokens(srv, make_params):
     # each request reserves prompt bytes (~26) + max_tokens 64 = ~90 tokens; 6000 tpm = 100 tokens/s
     p = make_params(srv.url, teacher={"tpm": 6000})
     with Engine.from_params(p, stage="s") as eng:
-        eng._client(p.llm.teachers["t"])
-        eng._limiters["t"].tokens.level = 0
+        eng.clients.limiter(p.llm.teachers["t"]).tokens.level = 0
         t0 = time.perf_counter()
         res = eng.run([chat(i) for i in range(4)])
         dt = time.perf_counter() - t0

@@ -127,11 +127,8 @@ class WorkerEngine(Engine):
         self.gov = gov
         self.budget = RemoteBudget(gov, self.budget)
 
-    def _client(self, t: Any) -> Any:
-        c = super()._client(t)
-        if not isinstance(self._limiters.get(t.name), RemoteLimiter):
-            self._limiters[t.name] = RemoteLimiter(self.gov, t.name)
-        return c
+    def make_limiter(self, t: Any) -> Any:
+        return RemoteLimiter(self.gov, t.name)
 
 
 def run_shard(llm: Any, stage: str, gov: Any, requests: list[ChatRequest], refresh: bool

@@ -13,34 +13,42 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from ..llm.types import ChatRequest, ChatResult
+from ..llm.engine import Engine
+from ..llm.types import ChatRequest
 
 log = logging.getLogger(__name__)
+
+
+def vllm_rows(eng: Engine, requests: list[ChatRequest]) -> dict[str, list[dict[str, Any]]]:
+    """Per local teacher, the vLLM input rows of the chat requests not yet cached (each distinct key
+    once), under the request keys the engine computes: what vLLM answers lands where the fan-out
+    that follows looks it up. Schema and completion requests, and other providers, are left out."""
+    todo: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    items = [it for it in eng.items(requests)
+             if it.teacher.provider == "local" and it.mode == "chat" and it.req.schema is None]
+    cached = eng.cache.get_many({it.key for it in items})
+    seen: set[str] = set()
+    for it in items:
+        if it.key in seen or it.key in cached:
+            continue
+        seen.add(it.key)
+        todo[it.teacher.name].append({"key": it.key, "messages": it.payload,
+                                      "temperature": float(it.gen.get("temperature", 0.0)),
+                                      "top_p": float(it.gen.get("top_p", 1.0)),
+                                      "max_tokens": int(it.gen.get("max_tokens") or 256)})
+    return dict(todo)
 
 
 def fill_cache_with_vllm(ray: Any, llm: Any, stage: str, requests: list[ChatRequest]) -> int:
     """Answer the uncached chat requests of local teachers with vLLM; returns how many were cached."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    from ..llm.engine import Engine
     from ..models import resolve_model_path
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     eng = Engine(llm, stage, progress=False)
     try:
-        todo: dict[str, list[dict]] = defaultdict(list)
-        seen: set[str] = set()
-        for i, r in enumerate(requests):
-            it = eng._item(i, r)
-            if isinstance(it, ChatResult) or it.teacher.provider != "local" or it.mode != "chat" or it.req.schema:
-                continue
-            if it.key in seen or eng.cache.get(it.key) is not None:
-                continue
-            seen.add(it.key)
-            todo[it.teacher.name].append({"key": it.key, "messages": it.payload,
-                                          "temperature": float(it.gen.get("temperature", 0.0)),
-                                          "top_p": float(it.gen.get("top_p", 1.0)),
-                                          "max_tokens": int(it.gen.get("max_tokens") or 256)})
+        todo = vllm_rows(eng, requests)
         done = 0
         for name, rows in sorted(todo.items()):
             t = llm.teacher(name)

@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.io import dumps, write_text
+from .backend import Outcomes, Services
 from .config import TeacherParams
+from .items import Item, cost_usd, worst_cost
+from .online import ClientPool
 from .outcome import CallError, Outcome
+from .progress import Progress
 from .provider_openai import classify, outcome_from_body, request_body
 
 log = logging.getLogger(__name__)
@@ -25,17 +29,28 @@ log = logging.getLogger(__name__)
 DONE = {"completed", "failed", "expired", "cancelled"}
 
 
-def run_batch(engine: Any, t: TeacherParams, items: list, bar: Any) -> dict[int, Any]:
-    return engine._loop_run(_run(engine, t, items, bar))
+class BatchBackend:
+    """One teacher's misses through the OpenAI Batch API (client shared with the online backend)."""
+
+    def __init__(self, services: Services, pool: ClientPool, teacher: TeacherParams):
+        self.s = services
+        self.pool = pool
+        self.t = teacher
+
+    def prepare(self) -> None:
+        self.pool.client(self.t)
+
+    def submit(self, items: list[Item], bar: Progress) -> Outcomes:
+        return self.s.loop.run(_run(self.s, self.pool.client(self.t), self.t, items, bar))
+
+    def close(self) -> None:
+        pass  # the pool is closed by its owner
 
 
-async def _run(engine: Any, t: TeacherParams, items: list, bar: Any) -> dict[int, Any]:
-    from .items import cost_usd
-
-    client = engine._client(t)
-    cache = engine.cache
-    out: dict[int, Any] = {}
-    by_key: dict[str, list] = {}
+async def _run(s: Services, client: Any, t: TeacherParams, items: list[Item], bar: Progress) -> Outcomes:
+    cache = s.cache
+    out: Outcomes = {}
+    by_key: dict[str, list[Item]] = {}
     for it in items:
         by_key.setdefault(it.key, []).append(it)
     # 1. resume batches a previous run submitted
@@ -51,34 +66,34 @@ async def _run(engine: Any, t: TeacherParams, items: list, bar: Any) -> dict[int
     for key, group in by_key.items():
         if key in covered:
             continue
-        worst = engine.worst_cost(group[0], batch=True)
-        if not engine.budget.try_reserve(worst):
+        worst = worst_cost(group[0], batch=True)
+        if not s.budget.try_reserve(worst):
             for it in group:
-                out[it.index] = engine.refused(worst)
+                out[it.index] = s.refused(worst)
             continue
         todo.append((group[0], worst))
     reserved = {it.key: w for it, w in todo}
-    for s in range(0, len(todo), t.batch_max_requests):
-        chunk = [it for it, _ in todo[s:s + t.batch_max_requests]]
+    for j in range(0, len(todo), t.batch_max_requests):
+        chunk = [it for it, _ in todo[j:j + t.batch_max_requests]]
         try:
-            batch_keys.update(await _submit(engine, client, t, chunk))
+            batch_keys.update(await _submit(s, client, t, chunk))
         except CallError as e:
             for it in chunk:
                 for same in by_key[it.key]:
                     out[same.index] = e
-                engine.budget.settle(reserved.pop(it.key, 0.0), 0.0, t.name)
+                s.budget.settle(reserved.pop(it.key, 0.0), 0.0, t.name)
             continue
     # 3. poll and collect every batch
-    st = engine._stat(t)
+    st = s.stat(t)
     for bid, keys in batch_keys.items():
         try:
-            results = await _collect(client, t, bid, cache)
+            results = await _collect(client, t, bid)
         except CallError as e:
             if e.reason == "batch_pending":
                 log.warning("teacher %s: batch %s still running after %.0fs; rerun to collect it",
                             t.name, bid, t.batch_wait_s)
             results = {}
-            pending_err = e
+            pending_err: CallError = e
         else:
             pending_err = CallError("batch_failed", f"batch {bid}: request missing from output")
         for key in keys:
@@ -86,8 +101,8 @@ async def _run(engine: Any, t: TeacherParams, items: list, bar: Any) -> dict[int
             if isinstance(r, Outcome):
                 c = cost_usd(t, r.prompt_tokens, r.completion_tokens, batch=True)
                 cache.put(key, t.name, t.model, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens,
-                          c, engine.stage)
-                engine.budget.settle(reserved.pop(key, 0.0), c, t.name)
+                          c, s.stage)
+                s.budget.settle(reserved.pop(key, 0.0), c, t.name)
                 st.add_usage(r.prompt_tokens, r.completion_tokens, c)
                 bar.tokens(r.prompt_tokens + r.completion_tokens, c)
             for it in by_key.get(key, []):
@@ -102,22 +117,22 @@ async def _run(engine: Any, t: TeacherParams, items: list, bar: Any) -> dict[int
         if pending_err.reason != "batch_pending":
             cache.set_batch_status(bid, "collected")
     for key, w in reserved.items():
-        engine.budget.settle(w, 0.0, t.name)
+        s.budget.settle(w, 0.0, t.name)
     for it in items:
         out.setdefault(it.index, CallError("batch_failed", "no batch covered this request"))
     return out
 
 
-async def _submit(engine: Any, client: Any, t: TeacherParams, chunk: list) -> dict[str, list[str]]:
+async def _submit(s: Services, client: Any, t: TeacherParams, chunk: list[Item]) -> dict[str, list[str]]:
     """Upload and create one batch per endpoint; returns {batch_id: keys}."""
     if len({it.mode for it in chunk}) > 1:  # a batch has one endpoint: split chat and completion
-        out = await _submit(engine, client, t, [it for it in chunk if it.mode == "chat"])
-        out.update(await _submit(engine, client, t, [it for it in chunk if it.mode != "chat"]))
+        out = await _submit(s, client, t, [it for it in chunk if it.mode == "chat"])
+        out.update(await _submit(s, client, t, [it for it in chunk if it.mode != "chat"]))
         return out
     url = "/v1/chat/completions" if chunk[0].mode == "chat" else "/v1/completions"
     lines = [dumps({"custom_id": it.key, "method": "POST", "url": url,
                     "body": request_body(t, it.mode, it.payload, it.gen, it.req.schema)}) for it in chunk]
-    path = Path(engine.llm.cache_path).parent / "batches" / f"{engine.stage}-{t.name}-{chunk[0].key[:12]}.jsonl"
+    path = Path(s.llm.cache_path).parent / "batches" / f"{s.stage}-{t.name}-{chunk[0].key[:12]}.jsonl"
     write_text(path, "\n".join(lines) + "\n")
     try:
         with open(path, "rb") as fh:
@@ -125,20 +140,20 @@ async def _submit(engine: Any, client: Any, t: TeacherParams, chunk: list) -> di
         b = await client.batches.create(input_file_id=f.id, endpoint=url, completion_window="24h")
     except Exception as e:  # noqa: BLE001
         raise classify(e) from None
-    engine.cache.add_batch(b.id, t.name, engine.stage, f.id, [it.key for it in chunk])
+    s.cache.add_batch(b.id, t.name, s.stage, f.id, [it.key for it in chunk])
     log.info("teacher %s: submitted batch %s (%d requests)", t.name, b.id, len(chunk))
     return {b.id: [it.key for it in chunk]}
 
 
-async def _collect(client: Any, t: TeacherParams, bid: str, cache: Any) -> dict[str, Outcome | CallError]:
+async def _collect(client: Any, t: TeacherParams, bid: str) -> dict[str, Outcome | CallError]:
     deadline = time.monotonic() + t.batch_wait_s
     while True:
         try:
             b = await client.batches.retrieve(bid)
         except Exception as e:  # noqa: BLE001
-            err = classify(e)
-            if not err.retryable:
-                raise err
+            failure = classify(e)
+            if not failure.retryable:
+                raise failure
             b = None
         if b is not None and b.status in DONE:
             break
@@ -165,7 +180,7 @@ async def _collect(client: Any, t: TeacherParams, bid: str, cache: Any) -> dict[
             resp = row.get("response") or {}
             status = resp.get("status_code", 0)
             if row.get("error") or status != 200:
-                err = row.get("error") or {}
+                err: Any = row.get("error") or {}
                 msg = (err.get("message") if isinstance(err, dict) else str(err)) or f"HTTP {status}"
                 reason = "rate_limited" if status == 429 else "server_error" if status >= 500 else "batch_failed"
                 results[key] = CallError(reason, str(msg)[:200])

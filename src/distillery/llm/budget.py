@@ -62,7 +62,16 @@ class Budget:
         self.spent += actual_usd
         self.by_teacher[teacher] = self.by_teacher.get(teacher, 0.0) + actual_usd
 
-    def as_metrics(self) -> dict:
+    def describe(self) -> str:
+        """The caps and what was spent against them, for a refusal's one line."""
+        parts = []
+        if self.stage_max_usd is not None:
+            parts.append(f"stage max ${self.stage_max_usd:g}, spent ${self.spent:.4f}")
+        if self.overall_max_usd is not None:
+            parts.append(f"overall max ${self.overall_max_usd:g}, spent ${self.overall_spent_before + self.spent:.4f}")
+        return "; ".join(parts) or "unlimited"
+
+    def as_metrics(self) -> dict[str, float | int | None]:
         return {"stage_max_usd": self.stage_max_usd, "overall_max_usd": self.overall_max_usd,
                 "spent_usd": round(self.spent, 8),
                 "overall_spent_usd": round(self.overall_spent_before + self.spent, 8),

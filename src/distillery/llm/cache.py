@@ -125,15 +125,28 @@ class ResponseCache:
 
     def _put(self, key: str, teacher: str, model: str, text: str | None, finish_reason: str | None,
              prompt_tokens: int, completion_tokens: int, cost_usd: float, stage: str | None) -> None:
+        self._put_many([(key, teacher, model, text, finish_reason, prompt_tokens, completion_tokens, cost_usd)],
+                       stage)
+
+    def put_many(self, rows: list[tuple[str, str, str, str | None, str | None, int, int, float]],
+                 stage: str | None = None) -> None:
+        """`put` for several answers in one commit: rows of (key, teacher, model, text, finish_reason,
+        prompt_tokens, completion_tokens, cost_usd)."""
+        self._write(self._put_many, rows, stage)
+
+    def _put_many(self, rows: list[tuple[str, str, str, str | None, str | None, int, int, float]],
+                  stage: str | None) -> None:
+        now = time.time()
+        usd = sum(r[7] for r in rows)
         with self.conn:
             self.conn.execute("BEGIN")
-            self.conn.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?)",
-                              (key, teacher, model, text, finish_reason, prompt_tokens, completion_tokens,
-                               cost_usd, time.time()))
-            if stage is not None and cost_usd:
+            self.conn.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?)",
+                                  [(*r, now) for r in rows])
+            if stage is not None and usd:
                 self.conn.execute("INSERT INTO spend VALUES (?, ?) ON CONFLICT(stage) DO UPDATE "
-                                  "SET usd = usd + excluded.usd", (stage, cost_usd))
-            rsv.release(self.conn, self.owner, key)
+                                  "SET usd = usd + excluded.usd", (stage, usd))
+            self.conn.executemany("DELETE FROM reservations WHERE key=? AND owner=?",
+                                  [(r[0], self.owner.token) for r in rows])
 
     # in-flight reservations (see reservations.py) ----------------------------------------------
     def claim(self, key: str, stage: str, worst_usd: float, max_usd: float | None, refresh: bool = False) -> Claim:

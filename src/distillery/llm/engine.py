@@ -13,20 +13,22 @@ Paid (online) calls are claimed in the cache database first (`reservations`): a 
 process is already paying for is waited on, not sent again, and `max_usd` is checked against the
 ledger plus every process's in-flight worst case. If an answer cannot be stored (disk full,
 read-only cache), nothing more is paid for and `run` raises a one-line `CacheFullError`.
+
+Cache misses go to one `Backend` per teacher (`online`, `batch`, `local`), which share the cache,
+guard, budget and counters through a `Services` object; nothing here reaches into them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import os
-import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Sequence
 
 from ..core.errors import DistilleryError
+from .backend import AsyncLoop, Backend, Got, Outcomes, Services
 from .budget import Budget
 from .cache import ResponseCache, canonical, key_from_parts, payload_json, request_key
 from .config import GEN_KEYS, LLMParams, TeacherParams
@@ -34,12 +36,11 @@ from .dryrun import stand_in
 from .failed import FailedLog
 from .guard import PayGuard
 from .items import Item, cost_usd, endpoint_id, gen_key, prompt_bytes, sent_messages  # noqa: F401 - re-exported
+from .online import ClientPool
 from .outcome import CallError, Outcome
 from .parsing import ParseFailure, parse_structured, repair_messages, schema_json
 from .progress import Progress
-from .ratelimit import RateLimiter
-from .reservations import Claim
-from .retry import call_with_retries
+from .ratelimit import Limiter, RateLimiter
 from .secrets import redact
 from .stats import TeacherStats
 from .types import ChatRequest, ChatResult
@@ -47,6 +48,13 @@ from .types import ChatRequest, ChatResult
 log = logging.getLogger(__name__)
 
 _NOT_OK = ("length", "content_filter")   # finish reasons that make an answer a failure
+
+
+class HasLLM(Protocol):
+    """Loaded params with an `llm` section (what `Engine.from_params` reads)."""
+
+    @property
+    def llm(self) -> LLMParams: ...
 
 
 class CacheFullError(DistilleryError):
@@ -57,7 +65,7 @@ class Engine:
     """Runs ChatRequests against the teachers in `llm` params. One per stage run."""
 
     def __init__(self, llm: LLMParams, stage: str = "default", *, refresh: bool = False, dry_run: bool = False,
-                 failed_path: str | os.PathLike | None = None, progress: bool | None = None):
+                 failed_path: str | os.PathLike[str] | None = None, progress: bool | None = None):
         self.llm = llm
         self.stage = stage
         self.refresh = refresh
@@ -65,20 +73,51 @@ class Engine:
         self.dry_requests: list[ChatRequest] = []
         self.cache = ResponseCache(llm.cache_path, stale_after_s=llm.inflight_wait_s)
         self.failed = FailedLog(failed_path or Path(llm.cache_path).parent / "failed" / f"{stage}.jsonl")
-        self.budget = Budget(stage, llm.stage_max_usd.get(stage), llm.max_usd,
-                             overall_spent_before=self.cache.total_spend())
-        self.stats: dict[str, TeacherStats] = {}
-        self.down: dict[str, str] = {}            # teacher -> why it was taken out (mark_down)
+        budget = Budget(stage, llm.stage_max_usd.get(stage), llm.max_usd, overall_spent_before=self.cache.total_spend())
         self.guard = PayGuard(self.cache, stage, llm.max_usd, refresh=refresh, wait_s=llm.inflight_wait_s)
+        self.services = Services(llm, stage, self.cache, self.guard, budget)
+        self.stats: dict[str, TeacherStats] = self.services.stats
+        self.down: dict[str, str] = {}            # teacher -> why it was taken out (mark_down)
         self._memo: dict[Any, Any] = {}           # per run: resolved teachers, gen params, schemas
         self.show_progress = llm.progress if progress is None else progress
-        self._clients: dict[str, Any] = {}
-        self._limiters: dict[str, RateLimiter] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.clients = ClientPool(self.services.loop, self.make_limiter)
+        self._backends: dict[str, Backend] = {}
+
+    @property
+    def budget(self) -> Budget:
+        """This run's spending caps (shared with the backends; the Ray path puts a cluster-wide one here)."""
+        return self.services.budget
+
+    @budget.setter
+    def budget(self, b: Budget) -> None:
+        self.services.budget = b
+
+    def make_limiter(self, t: TeacherParams) -> Limiter:
+        """The rate limiter of an online teacher (override to share one across processes)."""
+        return RateLimiter(t.rpm, t.tpm)
+
+    def backend(self, t: TeacherParams) -> Backend:
+        """The backend that answers teacher `t`'s cache misses (made once per engine)."""
+        b = self._backends.get(t.name)
+        if b is None:
+            if t.provider == "local":
+                from .local import LocalBackend
+
+                b = LocalBackend(self.services, t)
+            elif t.batch:
+                from .batch import BatchBackend
+
+                b = BatchBackend(self.services, self.clients, t)
+            else:
+                from .online import OnlineBackend
+
+                b = OnlineBackend(self.services, self.clients, t)
+            self._backends[t.name] = b
+        return b
 
     @classmethod
-    def from_params(cls, params: Any, stage: str = "default", refresh: bool = False, dry_run: bool = False,
-                    failed_path: str | os.PathLike | None = None, progress: bool | None = None) -> "Engine":
+    def from_params(cls, params: HasLLM, stage: str = "default", refresh: bool = False, dry_run: bool = False,
+                    failed_path: str | os.PathLike[str] | None = None, progress: bool | None = None) -> Engine:
         return cls(params.llm, stage, refresh=refresh, dry_run=dry_run, failed_path=failed_path,
                    progress=progress)
 
@@ -107,6 +146,7 @@ class Engine:
         gen, gen_js = gm[0], gm[1]
         if (req.messages is None) == (req.prompt is None):
             return "give exactly one of messages or prompt"
+        payload: Any
         if req.messages is not None:
             payload = sent_messages(req.messages)
             if payload is None:
@@ -143,14 +183,9 @@ class Engine:
     def _fail_early(self, req: ChatRequest, t: TeacherParams, reason: str, detail: str) -> ChatResult:
         r = ChatResult(ok=False, teacher=t.name, model=t.model, error=reason, detail=detail,
                        sent=req.messages if req.prompt is None else req.prompt)
-        self._stat(t).count_result(r)
+        self.services.stat(t).count_result(r)
         self.failed.add(req, r)
         return r
-
-    def _stat(self, t: TeacherParams) -> TeacherStats:
-        if t.name not in self.stats:
-            self.stats[t.name] = TeacherStats(t.name, t.model)
-        return self.stats[t.name]
 
     # public API ---------------------------------------------------------------------------------
     def mark_down(self, teacher: str, why: str) -> None:
@@ -188,7 +223,7 @@ class Engine:
                     else:
                         results[it.index] = res
                         bar.result(res)
-                        self._stat(it.teacher).count_result(res)
+                        self.services.stat(it.teacher).count_result(res)
                         if res.ok:
                             if self.failed:
                                 self.failed.resolve(it.req, it.req_key)
@@ -242,7 +277,7 @@ class Engine:
                 it.rounds += 1
                 it.payload = repair_messages(it.payload, out.text or "", str(e), it.req.schema)
                 it.key = request_key(endpoint_id(t), t.model, it.payload, it.gen, it.schema_js)
-                self._stat(t).repairs += 1
+                self.services.stat(t).repairs += 1
                 return None, True  # type: ignore[return-value]
             return ChatResult(ok=False, error="parse_error", detail=str(e)[:300], **common), False
         return ChatResult(ok=True, parsed=parsed, **common), False
@@ -276,177 +311,38 @@ class Engine:
             for key, same in dupes.items():
                 o = got.get(first[key].index)
                 for it in same:
-                    got[it.index] = (o[0], True) if isinstance(o, tuple) else o
+                    if isinstance(o, tuple):
+                        got[it.index] = (o[0], True)
+                    elif o is not None:
+                        got[it.index] = o
         return got
 
     @staticmethod
-    def _stand_ins(misses: dict[str, list[Item]], got: dict) -> None:
+    def _stand_ins(misses: dict[str, list[Item]], got: Outcomes) -> None:
         """Dry run: a stand-in answer for every miss, so the stage goes on to build its later requests."""
         for group in misses.values():
             for it in group:
                 text = stand_in(int(it.gen.get("max_tokens") or 0), it.schema_js)
                 got[it.index] = (Outcome(text, "stop", 0, 0, it.teacher.model), False)
 
-    def _run_misses(self, misses: dict[str, list[Item]], got: dict, bar: Progress) -> None:
-        for name, group in misses.items():  # fail fast on config (keys) before any call is made
-            if group[0].teacher.provider == "openai":
-                self._client(group[0].teacher)
-        for name, group in misses.items():
-            t = group[0].teacher
-            if t.provider == "local":
-                got.update(self._run_local(t, group, bar))
-            elif t.batch:
-                from .batch import run_batch
-
-                got.update(run_batch(self, t, group, bar))
-            else:
-                got.update(self._loop_run(self._run_online(t, group, bar)))
-
-    # local --------------------------------------------------------------------------------------
-    def _run_local(self, t: TeacherParams, items: list[Item], bar: Progress) -> dict[int, Any]:
-        from . import provider_local
-
-        out: dict[int, Any] = {}
-        groups: dict[str, list[Item]] = defaultdict(list)
-        for it in items:
-            groups[f"{it.mode}|{sorted(it.gen.items())!r}|{json.dumps(it.schema_js, sort_keys=True)}"].append(it)
-        for gk in sorted(groups):
-            if self.guard.halted is not None:
-                break
-            group = sorted(groups[gk], key=lambda it: (prompt_bytes(it.mode, it.payload), it.key))
-            for s in range(0, len(group), t.batch_size):
-                if self.guard.halted is not None:
-                    break
-                chunk = group[s:s + t.batch_size]
-                start = time.perf_counter()
-                try:
-                    outs = provider_local.generate(t, chunk[0].mode, [it.payload for it in chunk], chunk[0].gen,
-                                                   chunk[0].schema_js)
-                except CallError as e:
-                    for it in chunk:
-                        out[it.index] = e
-                    continue
-                dt = time.perf_counter() - start
-                for it, o in zip(chunk, outs):
-                    it.latency += dt
-                    it.attempts += 1
-                    self.guard.store(it.key, t.name, t.model, o, 0.0)
-                    out[it.index] = (o, False)
-                    self._stat(t).add_usage(o.prompt_tokens, o.completion_tokens, 0.0)
-                bar.tokens(sum(o.prompt_tokens + o.completion_tokens for o in outs), 0.0)
-        return out
-
-    # online (OpenAI-compatible) ----------------------------------------------------------------
-    def _client(self, t: TeacherParams) -> Any:
-        if t.name not in self._clients:
-            from .provider_openai import make_client
-
-            self._clients[t.name] = make_client(t)  # missing key var -> one line naming it
-            self._limiters[t.name] = RateLimiter(t.rpm, t.tpm)
-        return self._clients[t.name]
-
-    def _loop_run(self, coro):
-        if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(coro)
-
-    def worst_cost(self, it: Item, batch: bool = False) -> float:
-        return cost_usd(it.teacher, prompt_bytes(it.mode, it.payload), int(it.gen.get("max_tokens") or 4096), batch)
-
-    def refused(self, worst: float) -> CallError:
-        return CallError("budget_refused", f"stage {self.stage}: next request could cost ${worst:.4f}; "
-                                           f"budget {self._budget_text()}")
-
-    async def _run_online(self, t: TeacherParams, items: list[Item], bar: Progress) -> dict[int, Any]:
-        from . import provider_openai
-
-        client = self._client(t)
-        limiter = self._limiters[t.name]
-        st = self._stat(t)
-        guard = self.guard
-        out: dict[int, Any] = {}
-        queue = iter(items)
-        elsewhere: list[Item] = []      # being paid for by another process: wait for its answer
-
-        async def one(it: Item) -> None:
-            if guard.halted is not None:
-                return
-            worst = self.worst_cost(it)
-            if not await self.budget.reserve(worst):
-                out[it.index] = self.refused(worst)
-                return
-            claim = await guard.claim(it.key, worst, int(it.gen.get("max_tokens") or 4096))
-            if claim is not Claim.MINE:
-                self.budget.settle(worst, 0.0, t.name)
-                if claim is Claim.BUSY:
-                    elsewhere.append(it)
-                elif claim is Claim.REFUSED:
-                    self.budget.note_refused()
-                    out[it.index] = self.refused(worst)
-                elif isinstance(claim, Outcome):
-                    out[it.index] = (claim, True)
-                return
-            start = time.perf_counter()
-            guard.in_flight += 1
-            try:
-                o = await call_with_retries(lambda: provider_openai.call(client, t, it.mode, it.payload, it.gen,
-                                                                         it.req.schema),
-                                            t, limiter, it, st,
-                                            prompt_bytes(it.mode, it.payload) + int(it.gen.get("max_tokens") or 0))
-            except CallError as e:
-                self.budget.settle(worst, 0.0, t.name)
-                self.cache.release(it.key)
-                out[it.index] = e
-                return
-            finally:
-                guard.in_flight -= 1
-                it.latency += time.perf_counter() - start
-            c = cost_usd(t, o.prompt_tokens, o.completion_tokens)
-            it.cost += c
-            self.budget.settle(worst, c, t.name)
-            guard.store(it.key, t.name, t.model, o, c)
-            st.add_usage(o.prompt_tokens, o.completion_tokens, c)
-            bar.tokens(o.prompt_tokens + o.completion_tokens, c)
-            out[it.index] = (o, False)
-
-        async def await_elsewhere(it: Item) -> None:
-            """Another process is paying for it: take its answer; call here only if its claim ends without one."""
-            got = await guard.answer_elsewhere(it.key)
-            if isinstance(got, Outcome):
-                out[it.index] = (got, True)
-            elif got:
-                await one(it)
-            elif guard.halted is None:
-                out[it.index] = CallError("in_flight_elsewhere", f"another process held this request for more than "
-                                                                 f"llm.inflight_wait_s={self.llm.inflight_wait_s:g}s")
-
-        async def worker() -> None:
-            for it in queue:
-                await one(it)
-            while elsewhere:
-                await await_elsewhere(elsewhere.pop(0))
-
-        await asyncio.gather(*(worker() for _ in range(min(t.max_concurrency, len(items)))))
-        return out
-
-    def _budget_text(self) -> str:
-        b = self.budget
-        parts = []
-        if b.stage_max_usd is not None:
-            parts.append(f"stage max ${b.stage_max_usd:g}, spent ${b.spent:.4f}")
-        if b.overall_max_usd is not None:
-            parts.append(f"overall max ${b.overall_max_usd:g}, spent ${b.overall_spent_before + b.spent:.4f}")
-        return "; ".join(parts) or "unlimited"
+    def _run_misses(self, misses: dict[str, list[Item]], got: Outcomes, bar: Progress) -> None:
+        backends = [(self.backend(group[0].teacher), group) for group in misses.values()]
+        for b, _ in backends:  # fail fast on config (keys) before any call is made
+            b.prepare()
+        for b, group in backends:
+            got.update(b.submit(group, bar))
 
     # estimates and metrics -----------------------------------------------------------------------
     def dry_run_estimate(self) -> dict:
         """The estimate of every request `run` saw in dry-run mode (nothing was called)."""
         return self.estimate(self.dry_requests)
 
-    def estimate(self, requests: Sequence[ChatRequest]) -> dict:
+    def estimate(self, requests: Sequence[ChatRequest]) -> dict[str, Any]:
+        """Tokens and cost of the requests not yet cached, as an upper bound (see the estimate module)."""
         from .estimate import estimate
 
-        return estimate(self, requests)
+        return estimate(self.items(requests), stage=self.stage, cache=self.cache, budget=self.budget,
+                        refresh=self.refresh, pilot_min_samples=self.llm.pilot_min_samples)
 
     def metrics(self) -> dict:
         """Per teacher + totals (every result returned), budget (this run's spend and the ledger's total),
@@ -464,20 +360,17 @@ class Engine:
                 "teachers_down": dict(sorted(self.down.items()))}
 
     def close(self) -> None:
-        for c in self._clients.values():
-            try:
-                self._loop_run(c.close())
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
-        self._clients.clear()
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.close()
+        for b in self._backends.values():
+            b.close()
+        self.clients.close()
+        self.services.loop.close()
         self.failed.flush()
         self.cache.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 

@@ -15,14 +15,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Sequence
 
+from .budget import Budget
+from .cache import ResponseCache
 from .dryrun import embedded_tokens
-from .types import ChatRequest
+from .items import Item, cost_usd
 
 _TOKENIZERS: dict[str, Any] = {}
 _ROW = ("requests", "cached", "to_call", "prompt_tokens", "output_tokens", "cost_usd", "expected_cost_usd")
 
 
-def _tokenizer(name: str):
+def _tokenizer(name: str) -> Any:
     if name not in _TOKENIZERS:
         from ..models import load_tokenizer
 
@@ -44,12 +46,13 @@ def _count(tok: Any, mode: str, payload: Any) -> int:
     return len(tok(text, add_special_tokens=False)["input_ids"]) + embedded_tokens(text)
 
 
-def estimate(engine: Any, requests: Sequence[ChatRequest]) -> dict:
-    from .items import cost_usd
-
-    per: dict[str, dict] = defaultdict(lambda: {k: 0 for k in _ROW} | {"cost_usd": 0.0, "expected_cost_usd": 0.0})
-    items = engine.items(requests)
-    hits = {} if engine.refresh else engine.cache.get_many({it.key for it in items})
+def estimate(items: Sequence[Item], *, stage: str, cache: ResponseCache, budget: Budget, refresh: bool = False,
+             pilot_min_samples: int = 20) -> dict[str, Any]:
+    """Per teacher and in total: requests, cached, to call, prompt/output tokens, cost bound and likely
+    cost of the resolved `items`; and whether the bound fits the budget."""
+    per: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {k: 0 for k in _ROW} | {"cost_usd": 0.0, "expected_cost_usd": 0.0})
+    hits = {} if refresh else cache.get_many({it.key for it in items})
     pilot: dict[str, float | None] = {}
     seen: set[str] = set()
     for it in items:
@@ -64,17 +67,18 @@ def estimate(engine: Any, requests: Sequence[ChatRequest]) -> dict:
         tok = _tokenizer(t.tokenizer or (t.model if t.provider == "local" else "smollm2"))
         pt = _count(tok, it.mode, it.payload)
         if t.name not in pilot:
-            lens = engine.cache.completion_token_stats(t.name, t.model)
-            pilot[t.name] = sum(lens) / len(lens) if len(lens) >= engine.llm.pilot_min_samples else None
+            lens = cache.completion_token_stats(t.name, t.model)
+            pilot[t.name] = sum(lens) / len(lens) if len(lens) >= pilot_min_samples else None
             row["output_source"] = "max_tokens"
             row["expected_output_source"] = "pilot (cached answers)" if pilot[t.name] is not None else "max_tokens"
         bound = int(it.gen.get("max_tokens") or 0)
-        likely = pilot[t.name] if pilot[t.name] is not None else bound
+        p = pilot[t.name]
+        likely = p if p is not None else bound
         row["prompt_tokens"] += pt
         row["output_tokens"] += bound
         row["cost_usd"] += cost_usd(t, pt, bound, batch=t.batch)
         row["expected_cost_usd"] += cost_usd(t, pt, likely, batch=t.batch)
-    total = {k: 0 for k in _ROW} | {"cost_usd": 0.0, "expected_cost_usd": 0.0}
+    total: dict[str, Any] = {k: 0 for k in _ROW} | {"cost_usd": 0.0, "expected_cost_usd": 0.0}
     for row in per.values():
         for k in ("cost_usd", "expected_cost_usd"):
             row[k] = round(row[k], 8)
@@ -82,8 +86,8 @@ def estimate(engine: Any, requests: Sequence[ChatRequest]) -> dict:
             total[k] += row[k]
     for k in ("cost_usd", "expected_cost_usd"):
         total[k] = round(total[k], 8)
-    b = engine.budget
+    b = budget
     fits = (b.stage_max_usd is None or total["cost_usd"] <= b.stage_max_usd) and (
-        b.overall_max_usd is None or engine.cache.total_spend() + total["cost_usd"] <= b.overall_max_usd)
-    return {"stage": engine.stage, "teachers": dict(sorted(per.items())), "totals": total,
+        b.overall_max_usd is None or cache.total_spend() + total["cost_usd"] <= b.overall_max_usd)
+    return {"stage": stage, "teachers": dict(sorted(per.items())), "totals": total,
             "budget": {**b.as_metrics(), "estimate_fits": fits}}

@@ -40,6 +40,8 @@ class PayGuard:
         self.halted: CacheWriteError | None = None
         self.lost = 0             # paid answers that could not be stored
         self.in_flight = 0
+        self._pending: list[tuple[str, str, str, Outcome, float]] = []
+        self._flushed: asyncio.Future[None] | None = None
 
     def halt(self, err: CacheWriteError) -> None:
         if self.halted is None:
@@ -97,9 +99,38 @@ class PayGuard:
         return False
 
     def store(self, key: str, teacher: str, model: str, o: Outcome, cost: float) -> None:
+        """Store one answer now (its own commit)."""
+        self._commit([(key, teacher, model, o, cost)])
+
+    def store_rows(self, rows: list[tuple[str, str, str, Outcome, float]]) -> None:
+        """Store answers that arrived together (a local batch, a collected batch file): one commit."""
+        if rows:
+            self._commit(rows)
+
+    async def store_async(self, key: str, teacher: str, model: str, o: Outcome, cost: float) -> None:
+        """Store an answer together with the others that arrive in the same event-loop turn: one commit
+        for all of them (the per-response commit was most of the client's SQLite time). Returns once
+        it is committed, so the caller pays for nothing more before its answer is stored."""
+        self._pending.append((key, teacher, model, o, cost))
+        if self._flushed is None:
+            loop = asyncio.get_running_loop()
+            self._flushed = loop.create_future()
+            loop.call_soon(self.flush)
+        await asyncio.shield(self._flushed)
+
+    def flush(self) -> None:
+        """Commit the answers waiting in `store_async` (and wake their callers)."""
+        rows, self._pending = self._pending, []
+        fut, self._flushed = self._flushed, None
+        if rows:
+            self._commit(rows)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _commit(self, rows: list[tuple[str, str, str, Outcome, float]]) -> None:
         try:
-            self.cache.put(key, teacher, model, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens,
-                           cost, self.stage)
+            self.cache.put_many([(k, t, m, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens, c)
+                                 for k, t, m, o, c in rows], self.stage)
         except CacheWriteError as e:
-            self.lost += int(cost > 0)
+            self.lost += sum(int(c > 0) for *_, c in rows)
             self.halt(e)

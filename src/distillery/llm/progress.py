@@ -43,7 +43,7 @@ class Progress:
 
     def _postfix(self, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now - self._last > 0.5:
+        if self.bar is not None and (force or now - self._last > 0.5):
             self._last = now
             self.bar.set_postfix_str(f"failed={self.failed} cached={self.cached} tok={self.tokens_n} "
                                      f"${self.usd:.4f} proj=${self.projected_usd():.4f}", refresh=False)

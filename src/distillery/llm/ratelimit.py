@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 
 class TokenBucket:
@@ -21,6 +22,8 @@ class TokenBucket:
         self.stamp = time.monotonic()
 
     def _refill(self) -> None:
+        if self.rate is None:
+            return
         now = time.monotonic()
         self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
         self.stamp = now
@@ -62,3 +65,11 @@ class RateLimiter:
                     self.tokens.take(tokens)
                     return
                 await asyncio.sleep(min(wait, 5.0))
+
+
+class Limiter(Protocol):
+    """What a paid call waits on (a `RateLimiter` here, the Ray governor's across workers)."""
+
+    def pause(self, seconds: float) -> None: ...
+
+    async def acquire(self, tokens: int) -> None: ...

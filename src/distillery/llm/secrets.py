@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import overload
 
 from ..core.errors import DistilleryError
 
@@ -30,6 +31,10 @@ def remember(value: str) -> None:
         _SECRETS.add(value)
 
 
+@overload
+def redact(text: str) -> str: ...
+@overload
+def redact(text: None) -> None: ...
 def redact(text: str | None) -> str | None:
     """Replace every known key in `text` with ***."""
     if not text:

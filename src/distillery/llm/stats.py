@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from .types import ChatResult
 
@@ -45,7 +45,7 @@ class TeacherStats:
 
     @staticmethod
     def total(stats: Iterable["TeacherStats"]) -> dict:
-        out = {"requests": 0, "ok": 0, "cached": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0,
+        out: dict[str, Any] = {"requests": 0, "ok": 0, "cached": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0,
                "cost_usd": 0.0, "retries": 0}
         by_reason: Counter = Counter()
         for s in stats:
