@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Coroutine, Protocol, TypeVar, Union
 
 from .outcome import CallError, Outcome
+from .stats import TeacherStats
 
 if TYPE_CHECKING:
     from .budget import Budget
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from .guard import PayGuard
     from .items import Item
     from .progress import Progress
-    from .stats import TeacherStats
 
 T = TypeVar("T")
 
@@ -63,8 +63,6 @@ class Services:
 
     def stat(self, t: TeacherParams) -> TeacherStats:
         """The counters of teacher `t` (made on first use)."""
-        from .stats import TeacherStats
-
         s = self.stats.get(t.name)
         if s is None:
             s = self.stats[t.name] = TeacherStats(t.name, t.model)

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from . import reservations as rsv
 from .cache_db import connect, open_cache_db
+from .outcome import Outcome
 from .reservations import Claim, Owner
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,20 @@ class ResponseCache:
             for k, t, m, text, fr, pt, ct, c in self.conn.execute(q, chunk):
                 out[k] = {"teacher": t, "model": m, "text": text, "finish_reason": fr, "prompt_tokens": pt,
                           "completion_tokens": ct, "cost_usd": c}
+        return out
+
+    def lookup(self, keys: Iterable[str]) -> dict[str, Outcome]:
+        """`get_many` as Outcomes (the engine's hot path: a fully cached rerun builds nothing else)."""
+        keys = list(keys)
+        out: dict[str, Outcome] = {}
+        cols = "key, text, finish_reason, prompt_tokens, completion_tokens, model"
+        full = f"SELECT {cols} FROM responses WHERE key IN ({','.join('?' * LOOKUP_CHUNK)})"
+        for i in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[i:i + LOOKUP_CHUNK]
+            q = full if len(chunk) == LOOKUP_CHUNK else \
+                f"SELECT {cols} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+            for k, text, fr, pt, ct, m in self.conn.execute(q, chunk):
+                out[k] = Outcome(text, fr, pt, ct, m)
         return out
 
     def get(self, key: str) -> dict | None:

@@ -285,15 +285,14 @@ class Engine:
     def _round(self, items: list[Item], bar: Progress) -> dict[int, tuple[Outcome, bool] | CallError]:
         """One pass: cache hits, then misses per teacher (local batches, batch API, or online calls)."""
         got: dict[int, tuple[Outcome, bool] | CallError] = {}
-        hits = {} if self.refresh else self.cache.get_many({it.key for it in items})
+        hits = {} if self.refresh else self.cache.lookup({it.key for it in items})
         misses: dict[str, list[Item]] = defaultdict(list)
         dupes: dict[str, list[Item]] = defaultdict(list)   # same key twice in one round: call once
         first: dict[str, Item] = {}
         for it in items:
             h = hits.get(it.key)
             if h is not None:
-                got[it.index] = (Outcome(h["text"], h["finish_reason"], h["prompt_tokens"],
-                                         h["completion_tokens"], h["model"]), True)
+                got[it.index] = (h, True)
             elif it.key in first:
                 dupes[it.key].append(it)
             else:
