@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.io import AtomicWriter
-from ..core.quarantine import Quarantine, StageCounter
+from ..core.quarantine import StageCounter
 from .common import JudgeStats, read_records
 from .config import ScoreParams
 from .heuristics import HeuristicScorer, generated_by, record_teacher
 from .judge import Judge, record_prompt_answer
+from .step import Reject, Sink
 
 STAGE = "score"
 
@@ -35,7 +36,7 @@ def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine:
     judged = Counter()
     others_judged = 0
 
-    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
+    with Sink(out, STAGE, counter) as sink:
         chunk: list[dict] = []
 
         def flush() -> None:
@@ -69,15 +70,14 @@ def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine:
                         rec["_reason"] = "judge_unparsed"
             for rec in chunk:
                 reason = rec.pop("_reason")
-                if reason:
-                    q.reject(reason, rec, detail=str(rec["scores"].get("heuristic", {}).get(reason, ""))
-                             if reason in rec["scores"].get("heuristic", {}) else "")
+                heur = rec["scores"].get("heuristic", {})
+                if reason:   # read_records counted it in already
+                    sink.reject(Reject(reason, str(heur[reason]) if reason in heur else ""), rec, taken=False)
                 else:
-                    counter.records_out += 1
-                    w.write_record(rec)
+                    sink.keep(rec, taken=False)
             chunk.clear()
 
-        for rec in read_records(inputs, q, counter, params.project.max_line_bytes):
+        for rec in read_records(inputs, sink.quarantine, counter, params.project.max_line_bytes):
             flags = scorer.flags(rec)
             for k in flags:
                 if k not in ("words", "repeated_trigram_ratio"):
