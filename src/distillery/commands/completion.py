@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from distillery.core.stage import stage_run
 from distillery.generation.command import llm_stage_options, run_llm_command
 
 
@@ -22,10 +23,11 @@ def main(params_path, overrides, output, refresh, dry_run, inputs, sample):
 
         return run_completion(run.params, list(inputs), out, engine, counter=counter)
 
-    run_llm_command("synthesize", "completion", params_path, overrides, {"synthesize.completion.sample": sample},
-                    output, work, refresh=refresh, dry_run=dry_run, sections=("synthesize", "score", "llm", "engine"),
-                    gate="synthesize.completion",
-                    log_params=lambda params: params.synthesize.completion.model_dump(mode="json"))
+    with stage_run("synthesize", params_path, overrides, {"synthesize.completion.sample": sample},
+                   metrics_name="completion", output=output, sections=("synthesize", "score", "llm", "engine"),
+                   gate="synthesize.completion") as run:
+        run_llm_command(run, output, work, refresh=refresh, dry_run=dry_run,
+                        log_params=lambda params: params.synthesize.completion.model_dump(mode="json"))
 
 
 if __name__ == "__main__":

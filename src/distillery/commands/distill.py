@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from distillery.core.stage import stage_run
 from distillery.generation.command import llm_stage_options, run_llm_command
 
 
@@ -24,10 +25,12 @@ def main(params_path, overrides, output, refresh, dry_run, inputs, sample, respo
 
         return run_distill(run.params, list(inputs), out, engine, counter=counter)
 
-    run_llm_command("distill", "distill", params_path, overrides,
-                    {"distill.sample": sample, "distill.responses_per_prompt": responses_per_prompt,
-                     "distill.pilot.size": pilot_size}, output, work, refresh=refresh, dry_run=dry_run,
-                    sections=("distill", "score", "llm", "engine"), artifacts=("records.jsonl", "comparison.json"))
+    with stage_run("distill", params_path, overrides,
+                   {"distill.sample": sample, "distill.responses_per_prompt": responses_per_prompt,
+                    "distill.pilot.size": pilot_size},
+                   output=output, sections=("distill", "score", "llm", "engine")) as run:
+        run_llm_command(run, output, work, refresh=refresh, dry_run=dry_run,
+                        artifacts=("records.jsonl", "comparison.json"))
 
 
 if __name__ == "__main__":

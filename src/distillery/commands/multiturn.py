@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from distillery.core.stage import stage_run
 from distillery.generation.command import llm_stage_options, run_llm_command
 
 
@@ -19,10 +20,11 @@ def main(params_path, overrides, output, refresh, dry_run, conversations):
 
         return run_multiturn(run.params, out, engine, counter=counter)
 
-    run_llm_command("synthesize", "multiturn", params_path, overrides,
-                    {"synthesize.multiturn.conversations": conversations}, output, work, refresh=refresh,
-                    dry_run=dry_run, sections=("synthesize", "score", "llm", "engine"), gate="synthesize.multiturn",
-                    log_params=lambda params: params.synthesize.multiturn.model_dump(mode="json"))
+    with stage_run("synthesize", params_path, overrides, {"synthesize.multiturn.conversations": conversations},
+                   metrics_name="multiturn", output=output, sections=("synthesize", "score", "llm", "engine"),
+                   gate="synthesize.multiturn") as run:
+        run_llm_command(run, output, work, refresh=refresh, dry_run=dry_run,
+                        log_params=lambda params: params.synthesize.multiturn.model_dump(mode="json"))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from distillery.core.stage import stage_run
 from distillery.generation.command import llm_stage_options, run_llm_command
 
 
@@ -24,9 +25,10 @@ def main(params_path, overrides, output, refresh, dry_run, inputs, mode, min_mar
 
         return run_preferences(run.params, list(inputs), out, engine, counter=counter)
 
-    run_llm_command("preferences", "preferences", params_path, overrides,
-                    {"preferences.mode": mode, "preferences.min_margin": min_margin}, output, work, refresh=refresh,
-                    dry_run=dry_run, sections=("preferences", "score", "llm", "engine"))
+    with stage_run("preferences", params_path, overrides,
+                   {"preferences.mode": mode, "preferences.min_margin": min_margin},
+                   output=output, sections=("preferences", "score", "llm", "engine")) as run:
+        run_llm_command(run, output, work, refresh=refresh, dry_run=dry_run)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from distillery.core.stage import stage_run
 from distillery.generation.command import llm_stage_options, run_llm_command
 
 
@@ -19,10 +20,11 @@ def main(params_path, overrides, output, refresh, dry_run, ideas_per_category):
 
         return run_scenarios(run.params, out, engine, counter=counter)
 
-    run_llm_command("synthesize", "scenarios", params_path, overrides,
-                    {"synthesize.scenarios.ideas_per_category": ideas_per_category}, output, work, refresh=refresh,
-                    dry_run=dry_run, sections=("synthesize", "score", "llm", "engine"), gate="synthesize.scenarios",
-                    log_params=lambda params: params.synthesize.scenarios.model_dump(mode="json"))
+    with stage_run("synthesize", params_path, overrides,
+                   {"synthesize.scenarios.ideas_per_category": ideas_per_category}, metrics_name="scenarios", output=output, sections=("synthesize", "score", "llm", "engine"),
+                   gate="synthesize.scenarios") as run:
+        run_llm_command(run, output, work, refresh=refresh, dry_run=dry_run,
+                        log_params=lambda params: params.synthesize.scenarios.model_dump(mode="json"))
 
 
 if __name__ == "__main__":

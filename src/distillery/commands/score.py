@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from distillery.core.stage import stage_run
 from distillery.generation.command import llm_stage_options, run_llm_command
 
 
@@ -24,10 +25,11 @@ def main(params_path, overrides, output, refresh, dry_run, inputs, keep_above, m
 
         return run_score(run.params, list(inputs), out, engine, run.plots_dir / "judge_scores.csv", counter=counter)
 
-    run_llm_command("score", "score", params_path, overrides,
-                    {"score.judge.keep_above": keep_above, "score.judge.max_records": max_judged}, output, work,
-                    refresh=refresh, dry_run=dry_run, sections=("score", "llm", "engine"),
-                    extra_artifacts=lambda run: [run.plots_dir / "judge_scores.csv"])
+    with stage_run("score", params_path, overrides,
+                   {"score.judge.keep_above": keep_above, "score.judge.max_records": max_judged},
+                   output=output, sections=("score", "llm", "engine")) as run:
+        run_llm_command(run, output, work, refresh=refresh, dry_run=dry_run,
+                        extra_artifacts=[run.plots_dir / "judge_scores.csv"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The one shape of an LLM stage's command (distill, completion, multiturn, scenarios, preferences,
-score): the shared options (--output, --refresh, --dry-run) and one call that loads the params,
-runs the stage's work on an engine and reports (`run_llm_stage`). Kept free of the stage code so
+score): the shared options (--output, --refresh, --dry-run) and one call that runs the stage's work
+on an engine and reports (`run_llm_stage`). Kept free of the stage code so
 `--help` stays fast: the work function is imported only when the command runs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..core.stage import StageRun, stage_options, stage_run
+from ..core.stage import StageRun, stage_options
 
 DRY_RUN_HELP = ("Count the tokens and cost of the calls not yet cached (tokenizer-counted prompts; output from a "
                 "pilot or max_tokens); call nothing and leave the outputs untouched.")
@@ -30,19 +30,14 @@ def llm_stage_options(output_help: str, refresh_help: str = "Ignore cached answe
     return wrap
 
 
-def run_llm_command(stage: str, name: str, params_path: str | None, overrides: tuple[str, ...],
-                    options: dict[str, Any], output: str, work: Work, *, refresh: bool, dry_run: bool,
-                    sections: Iterable[str], gate: str | None = None, log_params: Callable[[Any], dict] | None = None,
-                    artifacts: Iterable[str] = ("records.jsonl",),
-                    extra_artifacts: Callable[[StageRun], list[Path]] | None = None) -> None:
-    """Load the params the stage reads, run `work(run, out, engine, counter)` on an engine and report:
-    one summary line, the metrics, the gate (see run_llm_stage). `name` is the metrics name; `stage`
-    the params section and log name."""
+def run_llm_command(run: StageRun, output: str, work: Work, *, refresh: bool, dry_run: bool,
+                    log_params: Callable[[Any], dict] | None = None, artifacts: Iterable[str] = ("records.jsonl",),
+                    extra_artifacts: Iterable[Path] = ()) -> None:
+    """Run `work(run, out, engine, counter)` on an engine and report: one summary line, the metrics,
+    the gate (see run_llm_stage). The command opens `run` with `stage_run(..., sections=(...))` itself:
+    the literal sections are how the stage-deps tool knows which params modules the stage loads."""
     from .common import run_llm_stage
 
-    with stage_run(stage, params_path, overrides, options, metrics_name=None if name == stage else name,
-                   output=output, sections=tuple(sections), gate=gate) as run:
-        run_llm_stage(run, name, output, lambda out, eng, counter: work(run, out, eng, counter),
-                      refresh=refresh, dry_run=dry_run, artifacts=artifacts,
-                      extra_artifacts=extra_artifacts(run) if extra_artifacts else (),
-                      log_params=log_params(run.params) if log_params else None)
+    run_llm_stage(run, run.metrics_name, output, lambda out, eng, counter: work(run, out, eng, counter),
+                  refresh=refresh, dry_run=dry_run, artifacts=artifacts, extra_artifacts=extra_artifacts,
+                  log_params=log_params(run.params) if log_params else None)
