@@ -173,7 +173,7 @@ class DistillStep(Step[Job]):
 
 def _jobs(batch: list[Prompt], router: Router, samples: int) -> list[Job]:
     """Each prompt's answer slots: the routed teacher (or its failover when down), `samples` jobs each."""
-    jobs = []
+    jobs: list[Job] = []
     for pr in batch:
         used: set[str] = set()   # teachers assigned per prompt (distinct answers)
         for slot, t in enumerate(pr.teachers):

@@ -94,6 +94,7 @@ class _TurnStep(Step[Conversation]):
 
     def __init__(self, teacher: str, gen: dict, templates: tuple[Template, ...], llm: Any, turn: int):
         self.teacher, self.gen, self.templates, self.llm, self.turn = teacher, gen, templates, llm, turn
+        self.tpls = templates
 
     def lineage_extra(self, item: Conversation) -> dict[str, Any]:
         return {"turn": self.turn}
@@ -114,7 +115,7 @@ class UserTurn(_TurnStep):
 
     def prompt(self, c: Conversation) -> ChatRequest:
         return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"multiturn:{c.id}:user{self.turn}", messages=[
-            {"role": "user", "content": self.templates[0].render(
+            {"role": "user", "content": self.tpls[0].render(
                 persona=c.persona, flow=c.flow, flow_description=self.p.flows[c.flow], topic=c.topic,
                 turn=self.turn, turns=c.turns, transcript=c.messages)}])
 
@@ -207,10 +208,11 @@ class PersonaCheck(Step[Conversation]):
 
     def __init__(self, teacher: str, gen: dict, tpl: Template, llm: Any):
         self.teacher, self.gen, self.templates, self.llm = teacher, gen, (tpl,), llm
+        self.tpl = tpl
 
     def prompt(self, c: Conversation) -> ChatRequest:
         return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"multiturn:{c.id}:persona", messages=[
-            {"role": "user", "content": self.templates[0].render(
+            {"role": "user", "content": self.tpl.render(
                 persona=c.persona, user_turns=[m["content"] for m in c.messages if m["role"] == "user"])}])
 
     def parse(self, c: Conversation, results: list[ChatResult]) -> Conversation | Reject:

@@ -73,6 +73,7 @@ class _ScenarioStep(Step[Any]):
 
     def __init__(self, p: ScenariosParams, teacher: str, gen: dict, templates: tuple[Template, ...], llm: Any):
         self.p, self.teacher, self.gen, self.templates, self.llm = p, teacher, gen, templates, llm
+        self.tpls = templates
 
     def ask(self, tag: str, messages: list[dict]) -> ChatRequest:
         return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"scenarios:{tag}", messages=messages)
@@ -84,7 +85,7 @@ class IdeasStep(_ScenarioStep):
     role = "ideas"
 
     def prompt(self, item: Category) -> ChatRequest:
-        return self.ask(f"ideas:{item.name}", [{"role": "user", "content": self.templates[0].render(
+        return self.ask(f"ideas:{item.name}", [{"role": "user", "content": self.tpls[0].render(
             category=item.name, n=self.p.ideas_per_category, traits=self.p.traits)}])
 
     def parse(self, item: Category, results: list[ChatResult]) -> Category | Reject:
@@ -100,7 +101,7 @@ class DocumentStep(_ScenarioStep):
     role = "document"
 
     def prompt(self, item: Scenario) -> ChatRequest:
-        return self.ask(f"doc:{item.id}", [{"role": "user", "content": self.templates[0].render(
+        return self.ask(f"doc:{item.id}", [{"role": "user", "content": self.tpls[0].render(
             idea=item.idea, category=item.category, doc_type=item.doc_type)}])
 
     def parse(self, item: Scenario, results: list[ChatResult]) -> Scenario | Reject:
@@ -122,7 +123,7 @@ class ResponseStep(_ScenarioStep):
 
     def messages(self, item: Scenario) -> list[dict]:
         return [{"role": "system", "content": self.system},
-                {"role": "user", "content": self.templates[1].render(document=item.document, doc_type=item.doc_type,
+                {"role": "user", "content": self.tpls[1].render(document=item.document, doc_type=item.doc_type,
                                                                      idea=item.idea)}]
 
     def prompt(self, item: Scenario) -> ChatRequest:
@@ -147,7 +148,7 @@ def _trait_check(live: list[Scenario], p: ScenariosParams, params: Any, engine: 
     judge_t = tc.teacher or params.score.judge.teachers[0]
     params.llm.teacher(judge_t)
     g_judge = gen_with_seed(tc.gen.as_gen(), params.project.seed)
-    calls = [JudgeCall(key=s.id, teacher=judge_t, messages=[{"role": "user", "content": t_judge.render(
+    calls: list[JudgeCall[dict[str, float]]] = [JudgeCall(key=s.id, teacher=judge_t, messages=[{"role": "user", "content": t_judge.render(
         traits=p.traits, document=s.document, response=s.response)}]) for s in live]
     run_with_retries(calls, engine, lambda c: ChatRequest(teacher=judge_t, gen=g_judge, tag=f"scenarios:traits:{c.key}",
                                                           messages=c.messages),

@@ -34,7 +34,7 @@ def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine:
     counter = counter if counter is not None else StageCounter()
     stats = JudgeStats()
     flags_seen: Counter[str] = Counter()
-    judged = Counter()
+    judged: Counter[str] = Counter()
     others_judged = 0
 
     clusters: dict[tuple[int, int, str, str], tuple[str, Verdict] | None] = {}
@@ -83,7 +83,9 @@ def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine:
                 clusters[key] = (rec["id"], v)
                 apply(rec, v)
             for rec, key in copies:
-                rep, v = clusters[key]
+                done = clusters[key]
+                assert done is not None   # its representative was judged above or in an earlier chunk
+                rep, v = done
                 judged["copied" if v.results else "copied_unasked"] += 1
                 apply(rec, v, copied_from=rep)
             for rec in chunk:

@@ -21,13 +21,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ..core.io import AtomicWriter
 from ..core.quarantine import Quarantine, StageCounter
 from ..llm import ChatRequest, ChatResult
 from .common import lineage_entry
 from .templates import Template
+
+if TYPE_CHECKING:
+    from ..llm.config import LLMParams
 
 I = TypeVar("I")
 MAX_ROUNDS = 16   # a parse that keeps asking to resend is cut off here (failover lists and re-asks are short)
@@ -92,7 +95,7 @@ class Step(Generic[I]):
     role: str = "answer"
     gen: dict[str, Any] = {}
     templates: tuple[Template | None, ...] = ()
-    llm: Any = None
+    llm: LLMParams | None = None   # list prices for the lineage's cost_usd
     attempt_numbers = False  # lineage entries carry `attempt` (judge steps)
 
     def prompt(self, item: I) -> ChatRequest | Sequence[ChatRequest] | None:
@@ -151,13 +154,13 @@ def _run_batch(step: Step[I], batch: list[I], engine: ChatEngine) -> Iterator[tu
             results[i].append(res)
         nxt: dict[int, list[ChatRequest]] = {}
         for i in pending:
-            v = step.parse(batch[i], list(results[i]))
-            if isinstance(v, Resend):
-                if rnd + 1 < MAX_ROUNDS and v.requests:
-                    nxt[i] = list(v.requests)
+            parsed = step.parse(batch[i], list(results[i]))
+            if isinstance(parsed, Resend):
+                if rnd + 1 < MAX_ROUNDS and parsed.requests:
+                    nxt[i] = list(parsed.requests)
                     continue
-                v = Reject("too_many_attempts", f"{len(results[i])} requests")
-            verdicts[i] = v
+                parsed = Reject("too_many_attempts", f"{len(results[i])} requests")
+            verdicts[i] = parsed
         pending = nxt
         if not pending:
             break
