@@ -32,8 +32,8 @@ class NumberStep(Step[dict]):
             item["number"] = int(text)
             return item
         if len(results) == 1:
-            return Resend.of(self.ask(item, [*res.sent, {"role": "assistant", "content": text},
-                                             {"role": "user", "content": f"Item {item['n']}: reply with ONLY a number."}]))
+            fix = {"role": "user", "content": f"Item {item['n']}: reply with ONLY a number."}
+            return Resend.of(self.ask(item, [*res.sent, {"role": "assistant", "content": text}, fix]))
         return Reject("not_a_number", text)
 
 

@@ -21,7 +21,8 @@ def main(params_path, overrides, output, refresh, dry_run, ideas_per_category):
         return run_scenarios(run.params, out, engine, counter=counter)
 
     with stage_run("synthesize", params_path, overrides,
-                   {"synthesize.scenarios.ideas_per_category": ideas_per_category}, metrics_name="scenarios", output=output, sections=("synthesize", "score", "llm", "engine"),
+                   {"synthesize.scenarios.ideas_per_category": ideas_per_category}, metrics_name="scenarios",
+                   output=output, sections=("synthesize", "score", "llm", "engine"),
                    gate="synthesize.scenarios") as run:
         run_llm_command(run, output, work, refresh=refresh, dry_run=dry_run,
                         log_params=lambda params: params.synthesize.scenarios.model_dump(mode="json"))

@@ -126,7 +126,8 @@ class CompletionStep(Step[Unit]):
 
     def lineage(self, u: Unit, results: list[ChatResult]) -> list[dict]:
         raw = results[-1].text or ""
-        answer, trimmed = trim_completion(raw, self.p.gen.stop, [e["prompt"] for e in self.pool], self.p.max_answer_chars)
+        answer, trimmed = trim_completion(raw, self.p.gen.stop, [e["prompt"] for e in self.pool],
+                                          self.p.max_answer_chars)
         return [lineage_entry(self.stage, results[-1], self.gen, self.templates, llm=self.llm,
                               exemplars=[e["prompt"] for e in u.exemplars], raw_completion=raw, trimmed=trimmed)]
 

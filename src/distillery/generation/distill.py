@@ -245,7 +245,8 @@ def _record(job: Job, verdict: object) -> dict[str, Any]:
         "scores": {},
         "labels": {**(rec.get("labels") or {}), "prompt_id": rec["id"], "teacher": res.teacher},
     }
-    if is_truncated(res) and not (isinstance(verdict, Reject) and verdict.reason in ("teacher_failed", "empty_response")):
+    unanswered = isinstance(verdict, Reject) and verdict.reason in ("teacher_failed", "empty_response")
+    if is_truncated(res) and not unanswered:
         out["labels"]["truncated"] = True
     return out
 

@@ -154,7 +154,8 @@ def _advance(step: Step[Conversation], convs: list[Conversation], engine: Any) -
             c.reason, c.detail = v.reason, v.detail
 
 
-def run_multiturn(params: Any, output: str | Path, engine: Any, *, counter: StageCounter | None = None) -> dict[str, Any]:
+def run_multiturn(params: Any, output: str | Path, engine: Any, *,
+                  counter: StageCounter | None = None) -> dict[str, Any]:
     """Every turn is two steps through the runner (user simulator, then assistant) over the live
     conversations; then the persona check and the validation; each conversation ends as one record
     or one quarantine entry."""

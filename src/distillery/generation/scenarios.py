@@ -148,8 +148,9 @@ def _trait_check(live: list[Scenario], p: ScenariosParams, params: Any, engine: 
     judge_t = tc.teacher or params.score.judge.teachers[0]
     params.llm.teacher(judge_t)
     g_judge = gen_with_seed(tc.gen.as_gen(), params.project.seed)
-    calls: list[JudgeCall[dict[str, float]]] = [JudgeCall(key=s.id, teacher=judge_t, messages=[{"role": "user", "content": t_judge.render(
-        traits=p.traits, document=s.document, response=s.response)}]) for s in live]
+    calls: list[JudgeCall[dict[str, float]]] = [
+        JudgeCall(key=s.id, teacher=judge_t, messages=[{"role": "user", "content": t_judge.render(
+            traits=p.traits, document=s.document, response=s.response)}]) for s in live]
     run_with_retries(calls, engine, lambda c: ChatRequest(teacher=judge_t, gen=g_judge, tag=f"scenarios:traits:{c.key}",
                                                           messages=c.messages),
                      lambda t: parse_scores(t, list(p.traits)), params.score.judge.parse_retries)
@@ -170,7 +171,8 @@ def _trait_check(live: list[Scenario], p: ScenariosParams, params: Any, engine: 
     return rejects
 
 
-def run_scenarios(params: Any, output: str | Path, engine: Any, *, counter: StageCounter | None = None) -> dict[str, Any]:
+def run_scenarios(params: Any, output: str | Path, engine: Any, *,
+                  counter: StageCounter | None = None) -> dict[str, Any]:
     """ideas -> documents -> responses -> trait check, each a step through the runner; every idea ends
     as a record or a quarantine entry (a category with no ideas as one `no_ideas` entry)."""
     p: ScenariosParams = params.synthesize.scenarios
