@@ -83,7 +83,7 @@ def test_guided_local_judge_always_gives_scores_and_winners(tmp_path, smollm2_pa
     """`score.judge.guided`: the offline 135M judge, which rarely writes valid rubric JSON by itself,
     returns scores for every dimension and a winner for both pairwise orders on every call."""
     from distillery.generation.config import JudgeParams
-    from distillery.generation.judging import Judge
+    from distillery.generation.judge import Judge
     from distillery.llm.engine import Engine
     from distillery.core.params import load_params
 

@@ -46,6 +46,29 @@ def test_score_heuristics_judge_threshold_and_histogram(tmp_path, gen_params, en
     assert stored and stored <= sent
 
 
+def test_near_duplicates_are_judged_once_and_the_verdict_copied(tmp_path, gen_params, engine_for, gh, server):
+    rules = [{"match": r"ANSWER:\s*GREAT", "response": GOOD}, {"match": r"ANSWER:\s*MEH", "response": POOR}]
+    params = gen_params(rules=rules, score__judge__batch_size=2)
+    recs = [_generated(gh, 1, "GREAT answer about recursion."),
+            _generated(gh, 2, "MEH answer about recursion."),
+            _generated(gh, 3, "GREAT   answer about RECURSION."),    # same normalised prompt + answer as g1
+            _generated(gh, 4, "GREAT answer about recursion.", teacher="small", model="small-model")]
+    for r in recs:   # one prompt for all; g3 lands in a later judging batch than g1
+        r["messages"][0]["content"] = "Explain recursion"
+    gh.write_records(tmp_path / "in" / "records.jsonl", recs)
+    m = run_score(params, [tmp_path / "in"], tmp_path / "out", engine_for(params, "score"))
+    kept = {r["id"]: r for r in gh.read_jsonl(tmp_path / "out" / "records.jsonl")}
+    # g1 and g2 asked; g3 copied (its request would differ: whitespace, case); g4 (another author: its
+    # own cluster) sends g1's very request, which the engine answers from its cache
+    assert len(server.requests()) == 2
+    assert kept["rec-g4"]["scores"]["judge"]["overall"] == 9 and "copied_from" not in kept["rec-g4"]["scores"]["judge"]
+    assert m["judge_calls_saved"] == 1 and m["judge"]["calls"]["copied"] == 1
+    assert kept["rec-g3"]["scores"]["judge"] == {**kept["rec-g1"]["scores"]["judge"], "copied_from": "rec-g1"}
+    assert [s["prompt"] for s in kept["rec-g3"]["lineage"] if s.get("role") == "judge"] == \
+        [s["prompt"] for s in kept["rec-g1"]["lineage"] if s.get("role") == "judge"]
+    assert m["judged"] == 4 and m["records_out"] == 3 and m["rejects_by_reason"] == {"judge_below_threshold": 1}
+
+
 def test_judge_parse_failure_is_retried_then_quarantined(tmp_path, gen_params, engine_for, gh, server):
     rules = [{"match": "could not be parsed", "response": "```json\n" + GOOD + "\n```"},
              {"match": "Rate the ANSWER", "response": "It is a pretty good answer, I'd say."}]

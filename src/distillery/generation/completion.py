@@ -8,9 +8,17 @@ special tokens) and the exact text stored in the record's lineage.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
+from typing import Any
 
+from ..core.quarantine import StageCounter
+from ..core.records import stable_id
 from ..core.text import dedup_key_text
+from ..llm import ChatRequest, ChatResult
+from .common import lineage_entry
 from .routing import unit_hash
+from .step import Reject, Sink, Step, classify, run_step
+from .templates import Template
 
 
 def pick_exemplars(pool: list[dict], k: int, record_id: str, seed: int) -> list[dict]:
@@ -92,16 +100,72 @@ def _why_not(rec: dict, max_words: int) -> str | None:
     return None
 
 
+@dataclass
+class Unit:
+    """One instruction to complete: its record, exemplars and the exact prompt text sent."""
+
+    rec: dict
+    instruction: str
+    exemplars: list[dict]
+    prompt: str
+    record: dict = field(default_factory=dict)
+    lineage: list[dict] = field(default_factory=list)
+
+
+class CompletionStep(Step[Unit]):
+    """Send the few-shot text raw; trim the continuation; reject failures, too-short answers and copies."""
+
+    stage = "completion"
+
+    def __init__(self, p: Any, tpl: Template, gen: dict, pool: list[dict], llm: Any):
+        self.p, self.templates, self.gen, self.pool, self.llm = p, (tpl,), gen, pool, llm
+        self.copies = 0
+
+    def prompt(self, u: Unit) -> ChatRequest:
+        return ChatRequest(teacher=self.p.teacher, prompt=u.prompt, gen=self.gen, tag=f"completion:{u.rec['id']}")
+
+    def lineage(self, u: Unit, results: list[ChatResult]) -> list[dict]:
+        raw = results[-1].text or ""
+        answer, trimmed = trim_completion(raw, self.p.gen.stop, [e["prompt"] for e in self.pool],
+                                          self.p.max_answer_chars)
+        return [lineage_entry(self.stage, results[-1], self.gen, self.templates, llm=self.llm,
+                              exemplars=[e["prompt"] for e in u.exemplars], raw_completion=raw, trimmed=trimmed)]
+
+    def parse(self, u: Unit, results: list[ChatResult]) -> Unit | Reject:
+        res = results[-1]
+        p = self.p
+        answer, trimmed = trim_completion(res.text or "", p.gen.stop, [e["prompt"] for e in self.pool],
+                                          p.max_answer_chars)
+        u.record = {"id": stable_id("completion", u.rec["id"], p.teacher), "kind": "sft",
+                    "messages": [{"role": "user", "content": u.instruction}, {"role": "assistant", "content": answer}],
+                    **({"bucket": u.rec["bucket"]} if u.rec.get("bucket") else {}),
+                    "source": u.rec.get("source") or {"dataset": "unknown"},
+                    "lineage": list(u.rec.get("lineage") or []), "scores": {},
+                    "labels": {"prompt_id": u.rec["id"], "teacher": p.teacher, "completion_style": True}}
+        bad = classify(res, empty=None, truncated=None)   # a truncated run-on is trimmed, not rejected
+        if bad:
+            return bad
+        if len(answer.split()) < max(1, p.min_answer_words):
+            return Reject("empty_response" if not answer else "too_short")
+        copied = copied_exemplar(answer, u.exemplars, p.copy_threshold)
+        if copied:
+            self.copies += 1
+            return Reject("copies_exemplar", copied)
+        # a run-on cut by trimming is a complete answer; an untrimmed cut at max_tokens is not
+        u.record["labels"]["truncated"] = bool(res.truncated and not trimmed)
+        return u
+
+    def attach(self, u: Unit, entries: list[dict]) -> None:
+        u.record["lineage"].extend(entries)
+
+
 def run_completion(params, inputs, output, engine, *, counter: StageCounter | None = None) -> dict:
     """completion stage: few-shot completion prompts from ingested instructions, sent raw."""
     from collections import Counter
     from pathlib import Path
 
-    from ..core.io import AtomicWriter
-    from ..llm import ChatRequest
-    from ..core.quarantine import Quarantine, StageCounter
-    from ..core.records import prompt_messages, stable_id
-    from .common import gen_with_seed, hash_sample, lineage_entry, read_records
+    from ..core.records import prompt_messages
+    from .common import gen_with_seed, hash_sample, read_records
     from .templates import load_template
 
     p = params.synthesize.completion
@@ -113,48 +177,19 @@ def run_completion(params, inputs, output, engine, *, counter: StageCounter | No
     out = Path(output)
     counter = counter if counter is not None else StageCounter()
     skipped: Counter = Counter()
-    copies = 0
-    with Quarantine(out / "quarantine.jsonl", "completion", counter) as q, AtomicWriter(out / "records.jsonl") as w:
+    step = CompletionStep(p, tpl, gen, pool, params.llm)
+    with Sink(out, "completion", counter) as sink:
         scanned = StageCounter()
-        recs = hash_sample(read_records(inputs, q, scanned, params.project.max_line_bytes), p.sample, seed,
-                           "completion-sample", lambda r: _why_not(r, p.max_instruction_words), skipped)
-        counter.records_in += len(recs)
-        prompts, shots = [], []
+        recs = hash_sample(read_records(inputs, sink.quarantine, scanned, params.project.max_line_bytes), p.sample,
+                           seed, "completion-sample", lambda r: _why_not(r, p.max_instruction_words), skipped)
+        units = []
         for rec in recs:
             ex = pick_exemplars(pool, p.shots, rec["id"], seed)
             instruction = [m for m in prompt_messages(rec) if m["role"] == "user"][0]["content"].strip()
-            prompts.append(build_prompt(tpl.render(exemplars=ex, instruction=instruction)))
-            shots.append(ex)
-        results = engine.run([ChatRequest(teacher=p.teacher, prompt=pr, gen=gen, tag=f"completion:{r['id']}")
-                              for r, pr in zip(recs, prompts)])
-        for rec, ex, res in zip(recs, shots, results):
-            instruction = [m for m in prompt_messages(rec) if m["role"] == "user"][0]["content"].strip()
-            raw = res.text or ""
-            answer, trimmed = trim_completion(raw, p.gen.stop, [e["prompt"] for e in pool], p.max_answer_chars)
-            step = lineage_entry("completion", res, gen, (tpl,), llm=params.llm,
-                                 exemplars=[e["prompt"] for e in ex], raw_completion=raw, trimmed=trimmed)
-            new = {"id": stable_id("completion", rec["id"], p.teacher), "kind": "sft",
-                   "messages": [{"role": "user", "content": instruction}, {"role": "assistant", "content": answer}],
-                   **({"bucket": rec["bucket"]} if rec.get("bucket") else {}),
-                   "source": rec.get("source") or {"dataset": "unknown"},
-                   "lineage": list(rec.get("lineage") or []) + [step], "scores": {},
-                   "labels": {"prompt_id": rec["id"], "teacher": p.teacher, "completion_style": True}}
-            if not res.ok and not (res.error == "truncated" and raw.strip()):
-                q.reject("teacher_failed", new, detail=f"{res.error}: {res.detail or ''}")
-                continue
-            if len(answer.split()) < max(1, p.min_answer_words):
-                q.reject("empty_response" if not answer else "too_short", new)
-                continue
-            copied = copied_exemplar(answer, ex, p.copy_threshold)
-            if copied:
-                copies += 1
-                q.reject("copies_exemplar", new, detail=copied)
-                continue
-            # a run-on cut by trimming is a complete answer; an untrimmed cut at max_tokens is not
-            new["labels"]["truncated"] = bool(res.truncated and not trimmed)
-            counter.records_out += 1
-            w.write_record(new)
+            units.append(Unit(rec, instruction, ex, build_prompt(tpl.render(exemplars=ex, instruction=instruction))))
+        for u, v in run_step(step, units, engine):
+            sink.settle(u.record, v)
     m = counter.as_metrics()
     m.update({"input_records": scanned.records_in, "skipped": dict(sorted(skipped.items())),
-              "copies_flagged": copies})
+              "copies_flagged": step.copies})
     return m

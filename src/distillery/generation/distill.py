@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.io import AtomicWriter, write_json
-from ..core.quarantine import Quarantine, StageCounter
+from ..core.io import write_json
+from ..core.quarantine import StageCounter
 from ..core.records import prompt_messages, stable_id
+from ..llm import ChatRequest, ChatResult
 from .common import gen_with_seed, hash_sample, lineage_entry, list_cost, read_records
 from .config import DistillParams
 from .routing import route, weights_for
+from .step import Reject, Resend, Sink, Step, classify, failed, is_truncated, run_step
 from .templates import Template, load_template
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,11 @@ class Job:
     prompt: Prompt
     slot: int                  # which routed answer this is
     sample: int = 0            # which of samples_per_teacher (its own sampling seed)
+    teacher: str = ""          # the teacher asked now (the routed one, then failovers)
+    used: set[str] = field(default_factory=set)   # teachers assigned to this prompt (shared by its jobs)
     tried: list[str] = field(default_factory=list)
+    result: Any = None
+    lineage: list[dict] = field(default_factory=list)
 
 
 def eligible(rec: dict, p: DistillParams) -> str | None:
@@ -116,11 +122,72 @@ class Router:
                         teacher, self.streak[teacher])
 
 
+class DistillStep(Step[Job]):
+    """Ask the routed teacher; a failed request (not a truncation) fails over to the next teacher
+    (`Resend`); the last answer is classified: teacher_failed, empty_response, truncated_response."""
+
+    stage = STAGE
+
+    def __init__(self, p: DistillParams, gen: dict, templates: tuple[Template | None, ...], llm: Any,
+                 router: Router, per_teacher: dict[str, Counter]):
+        self.p, self.base_gen, self.templates, self.llm = p, gen, templates, llm
+        self.router, self.per_teacher = router, per_teacher
+
+    def prompt(self, job: Job) -> ChatRequest:
+        return ChatRequest(teacher=job.teacher, messages=job.prompt.messages, gen=sample_gen(self.base_gen, job.sample),
+                           tag=job_tag(job))
+
+    def parse(self, job: Job, results: list[ChatResult]) -> Job | Reject | Resend:
+        res, t = results[-1], job.teacher
+        job.tried.append(t)
+        bad = failed(res)
+        if res.error != "budget_refused":  # the budget, not the teacher, said no
+            self.router.record(t, not bad)
+        self.per_teacher[t]["requests"] += 1
+        if bad:
+            self.per_teacher[t]["failed"] += 1
+            nxt = self.router.next(job.prompt.rec, job.tried, job.used)
+            if nxt is not None:
+                self.per_teacher[t]["failed_over"] += 1
+                job.used.add(nxt)
+                job.teacher = nxt
+                return Resend.of(self.prompt(job))
+        job.result = res
+        rej = classify(res, truncated=None)
+        if rej is not None:
+            return Reject(rej.reason, rej.detail, {"tried": list(job.tried)} if rej.reason == "teacher_failed" else {})
+        if is_truncated(res) and not self.p.keep_truncated:
+            self.per_teacher[res.teacher]["truncated"] += 1
+            return Reject("truncated_response", f"hit max_tokens={self.p.gen.max_tokens}")
+        self.per_teacher[res.teacher]["records"] += 1
+        return job
+
+    def lineage(self, job: Job, results: list[ChatResult]) -> list[dict]:
+        """One step: the answer kept (earlier teachers that failed are named in `failover_from`)."""
+        extra: dict[str, Any] = {"failover_from": job.tried[:-1]} if len(job.tried) > 1 else {}
+        if self.p.samples_per_teacher > 1:
+            extra["sample"] = job.sample
+        return [lineage_entry(STAGE, results[-1], sample_gen(self.base_gen, job.sample), self.templates,
+                              llm=self.llm, **extra)]
+
+
+def _jobs(batch: list[Prompt], router: Router, samples: int) -> list[Job]:
+    """Each prompt's answer slots: the routed teacher (or its failover when down), `samples` jobs each."""
+    jobs: list[Job] = []
+    for pr in batch:
+        used: set[str] = set()   # teachers assigned per prompt (distinct answers)
+        for slot, t in enumerate(pr.teachers):
+            first = router.first_choice(pr.rec, t, used)
+            if first is None:  # every teacher down: the engine answers teacher_down (counted)
+                first = t
+            used.add(first)
+            jobs.extend(Job(pr, slot, s, first, used) for s in range(samples))
+    return jobs
+
+
 def run_distill(params: Any, inputs: list[str | Path], output: str | Path, engine: Any, *,
                 counter: StageCounter | None = None) -> dict[str, Any]:
     """Run the stage; writes output/{records,quarantine}.jsonl and comparison.json; returns metrics."""
-    from ..llm import ChatRequest
-
     p: DistillParams = params.distill
     seed = params.project.seed
     out = Path(output)
@@ -133,53 +200,22 @@ def run_distill(params: Any, inputs: list[str | Path], output: str | Path, engin
     skipped: Counter[str] = Counter()
     per_teacher: dict[str, Counter] = defaultdict(Counter)
     router = Router(p, seed, on_down=getattr(engine, "mark_down", None))
+    step = DistillStep(p, gen, (sys_tpl, user_tpl), params.llm, router, per_teacher)
 
-    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
+    with Sink(out, STAGE, counter) as sink:
         scanned = StageCounter()
-        sample = sample_records(read_records(inputs, q, scanned, params.project.max_line_bytes), p, seed, skipped)
+        sample = sample_records(read_records(inputs, sink.quarantine, scanned, params.project.max_line_bytes),
+                                p, seed, skipped)
         prompts = [Prompt(r, build_messages(r, user_tpl, sys_tpl), router.initial(r)) for r in sample]
-        n_prompts = len(prompts)
         for start in range(0, len(prompts), p.batch_size):
-            batch = prompts[start:start + p.batch_size]
-            answers: dict[tuple[int, int, int], tuple[Any, list[str]]] = {}
-            jobs: list[tuple[int, Job, str]] = []
-            used: dict[int, set[str]] = defaultdict(set)   # teachers assigned per prompt (distinct answers)
-            for bi, pr in enumerate(batch):
-                for slot, t in enumerate(pr.teachers):
-                    first = router.first_choice(pr.rec, t, used[bi])
-                    if first is None:  # every teacher down: the engine answers teacher_down (counted)
-                        first = t
-                    used[bi].add(first)
-                    jobs.extend((bi, Job(pr, slot, s), first) for s in range(p.samples_per_teacher))
-            while jobs:
-                results = engine.run([ChatRequest(teacher=t, messages=j.prompt.messages, gen=sample_gen(gen, j.sample),
-                                                  tag=job_tag(j)) for _, j, t in jobs])
-                retry: list[tuple[int, Job, str]] = []
-                for (bi, job, t), res in zip(jobs, results):
-                    job.tried.append(t)
-                    failed = not res.ok and res.error != "truncated"
-                    if res.error != "budget_refused":  # the budget, not the teacher, said no
-                        router.record(t, not failed)
-                    per_teacher[t]["requests"] += 1
-                    if failed:
-                        per_teacher[t]["failed"] += 1
-                        nxt = router.next(job.prompt.rec, job.tried, used[bi])
-                        if nxt is not None:
-                            per_teacher[t]["failed_over"] += 1
-                            used[bi].add(nxt)
-                            retry.append((bi, job, nxt))
-                            continue
-                    answers[(bi, job.slot, job.sample)] = (res, list(job.tried))
-                jobs = retry
-            counter.records_in += len(answers)
-            for key in sorted(answers):
-                res, tried = answers[key]
-                _emit(batch[key[0]], res, tried, key[2], p, sample_gen(gen, key[2]), (sys_tpl, user_tpl), params.llm,
-                      w, q, counter, per_teacher)
+            for job, verdict in run_step(step, _jobs(prompts[start:start + p.batch_size], router,
+                                                     p.samples_per_teacher), engine):
+                sink.settle(_record(job, verdict), verdict)
     comparison = run_pilot(params, sample, engine, user_tpl, sys_tpl, gen)
     write_json(out / "comparison.json", comparison)
     metrics = counter.as_metrics()
-    metrics.update({"input_records": scanned.records_in, "prompts": n_prompts, "skipped": dict(sorted(skipped.items())),
+    metrics.update({"input_records": scanned.records_in, "prompts": len(prompts),
+                    "skipped": dict(sorted(skipped.items())),
                     "teachers": {t: dict(sorted(c.items())) for t, c in sorted(per_teacher.items())},
                     "teachers_down": sorted(router.down), "comparison": comparison})
     return metrics
@@ -196,46 +232,58 @@ def sample_gen(gen: dict, sample: int) -> dict:
     return gen if sample == 0 else {**gen, "seed": gen.get("seed", 0) + 1000 * sample}
 
 
-def _emit(pr: Prompt, res: Any, tried: list[str], sample: int, p: DistillParams, gen: dict, tpls, llm,
-          w: AtomicWriter, q: Quarantine, counter: StageCounter, per_teacher) -> None:
-    rec = pr.rec
-    teacher = res.teacher
-    extra: dict[str, Any] = {"failover_from": tried[:-1]} if len(tried) > 1 else {}
-    if p.samples_per_teacher > 1:
-        extra["sample"] = sample
-    step = lineage_entry(STAGE, res, gen, tpls, llm=llm, **extra)
+def _record(job: Job, verdict: object) -> dict[str, Any]:
+    """The training record of one answer: the original conversation plus the teacher's answer."""
+    rec, res = job.prompt.rec, job.result
     out = {
-        "id": stable_id(STAGE, rec["id"], teacher, *([sample] if sample else [])),
+        "id": stable_id(STAGE, rec["id"], res.teacher, *([job.sample] if job.sample else [])),
         "kind": "sft",
         "messages": [dict(m) for m in prompt_messages(rec)] + [{"role": "assistant", "content": (res.text or "").strip()}],
         **({"bucket": rec["bucket"]} if rec.get("bucket") else {}),
         "source": rec.get("source") or {"dataset": "unknown"},
-        "lineage": list(rec.get("lineage") or []) + [step],
+        "lineage": list(rec.get("lineage") or []) + job.lineage,
         "scores": {},
-        "labels": {**(rec.get("labels") or {}), "prompt_id": rec["id"], "teacher": teacher},
+        "labels": {**(rec.get("labels") or {}), "prompt_id": rec["id"], "teacher": res.teacher},
     }
-    if not res.ok and res.error != "truncated":
-        q.reject("teacher_failed", out, detail=f"{res.error}: {res.detail or ''}", tried=tried)
-        return
-    if not (res.text or "").strip():
-        q.reject("empty_response", out)
-        return
-    if res.truncated or res.finish_reason == "length":
+    unanswered = isinstance(verdict, Reject) and verdict.reason in ("teacher_failed", "empty_response")
+    if is_truncated(res) and not unanswered:
         out["labels"]["truncated"] = True
-        if not p.keep_truncated:
-            per_teacher[teacher]["truncated"] += 1
-            q.reject("truncated_response", out, detail=f"hit max_tokens={p.gen.max_tokens}")
-            return
-    counter.records_out += 1
-    per_teacher[teacher]["records"] += 1
-    w.write_record(out)
+    return out
+
+
+@dataclass
+class PilotUnit:
+    teacher: str
+    rec: dict
+    messages: list[dict]
+    gen: dict
+    result: Any = None
+
+
+class PilotStep(Step[PilotUnit]):
+    """Every pilot teacher answers the same prompts; failures are compared, not quarantined (a failed
+    pilot request is counted by the engine's accounting as `request_failed`)."""
+
+    stage = STAGE
+
+    def prompt(self, u: PilotUnit) -> ChatRequest:
+        return ChatRequest(teacher=u.teacher, messages=u.messages, gen=u.gen, tag=f"distill:pilot:{u.rec['id']}")
+
+    def parse(self, u: PilotUnit, results: list[ChatResult]) -> PilotUnit:
+        u.result = results[-1]
+        return u
+
+    def lineage(self, u: PilotUnit, results: list[ChatResult]) -> list[dict]:
+        return []
+
+    def attach(self, u: PilotUnit, entries: list[dict]) -> None:
+        return None
 
 
 def run_pilot(params: Any, sample: list[dict], engine: Any, user_tpl: Template, sys_tpl: Template | None,
               gen: dict) -> dict[str, Any]:
     """Every pilot teacher answers the same first `pilot.size` prompts; the judge scores them."""
-    from ..llm import ChatRequest
-    from .judging import Judge
+    from .judge import Judge
 
     p: DistillParams = params.distill
     size = min(p.pilot.size, len(sample))
@@ -244,9 +292,8 @@ def run_pilot(params: Any, sample: list[dict], engine: Any, user_tpl: Template, 
         return {"size": 0, "teachers": {}}
     prompts = sample[:size]
     msgs = [build_messages(r, user_tpl, sys_tpl) for r in prompts]
-    reqs = [ChatRequest(teacher=t, messages=m, gen=gen, tag=f"distill:pilot:{r['id']}")
-            for t in teachers for r, m in zip(prompts, msgs)]
-    results = engine.run(reqs)
+    units = [PilotUnit(t, r, m, gen) for t in teachers for r, m in zip(prompts, msgs)]
+    results = [u.result for u, _ in run_step(PilotStep(), units, engine)]
     judge = Judge(engine, params.score.judge, params.llm, params.project.seed, STAGE) if p.pilot.judge else None
     report: dict[str, Any] = {}
     for ti, t in enumerate(teachers):

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from ..core.records import prompt_messages, response_text
 from ..llm import ChatRequest, ChatResult
 from .common import gen_with_seed, lineage_entry
 from .config import JudgeParams
 from .judge_parse import Winner, find_json_objects, parse_scores, parse_verdict
+from .step import ChatEngine, Reject, Resend, Step, run_step
 from .templates import Template, load_template
 
 if TYPE_CHECKING:
@@ -49,12 +50,6 @@ _WINS: dict[Outcome, dict[str, float]] = {"x": {"x": 1.0, "y": 0.0}, "y": {"x": 
                                           "tie": {"x": 0.5, "y": 0.5}, "inconsistent": {"x": 0.5, "y": 0.5}}
 # engine failures that still carry the model's text, which the parser may read
 _TEXT_ERRORS = ("truncated", "parse_error")
-
-
-class ChatEngine(Protocol):
-    """What the judge needs of the engine (llm.engine.Engine or a test double)."""
-
-    def run(self, requests: Sequence[ChatRequest]) -> list[ChatResult]: ...
 
 
 def rubric_schema(dimensions: Sequence[str]) -> dict:
@@ -102,39 +97,54 @@ class JudgeCall(Generic[T]):
     results: list[ChatResult] = field(default_factory=list)
 
 
-def run_with_retries(calls: list[JudgeCall[T]], ask: Callable[[list[JudgeCall[T]]], Sequence[ChatResult]],
+class RepairStep(Step[JudgeCall[T]]):
+    """A judge call as a step: parse the answer; an unparseable free-text answer is re-asked (the
+    previous answer plus a correction), at most `retries` times. Engine failures are not re-asked
+    (the engine already retried transport errors and repaired schema answers); a truncated or
+    schema-invalid answer is still read by the tolerant parser. Lineage stays on the call (the
+    caller writes it with its own template, see Judge._lineage)."""
+
+    def __init__(self, request: Callable[[JudgeCall[T]], ChatRequest], parse: Callable[[str], tuple[T | None, str]],
+                 retries: int, retry_message: str):
+        self.request, self.parse_text, self.retries, self.retry_message = request, parse, retries, retry_message
+
+    def prompt(self, item: JudgeCall[T]) -> ChatRequest:
+        return self.request(item)
+
+    def parse(self, item: JudgeCall[T], results: list[ChatResult]) -> JudgeCall[T] | Reject | Resend:
+        res = results[-1]
+        item.attempts += 1
+        item.results.append(res)
+        item.sent.append(res.sent)
+        if not res.ok and not (res.error in _TEXT_ERRORS and res.text):
+            item.reason = f"judge_error_{res.error or 'unknown'}"
+            return Reject(item.reason)
+        parsed, reason = self.parse_text(res.text or "")
+        if parsed is not None:
+            item.scores, item.reason = parsed, ""
+            return item
+        item.reason = reason
+        if item.attempts <= self.retries and not item.enforced:
+            item.messages = item.messages + [{"role": "assistant", "content": res.text or ""},
+                                             {"role": "user", "content": self.retry_message}]
+            return Resend.of(self.request(item))
+        return Reject(reason)
+
+    def attach(self, item: JudgeCall[T], entries: list[dict]) -> None:
+        return None
+
+    def lineage(self, item: JudgeCall[T], results: list[ChatResult]) -> list[dict]:
+        return []
+
+
+def run_with_retries(calls: list[JudgeCall[T]], engine: ChatEngine, request: Callable[[JudgeCall[T]], ChatRequest],
                      parse: Callable[[str], tuple[T | None, str]], retries: int,
                      retry_message: str = RETRY_MESSAGE) -> None:
-    """Ask every call; re-ask the unparseable free-text ones (previous answer + correction) up to `retries`.
+    """Ask every call through the step runner, re-asking unparseable free-text answers up to `retries`.
 
-    `ask` sends the calls' current messages and returns engine results in order. On success
-    `call.scores` holds the parsed value; otherwise `call.reason` holds the last reason code.
-    Engine failures are not re-asked (the engine already retried transport errors and repaired
-    schema answers); a truncated or schema-invalid answer is still read by the tolerant parser.
-    """
-    pending = list(calls)
-    for attempt in range(retries + 1):
-        if not pending:
-            break
-        results = ask(pending)
-        nxt = []
-        for call, res in zip(pending, results):
-            call.attempts += 1
-            call.results.append(res)
-            call.sent.append(res.sent)
-            if not res.ok and not (res.error in _TEXT_ERRORS and res.text):
-                call.reason = f"judge_error_{res.error or 'unknown'}"
-                continue
-            parsed, reason = parse(res.text or "")
-            if parsed is not None:
-                call.scores, call.reason = parsed, ""
-                continue
-            call.reason = reason
-            if attempt < retries and not call.enforced:
-                call.messages = call.messages + [{"role": "assistant", "content": res.text or ""},
-                                                 {"role": "user", "content": retry_message}]
-                nxt.append(call)
-        pending = nxt
+    On success `call.scores` holds the parsed value; otherwise `call.reason` holds the last reason code."""
+    for _ in run_step(RepairStep(request, parse, retries, retry_message), calls, engine):
+        pass
 
 
 # -- position swap -----------------------------------------------------------------------------------------
@@ -224,10 +234,10 @@ class Judge:
         for c in calls:
             c.enforced = sent_schema is not None
 
-        def ask(cs: list[JudgeCall[T]]) -> list[ChatResult]:
-            return self.engine.run([ChatRequest(teacher=c.teacher, messages=c.messages, gen=self.gen,
-                                                tag=f"{tag}:{c.key}", schema=sent_schema) for c in cs])
-        run_with_retries(calls, ask, parse, self.p.parse_retries, retry_message)
+        def request(c: JudgeCall[T]) -> ChatRequest:
+            return ChatRequest(teacher=c.teacher, messages=c.messages, gen=self.gen, tag=f"{tag}:{c.key}",
+                               schema=sent_schema)
+        run_with_retries(calls, self.engine, request, parse, self.p.parse_retries, retry_message)
 
     def _lineage(self, call: JudgeCall[T], tpl: Template, **extra: str) -> list[dict]:
         return [lineage_entry(self.stage, r, self.gen, (self.system, tpl), role="judge", llm=self.llm,

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.io import AtomicWriter
-from ..core.quarantine import Quarantine, StageCounter
+from ..core.quarantine import StageCounter
 from ..core.records import check_roles, stable_id
-from .common import gen_with_seed, lineage_entry
+from ..llm import ChatRequest, ChatResult
+from .common import gen_with_seed
 from .config import MultiturnParams
 from .judge import find_json_objects
 from .routing import unit_hash
-from .templates import load_template
+from .step import Reject, Sink, Step, classify, run_step
+from .templates import Template, load_template
 
 STAGE = "multiturn"
 _PREFIX = re.compile(r"^\s*(?:\*\*)?(?:user|human|me|message(?: \d+)?)(?:\*\*)?\s*[:\-]\s*", re.I)
@@ -86,22 +87,80 @@ def validate(conv: Conversation, p: MultiturnParams) -> tuple[str, str]:
     return "", ""
 
 
-def _check_turn(res: Any) -> tuple[str, str]:
-    if not res.ok and res.error != "truncated":
-        return "teacher_failed", f"{res.error}: {res.detail or ''}"
-    if res.truncated or res.finish_reason == "length":
-        return "truncated_turn", "hit max_tokens"
-    if not (res.text or "").strip():
-        return "empty_turn", ""
-    return "", ""
+class _TurnStep(Step[Conversation]):
+    """One turn's call for every live conversation; a failed, empty or truncated answer ends it."""
+
+    stage = STAGE
+
+    def __init__(self, teacher: str, gen: dict, templates: tuple[Template, ...], llm: Any, turn: int):
+        self.teacher, self.gen, self.templates, self.llm, self.turn = teacher, gen, templates, llm, turn
+        self.tpls = templates
+
+    def lineage_extra(self, item: Conversation) -> dict[str, Any]:
+        return {"turn": self.turn}
+
+    def answer(self, results: list[ChatResult]) -> str | Reject:
+        res = results[-1]
+        return classify(res, empty="empty_turn", truncated="truncated_turn") or (res.text or "")
 
 
-def run_multiturn(params: Any, output: str | Path, engine: Any, *, counter: StageCounter | None = None) -> dict[str, Any]:
-    from ..llm import ChatRequest
+class UserTurn(_TurnStep):
+    """The user simulator writes the next user message (persona, flow, topic, transcript so far)."""
 
+    role = "user_sim"
+
+    def __init__(self, *a: Any, p: MultiturnParams):
+        super().__init__(*a)
+        self.p = p
+
+    def prompt(self, c: Conversation) -> ChatRequest:
+        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"multiturn:{c.id}:user{self.turn}", messages=[
+            {"role": "user", "content": self.tpls[0].render(
+                persona=c.persona, flow=c.flow, flow_description=self.p.flows[c.flow], topic=c.topic,
+                turn=self.turn, turns=c.turns, transcript=c.messages)}])
+
+    def parse(self, c: Conversation, results: list[ChatResult]) -> Conversation | Reject:
+        text = self.answer(results)
+        if isinstance(text, Reject):
+            return text
+        text = clean_user_turn(text)
+        c.messages.append({"role": "user", "content": text})
+        return c if text else Reject("empty_turn")
+
+
+class AssistantTurn(_TurnStep):
+    """The assistant answers the conversation so far (its system prompt first, when there is one)."""
+
+    def __init__(self, *a: Any, systems: dict[str, str]):
+        super().__init__(*a)
+        self.systems = systems
+
+    def prompt(self, c: Conversation) -> ChatRequest:
+        system = self.systems[c.id]
+        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"multiturn:{c.id}:assistant{self.turn}",
+                           messages=([{"role": "system", "content": system}] if system else []) + c.messages)
+
+    def parse(self, c: Conversation, results: list[ChatResult]) -> Conversation | Reject:
+        text = self.answer(results)
+        if isinstance(text, Reject):
+            return text
+        c.messages.append({"role": "assistant", "content": text.strip()})
+        return c
+
+
+def _advance(step: Step[Conversation], convs: list[Conversation], engine: Any) -> None:
+    for c, v in run_step(step, convs, engine):
+        if isinstance(v, Reject):
+            c.reason, c.detail = v.reason, v.detail
+
+
+def run_multiturn(params: Any, output: str | Path, engine: Any, *,
+                  counter: StageCounter | None = None) -> dict[str, Any]:
+    """Every turn is two steps through the runner (user simulator, then assistant) over the live
+    conversations; then the persona check and the validation; each conversation ends as one record
+    or one quarantine entry."""
     p: MultiturnParams = params.synthesize.multiturn
     seed = params.project.seed
-    out = Path(output)
     user_teacher = p.user_teacher or p.teacher
     for t in (p.teacher, user_teacher):
         params.llm.teacher(t)
@@ -117,35 +176,16 @@ def run_multiturn(params: Any, output: str | Path, engine: Any, *, counter: Stag
         active = [c for c in convs if not c.reason and c.turns >= turn]
         if not active:
             break
-        reqs = [ChatRequest(teacher=user_teacher, gen=ugen, tag=f"multiturn:{c.id}:user{turn}", messages=[
-            {"role": "user", "content": user_tpl.render(persona=c.persona, flow=c.flow, flow_description=p.flows[c.flow],
-                                                        topic=c.topic, turn=turn, turns=c.turns,
-                                                        transcript=c.messages)}]) for c in active]
-        for c, res in zip(active, engine.run(reqs)):
-            c.lineage.append(lineage_entry(STAGE, res, ugen, (user_tpl,), role="user_sim", llm=params.llm, turn=turn))
-            c.reason, c.detail = _check_turn(res)
-            if not c.reason:
-                text = clean_user_turn(res.text)
-                if not text:
-                    c.reason = "empty_turn"
-                c.messages.append({"role": "user", "content": text})
-        active = [c for c in active if not c.reason]
-        reqs = [ChatRequest(teacher=p.teacher, gen=agen, tag=f"multiturn:{c.id}:assistant{turn}",
-                            messages=([{"role": "system", "content": systems[c.id]}] if systems[c.id] else [])
-                            + c.messages) for c in active]
-        for c, res in zip(active, engine.run(reqs)):
-            c.lineage.append(lineage_entry(STAGE, res, agen, (sys_tpl,), role="answer", llm=params.llm, turn=turn))
-            c.reason, c.detail = _check_turn(res)
-            if not c.reason:
-                c.messages.append({"role": "assistant", "content": res.text.strip()})
+        _advance(UserTurn(user_teacher, ugen, (user_tpl,), params.llm, turn, p=p), active, engine)
+        _advance(AssistantTurn(p.teacher, agen, (sys_tpl,), params.llm, turn, systems=systems),
+                 [c for c in active if not c.reason], engine)
 
     if p.persona_judge:
         _persona_check([c for c in convs if not c.reason], p, params, engine)
 
     counter = counter if counter is not None else StageCounter()
-    counter.records_in = len(convs)
     turns_hist: Counter[int] = Counter()
-    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
+    with Sink(output, STAGE, counter) as sink:
         for c in convs:
             if not c.reason:
                 c.reason, c.detail = validate(c, p)
@@ -154,33 +194,41 @@ def run_multiturn(params: Any, output: str | Path, engine: Any, *, counter: Stag
                    "bucket": p.bucket, "source": {"dataset": "synth/multiturn", "row": c.index},
                    "lineage": c.lineage, "scores": {},
                    "labels": {"persona": c.persona, "flow": c.flow, "topic": c.topic, "turns": c.turns}}
-            if c.reason:
-                q.reject(c.reason, rec, detail=c.detail)
-                continue
-            turns_hist[c.turns] += 1
-            counter.records_out += 1
-            w.write_record(rec)
+            if sink.settle(rec, Reject(c.reason, c.detail) if c.reason else c):
+                turns_hist[c.turns] += 1
     m = counter.as_metrics()
     m["turns"] = {str(k): v for k, v in sorted(turns_hist.items())}
     return m
 
 
-def _persona_check(convs: list[Conversation], p: MultiturnParams, params: Any, engine: Any) -> None:
+class PersonaCheck(Step[Conversation]):
     """The judge reads the user turns and says whether they keep the persona; inconsistent ones fail."""
-    from ..llm import ChatRequest
 
-    tpl = load_template(p.persona_template, "synthesize.multiturn.persona_template")
-    judge_t = params.score.judge.teachers[0]
-    gen = gen_with_seed(params.score.judge.gen.as_gen(), params.project.seed)
-    reqs = [ChatRequest(teacher=judge_t, gen=gen, tag=f"multiturn:{c.id}:persona", messages=[
-        {"role": "user", "content": tpl.render(persona=c.persona,
-                                               user_turns=[m["content"] for m in c.messages if m["role"] == "user"])}])
-            for c in convs]
-    for c, res in zip(convs, engine.run(reqs) if reqs else []):
-        c.lineage.append(lineage_entry(STAGE, res, gen, (tpl,), role="judge", llm=params.llm))
-        objs = find_json_objects(res.text or "")
+    stage = STAGE
+    role = "judge"
+
+    def __init__(self, teacher: str, gen: dict, tpl: Template, llm: Any):
+        self.teacher, self.gen, self.templates, self.llm = teacher, gen, (tpl,), llm
+        self.tpl = tpl
+
+    def prompt(self, c: Conversation) -> ChatRequest:
+        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"multiturn:{c.id}:persona", messages=[
+            {"role": "user", "content": self.tpl.render(
+                persona=c.persona, user_turns=[m["content"] for m in c.messages if m["role"] == "user"])}])
+
+    def parse(self, c: Conversation, results: list[ChatResult]) -> Conversation | Reject:
+        text = results[-1].text or ""
+        objs = find_json_objects(text)
         verdict = objs[0].get("consistent") if objs else None
         if verdict is None:
-            c.reason, c.detail = "persona_unjudged", (res.text or "")[:200]
-        elif verdict is False or str(verdict).lower() == "false":
-            c.reason, c.detail = "persona_inconsistent", (res.text or "")[:200]
+            return Reject("persona_unjudged", text[:200])
+        if verdict is False or str(verdict).lower() == "false":
+            return Reject("persona_inconsistent", text[:200])
+        return c
+
+
+def _persona_check(convs: list[Conversation], p: MultiturnParams, params: Any, engine: Any) -> None:
+    """Run the persona check (the first score.judge teacher) over the finished conversations."""
+    tpl = load_template(p.persona_template, "synthesize.multiturn.persona_template")
+    gen = gen_with_seed(params.score.judge.gen.as_gen(), params.project.seed)
+    _advance(PersonaCheck(params.score.judge.teachers[0], gen, tpl, params.llm), convs, engine)

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.io import AtomicWriter
-from ..core.quarantine import Quarantine, StageCounter
+from ..core.quarantine import StageCounter
 from ..core.records import stable_id
+from ..llm import ChatRequest, ChatResult
 from .common import gen_with_seed, lineage_entry, summary
 from .config import ScenariosParams
 from .judge import JudgeCall, parse_scores, run_with_retries
-from .templates import load_template
+from .step import Reject, Sink, Step, classify, run_step
+from .templates import Template, load_template
 
 STAGE = "scenarios"
 _ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s+(.*\S)\s*$")
@@ -48,26 +49,132 @@ class Scenario:
     lineage: list[dict] = field(default_factory=list)
     document: str = ""
     response: str = ""
+    messages: list[dict] = field(default_factory=list)   # the response prompt as sent
     traits: dict[str, float] | None = None
-    reason: str = ""
-    detail: str = ""
 
     @property
     def id(self) -> str:
         return stable_id(STAGE, self.category, self.idea, self.doc_type)
 
 
-def _failed(res: Any) -> str:
-    if not res.ok and res.error != "truncated":
-        return "teacher_failed"
-    if not (res.text or "").strip():
-        return "empty_response"
-    return ""
+@dataclass
+class Category:
+    index: int
+    name: str
+    ideas: list[str] = field(default_factory=list)
+    text: str | None = None
+    lineage: list[dict] = field(default_factory=list)
 
 
-def run_scenarios(params: Any, output: str | Path, engine: Any, *, counter: StageCounter | None = None) -> dict[str, Any]:
-    from ..llm import ChatRequest
+class _ScenarioStep(Step[Any]):
+    """What the four scenario steps share: the stage, its params and templates."""
 
+    stage = STAGE
+
+    def __init__(self, p: ScenariosParams, teacher: str, gen: dict, templates: tuple[Template, ...], llm: Any):
+        self.p, self.teacher, self.gen, self.templates, self.llm = p, teacher, gen, templates, llm
+        self.tpls = templates
+
+    def ask(self, tag: str, messages: list[dict]) -> ChatRequest:
+        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"scenarios:{tag}", messages=messages)
+
+
+class IdeasStep(_ScenarioStep):
+    """1. A list of scenario ideas per category."""
+
+    role = "ideas"
+
+    def prompt(self, item: Category) -> ChatRequest:
+        return self.ask(f"ideas:{item.name}", [{"role": "user", "content": self.tpls[0].render(
+            category=item.name, n=self.p.ideas_per_category, traits=self.p.traits)}])
+
+    def parse(self, item: Category, results: list[ChatResult]) -> Category | Reject:
+        res = results[-1]
+        item.text = res.text
+        item.ideas = parse_ideas(res.text or "", self.p.ideas_per_category) if res.ok or res.text else []
+        return item if item.ideas else Reject("no_ideas", (classify(res) or Reject("")).detail)
+
+
+class DocumentStep(_ScenarioStep):
+    """2. A realistic context document (memo, email, report) for an idea."""
+
+    role = "document"
+
+    def prompt(self, item: Scenario) -> ChatRequest:
+        return self.ask(f"doc:{item.id}", [{"role": "user", "content": self.tpls[0].render(
+            idea=item.idea, category=item.category, doc_type=item.doc_type)}])
+
+    def parse(self, item: Scenario, results: list[ChatResult]) -> Scenario | Reject:
+        res = results[-1]
+        item.document = (res.text or "").strip()
+        bad = classify(res, truncated=None)
+        if bad:
+            return bad
+        n = len(item.document.split())
+        return Reject("document_too_short", f"{n} words") if n < self.p.min_document_words else item
+
+
+class ResponseStep(_ScenarioStep):
+    """3. The response that shows the traits, to the document (system prompt names the traits)."""
+
+    def __init__(self, *a: Any, system: str):
+        super().__init__(*a)
+        self.system = system
+
+    def messages(self, item: Scenario) -> list[dict]:
+        return [{"role": "system", "content": self.system},
+                {"role": "user", "content": self.tpls[1].render(document=item.document, doc_type=item.doc_type,
+                                                                     idea=item.idea)}]
+
+    def prompt(self, item: Scenario) -> ChatRequest:
+        item.messages = self.messages(item)
+        return self.ask(f"response:{item.id}", item.messages)
+
+    def parse(self, item: Scenario, results: list[ChatResult]) -> Scenario | Reject:
+        res = results[-1]
+        item.response = (res.text or "").strip()
+        bad = classify(res)
+        if bad:
+            return bad
+        n = len(item.response.split())
+        return Reject("response_too_short", f"{n} words") if n < self.p.min_response_words else item
+
+
+def _trait_check(live: list[Scenario], p: ScenariosParams, params: Any, engine: Any,
+                 trait_scores: dict[str, list[float]]) -> dict[str, Reject]:
+    """4. The judge scores each trait (re-asked when unparseable); a trait under min_score fails."""
+    tc = p.trait_check
+    t_judge = load_template(tc.template, "synthesize.scenarios.trait_check.template")
+    judge_t = tc.teacher or params.score.judge.teachers[0]
+    params.llm.teacher(judge_t)
+    g_judge = gen_with_seed(tc.gen.as_gen(), params.project.seed)
+    calls: list[JudgeCall[dict[str, float]]] = [
+        JudgeCall(key=s.id, teacher=judge_t, messages=[{"role": "user", "content": t_judge.render(
+            traits=p.traits, document=s.document, response=s.response)}]) for s in live]
+    run_with_retries(calls, engine, lambda c: ChatRequest(teacher=judge_t, gen=g_judge, tag=f"scenarios:traits:{c.key}",
+                                                          messages=c.messages),
+                     lambda t: parse_scores(t, list(p.traits)), params.score.judge.parse_retries)
+    rejects: dict[str, Reject] = {}
+    for s, c in zip(live, calls):
+        s.lineage.extend(lineage_entry(STAGE, r, g_judge, (t_judge,), role="judge", llm=params.llm, attempt=n + 1)
+                         for n, r in enumerate(c.results))
+        if c.scores is None:
+            if tc.on_parse_failure == "quarantine":
+                rejects[s.id] = Reject("trait_check_unparsed", c.reason)
+            continue
+        s.traits = {t: c.scores[t] for t in p.traits}
+        for t, v in s.traits.items():
+            trait_scores[t].append(v)
+        missing = [t for t, v in s.traits.items() if v < tc.min_score]
+        if missing:
+            rejects[s.id] = Reject("trait_missing", ", ".join(missing))
+    return rejects
+
+
+def run_scenarios(params: Any, output: str | Path, engine: Any, *,
+                  counter: StageCounter | None = None) -> dict[str, Any]:
+    """ideas -> documents -> responses -> trait check, each a step through the runner; every idea ends
+    as a record or a quarantine entry (a category with no ideas as one `no_ideas` entry)."""
     p: ScenariosParams = params.synthesize.scenarios
     seed = params.project.seed
     key = "synthesize.scenarios"
@@ -80,98 +187,41 @@ def run_scenarios(params: Any, output: str | Path, engine: Any, *, counter: Stag
     t_resp = load_template(p.response_template, f"{key}.response_template")
     g_idea, g_doc, g_resp = (gen_with_seed(g.as_gen(), seed) for g in (p.idea_gen, p.document_gen, p.response_gen))
     counter = counter if counter is not None else StageCounter()
-    early: list[tuple[str, dict]] = []
+    llm = params.llm
 
-    # 1. ideas
-    reqs = [ChatRequest(teacher=idea_t, gen=g_idea, tag=f"scenarios:ideas:{c}", messages=[
-        {"role": "user", "content": t_idea.render(category=c, n=p.ideas_per_category, traits=p.traits)}])
-        for c in p.categories]
+    rejects: dict[str, Reject] = {}
     scen: list[Scenario] = []
-    for ci, (cat, res) in enumerate(zip(p.categories, engine.run(reqs))):
-        step = lineage_entry(STAGE, res, g_idea, (t_idea,), role="ideas", llm=params.llm)
-        ideas = parse_ideas(res.text or "", p.ideas_per_category) if res.ok or res.text else []
-        if not ideas:
-            early.append(("no_ideas", {"category": cat, "lineage": [step], "text": res.text}))
+    empty: list[tuple[Category, Reject]] = []
+    for cat, v in run_step(IdeasStep(p, idea_t, g_idea, (t_idea,), llm),
+                           [Category(i, c) for i, c in enumerate(p.categories)], engine):
+        if isinstance(v, Reject):
+            empty.append((cat, v))
             continue
-        for ii, idea in enumerate(ideas):
-            scen.append(Scenario(cat, idea, p.doc_types[(ci + ii) % len(p.doc_types)], [step]))
-    counter.records_in = len(scen) + len(early)
+        scen.extend(Scenario(cat.name, idea, p.doc_types[(cat.index + ii) % len(p.doc_types)], list(cat.lineage))
+                    for ii, idea in enumerate(cat.ideas))
 
-    # 2. documents
-    live = scen
-    reqs = [ChatRequest(teacher=doc_t, gen=g_doc, tag=f"scenarios:doc:{s.id}", messages=[
-        {"role": "user", "content": t_doc.render(idea=s.idea, category=s.category, doc_type=s.doc_type)}]) for s in live]
-    for s, res in zip(live, engine.run(reqs)):
-        s.lineage.append(lineage_entry(STAGE, res, g_doc, (t_doc,), role="document", llm=params.llm))
-        s.reason = _failed(res)
-        s.document = (res.text or "").strip()
-        if not s.reason and len(s.document.split()) < p.min_document_words:
-            s.reason, s.detail = "document_too_short", f"{len(s.document.split())} words"
+    def live() -> list[Scenario]:
+        return [s for s in scen if s.id not in rejects]
 
-    # 3. responses
-    system = t_sys.render(traits=p.traits)
-    live = [s for s in scen if not s.reason]
-
-    def resp_messages(s: Scenario) -> list[dict]:
-        return [{"role": "system", "content": system},
-                {"role": "user", "content": t_resp.render(document=s.document, doc_type=s.doc_type, idea=s.idea)}]
-    reqs = [ChatRequest(teacher=p.teacher, gen=g_resp, tag=f"scenarios:response:{s.id}", messages=resp_messages(s))
-            for s in live]
-    for s, res in zip(live, engine.run(reqs)):
-        s.lineage.append(lineage_entry(STAGE, res, g_resp, (t_sys, t_resp), role="answer", llm=params.llm))
-        s.reason = _failed(res)
-        if not s.reason and (res.truncated or res.finish_reason == "length"):
-            s.reason = "truncated_response"
-        s.response = (res.text or "").strip()
-        if not s.reason and len(s.response.split()) < p.min_response_words:
-            s.reason, s.detail = "response_too_short", f"{len(s.response.split())} words"
-
-    # 4. trait check
-    tc = p.trait_check
+    responder = ResponseStep(p, p.teacher, g_resp, (t_sys, t_resp), llm, system=t_sys.render(traits=p.traits))
+    for step in (DocumentStep(p, doc_t, g_doc, (t_doc,), llm), responder):
+        for s, v in run_step(step, live(), engine):
+            if isinstance(v, Reject):
+                rejects[s.id] = v
     trait_scores: dict[str, list[float]] = {t: [] for t in p.traits}
-    if tc.enabled:
-        live = [s for s in scen if not s.reason]
-        t_judge = load_template(tc.template, f"{key}.trait_check.template")
-        judge_t = tc.teacher or params.score.judge.teachers[0]
-        params.llm.teacher(judge_t)
-        g_judge = gen_with_seed(tc.gen.as_gen(), seed)
-        calls = [JudgeCall(key=s.id, messages=[{"role": "user", "content": t_judge.render(
-            traits=p.traits, document=s.document, response=s.response)}]) for s in live]
+    if p.trait_check.enabled:
+        rejects.update(_trait_check(live(), p, params, engine, trait_scores))
 
-        def ask(cs):
-            return engine.run([ChatRequest(teacher=judge_t, gen=g_judge, tag=f"scenarios:traits:{c.key}",
-                                           messages=c.messages) for c in cs])
-        run_with_retries(calls, ask, lambda t: parse_scores(t, list(p.traits)), params.score.judge.parse_retries)
-        for s, c in zip(live, calls):
-            s.lineage.extend(lineage_entry(STAGE, r, g_judge, (t_judge,), role="judge", llm=params.llm, attempt=n + 1)
-                             for n, r in enumerate(c.results))
-            if c.scores is None:
-                if tc.on_parse_failure == "quarantine":
-                    s.reason, s.detail = "trait_check_unparsed", c.reason
-                continue
-            s.traits = {t: c.scores[t] for t in p.traits}
-            for t, v in s.traits.items():
-                trait_scores[t].append(v)
-            missing = [t for t, v in s.traits.items() if v < tc.min_score]
-            if missing:
-                s.reason, s.detail = "trait_missing", ", ".join(missing)
-
-    out = Path(output)
-    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
-        for reason, data in early:
-            q.reject(reason, data)
+    with Sink(output, STAGE, counter) as sink:
+        for cat, rej in empty:
+            sink.reject(Reject(rej.reason), {"category": cat.name, "lineage": cat.lineage, "text": cat.text})
         for i, s in enumerate(scen):
             rec = {"id": s.id, "kind": "sft",
-                   "messages": resp_messages(s) + [{"role": "assistant", "content": s.response}],
+                   "messages": (s.messages or responder.messages(s)) + [{"role": "assistant", "content": s.response}],
                    "bucket": p.bucket, "source": {"dataset": "synth/scenarios", "row": i},
                    "lineage": s.lineage, "scores": {"traits": s.traits} if s.traits else {},
                    "labels": {"category": s.category, "doc_type": s.doc_type, "idea": s.idea}}
-            if s.reason:
-                q.reject(s.reason, rec, detail=s.detail)
-                continue
-            counter.records_out += 1
-            w.write_record(rec)
+            sink.settle(rec, rejects.get(s.id, s))
     m = counter.as_metrics()
     m["traits"] = {t: summary(v) for t, v in trait_scores.items()}
     return m
-

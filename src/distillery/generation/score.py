@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.io import AtomicWriter
-from ..core.quarantine import Quarantine, StageCounter
+from ..core.quarantine import StageCounter
 from .common import JudgeStats, read_records
 from .config import ScoreParams
 from .heuristics import HeuristicScorer, generated_by, record_teacher
-from .judge import Judge, record_prompt_answer
+from ..dedup.keys import exact_hash
+from .judge import Judge, Verdict, record_prompt_answer
+from .step import Reject, Sink
 
 STAGE = "score"
 
@@ -32,52 +34,70 @@ def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine:
     counter = counter if counter is not None else StageCounter()
     stats = JudgeStats()
     flags_seen: Counter[str] = Counter()
-    judged = Counter()
+    judged: Counter[str] = Counter()
     others_judged = 0
 
-    with Quarantine(out / "quarantine.jsonl", STAGE, counter) as q, AtomicWriter(out / "records.jsonl") as w:
+    clusters: dict[tuple[int, int, str, str], tuple[str, Verdict] | None] = {}
+
+    def apply(rec: dict, v: Verdict, copied_from: str = "") -> None:
+        """Put one verdict on a record (scores, lineage) and set its reject reason."""
+        if not copied_from:
+            judged["asked" if v.reason != "judge_refused_self" else "refused_self"] += 1
+        if v.lineage:
+            rec.setdefault("lineage", []).extend(v.lineage)
+        extra = {"copied_from": copied_from} if copied_from else {}
+        if v.scores:
+            judged["scored"] += 1
+            rec["scores"]["judge"] = {**v.scores, "judge": v.judge, **extra}
+            stats.add(v.scores, record_teacher(rec)[0], rec.get("bucket"))
+            if not v.scores["overall"] > p.judge.keep_above:
+                rec["_reason"] = "judge_below_threshold"
+        elif v.reason == "judge_refused_self":
+            rec["scores"]["judge"] = {"skipped": v.reason, **extra}
+        else:
+            judged["unparsed"] += 1
+            rec["scores"]["judge"] = {"error": v.reason, "judge": v.judge, **extra}
+            if p.judge.on_parse_failure == "quarantine":
+                rec["_reason"] = "judge_unparsed"
+
+    with Sink(out, STAGE, counter) as sink:
         chunk: list[dict] = []
 
         def flush() -> None:
             nonlocal others_judged
-            to_judge = []
+            to_judge, copies = [], []
             for rec in chunk:
                 stage = generated_by(rec, p.generated_stages)
                 if rec["_reason"] is None and (stage or others_judged < p.judge.max_records):
                     if not stage:
                         others_judged += 1
                     prompt, answer = record_prompt_answer(rec)
-                    to_judge.append((rec, (rec["id"], prompt, answer, record_teacher(rec))))
-            verdicts = judge.score([item for _, item in to_judge]) if to_judge else []
-            for (rec, _), v in zip(to_judge, verdicts):
-                judged["asked" if v.reason != "judge_refused_self" else "refused_self"] += 1
-                if v.lineage:
-                    rec.setdefault("lineage", []).extend(v.lineage)
-                if v.scores:
-                    judged["scored"] += 1
-                    rec["scores"]["judge"] = {**v.scores, "judge": v.judge}
-                    teacher = record_teacher(rec)[0]
-                    stats.add(v.scores, teacher, rec.get("bucket"))
-                    if not v.scores["overall"] > p.judge.keep_above:
-                        rec["_reason"] = "judge_below_threshold"
-                elif v.reason == "judge_refused_self":
-                    rec["scores"]["judge"] = {"skipped": v.reason}
-                else:
-                    judged["unparsed"] += 1
-                    rec["scores"]["judge"] = {"error": v.reason, "judge": v.judge}
-                    if p.judge.on_parse_failure == "quarantine":
-                        rec["_reason"] = "judge_unparsed"
+                    key = cluster_key(prompt, answer, record_teacher(rec))
+                    if key in clusters:   # a near-duplicate of a record judged (or being judged): copy
+                        copies.append((rec, key))
+                        continue
+                    clusters[key] = None
+                    to_judge.append((rec, key, (rec["id"], prompt, answer, record_teacher(rec))))
+            verdicts = judge.score([item for _, _, item in to_judge]) if to_judge else []
+            for (rec, key, _), v in zip(to_judge, verdicts):
+                clusters[key] = (rec["id"], v)
+                apply(rec, v)
+            for rec, key in copies:
+                done = clusters[key]
+                assert done is not None   # its representative was judged above or in an earlier chunk
+                rep, v = done
+                judged["copied" if v.results else "copied_unasked"] += 1
+                apply(rec, v, copied_from=rep)
             for rec in chunk:
                 reason = rec.pop("_reason")
-                if reason:
-                    q.reject(reason, rec, detail=str(rec["scores"].get("heuristic", {}).get(reason, ""))
-                             if reason in rec["scores"].get("heuristic", {}) else "")
+                heur = rec["scores"].get("heuristic", {})
+                if reason:   # read_records counted it in already
+                    sink.reject(Reject(reason, str(heur[reason]) if reason in heur else ""), rec, taken=False)
                 else:
-                    counter.records_out += 1
-                    w.write_record(rec)
+                    sink.keep(rec, taken=False)
             chunk.clear()
 
-        for rec in read_records(inputs, q, counter, params.project.max_line_bytes):
+        for rec in read_records(inputs, sink.quarantine, counter, params.project.max_line_bytes):
             flags = scorer.flags(rec)
             for k in flags:
                 if k not in ("words", "repeated_trigram_ratio"):
@@ -99,7 +119,16 @@ def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine:
     overall = stats.by_dim.get("overall") or []
     metrics["judge_mean_overall"] = round(sum(overall) / len(overall), 4) if overall else 0.0
     metrics["judged"] = len(overall)
+    metrics["judge_calls_saved"] = judged["copied"]
     return metrics
+
+
+def cluster_key(prompt: str, answer: str, author: tuple[str, str]) -> tuple[int, int, str, str]:
+    """Records with the same normalised prompt + answer (dedup's exact key) and the same author are
+    one cluster: the judge sees the same text, so one verdict serves them all (self-judging is decided
+    by the author, hence part of the key)."""
+    hi, lo = exact_hash(prompt + "\n" + answer, "judge")
+    return hi, lo, author[0], author[1]
 
 
 def write_histogram(path: str | Path, rows: list[dict[str, Any]]) -> None:
