@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from .. import models  # noqa: F401 - sets the OpenMP wait policy before torch loads
 from .config import TeacherParams
 from .decoding import Sampling, decode_batch
 from .guided import decode, guided_fields, plan
