@@ -52,6 +52,10 @@ bench-dedup: $(STAMP)
 bench-llm: $(STAMP)
 	$(PY) benchmarks/bench_llm.py
 
+.PHONY: bench-local
+bench-local: $(STAMP)
+	$(PY) benchmarks/bench_local.py
+
 bench-scale: $(STAMP)
 	$(PY) benchmarks/bench_scale.py
 

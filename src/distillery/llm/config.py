@@ -64,8 +64,8 @@ class TeacherParams(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str | None = Field(None, description="local: cpu/cuda; none = cuda when available")
     batch_size: int = Field(8, gt=0, description="local: prompts generated together")
-    threads: int = Field(1, gt=0, description="local: torch CPU threads while generating (1: same output on "
-                                              "every machine and ~10x faster than 2 on a busy 2-core box)")
+    threads: int | None = Field(None, gt=0, description="local: torch CPU threads, set once per process "
+                                                       "(none = every core this process may use)")
 
     @field_validator("gen")
     @classmethod

@@ -81,16 +81,17 @@ def plan(tok: Any, fields: list[GuidedField]) -> list[_Step]:
     return steps
 
 
-def decode(model: Any, tok: Any, prompt: str, steps: list[_Step]) -> tuple[str, int, int]:
-    """(JSON text, prompt tokens, completion tokens) for one prompt; greedy among allowed tokens."""
+def decode(model: Any, tok: Any, prompt_ids: list[int], steps: list[_Step]) -> tuple[str, int]:
+    """(JSON text, completion tokens) for one tokenised prompt; greedy among allowed tokens. Logits
+    are computed for the last position only (the prompt's other positions never need the vocab head)."""
     import torch
 
-    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     pending, past, out, n_out = list(prompt_ids), None, [], 0
 
     def step() -> torch.Tensor:
         nonlocal pending, past
-        res = model(input_ids=torch.tensor([pending], device=model.device), past_key_values=past, use_cache=True)
+        res = model(input_ids=torch.tensor([pending], device=model.device), past_key_values=past, use_cache=True,
+                    logits_to_keep=1)
         past, pending = res.past_key_values, []
         return res.logits[0, -1]
 
@@ -108,4 +109,4 @@ def decode(model: Any, tok: Any, prompt: str, steps: list[_Step]) -> tuple[str, 
                 node = node[choice]
             out.append(st.literal + " " + st.value_of[tuple(walked)] + st.end)
             n_out += len(walked)
-    return "".join(out), len(prompt_ids), n_out
+    return "".join(out), n_out

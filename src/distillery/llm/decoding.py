@@ -1,0 +1,164 @@
+"""Batched incremental decoding for local causal LMs: KV cache, left padding, stopping per row.
+
+HF `generate` keeps every row of a padded batch computing until the longest is done. Here each step
+runs only the rows still going: a row that meets EOS, a stop string or max_tokens leaves the batch, its
+KV-cache rows are dropped and the padding columns no remaining row needs are trimmed, so a batch costs
+about what its members cost, not B x its longest. Stop strings are checked on the decoded tail of the
+row after every token. Sampling draws from one torch.Generator per row seeded with the request's
+seed, so a request gives the same text whatever batch it lands in and wherever it sits in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_TAIL_SLACK = 8     # extra tokens decoded beyond the longest stop string (byte tokens, merges)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen. temperature 0 = greedy (argmax)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def from_gen(cls, gen: dict) -> "Sampling":
+        return cls(temperature=float(gen.get("temperature") or 0.0), top_p=float(gen.get("top_p") or 1.0),
+                   top_k=int(gen.get("top_k") or 0),
+                   repetition_penalty=float(gen.get("repetition_penalty") or 1.0), seed=int(gen.get("seed") or 0))
+
+
+@dataclass
+class Decoded:
+    """One row's result: generated token ids (EOS excluded), text cut at the first stop string."""
+
+    ids: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str = "length"   # "stop" (EOS or a stop string) or "length" (max_tokens)
+
+
+def _choose(logits: Any, rows: list[dict], s: Sampling) -> Any:
+    """Next token per active row: one argmax for a greedy batch, else per row with its own generator."""
+    import torch
+
+    if s.temperature <= 0 and s.repetition_penalty == 1.0:
+        return logits.argmax(-1)
+    picks = []
+    for i, row in enumerate(rows):
+        lg = logits[i].float()
+        if s.repetition_penalty != 1.0:
+            seen = torch.tensor(sorted(set(row["prompt"]) | set(row["out"])), device=lg.device)
+            vals = lg[seen]
+            lg = lg.clone()
+            lg[seen] = torch.where(vals < 0, vals * s.repetition_penalty, vals / s.repetition_penalty)
+        if s.temperature <= 0:
+            picks.append(int(lg.argmax()))
+            continue
+        lg = lg / s.temperature
+        if 0 < s.top_k < lg.numel():
+            kth = torch.topk(lg, s.top_k).values[-1]
+            lg = lg.masked_fill(lg < kth, float("-inf"))
+        if s.top_p < 1.0:
+            sorted_lg, order = torch.sort(lg, descending=True)
+            probs = torch.softmax(sorted_lg, -1)
+            drop = (probs.cumsum(-1) - probs) >= s.top_p    # keep the smallest prefix reaching top_p
+            drop[0] = False
+            lg = lg.clone()
+            lg[order[drop]] = float("-inf")
+        probs = torch.softmax(lg, -1)
+        picks.append(int(torch.multinomial(probs, 1, generator=row["gen"])))
+    return torch.tensor(picks, device=logits.device)
+
+
+def _stopped(tok: Any, out: list[int], stops: list[str], tail_tokens: int) -> bool:
+    if not stops:
+        return False
+    tail = tok.decode(out[-tail_tokens:], skip_special_tokens=True)
+    return any(st in tail for st in stops)
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """`text` up to the earliest stop string, and whether one was found."""
+    hits = [i for i in (text.find(st) for st in stops if st) if i >= 0]
+    return (text[:min(hits)], True) if hits else (text, False)
+
+
+def _select(cache: Any, mask: Any, keep: Any) -> tuple[Any, int]:
+    """Keep rows `keep` of the KV cache and mask, then trim the left columns that are padding in every
+    kept row. Returns (mask, columns trimmed)."""
+    mask = mask.index_select(0, keep)
+    cols = mask.any(0).nonzero()
+    start = int(cols[0]) if len(cols) else 0
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, keep)[:, :, start:, :]
+        layer.values = layer.values.index_select(0, keep)[:, :, start:, :]
+    return mask[:, start:], start
+
+
+def decode_batch(model: Any, tok: Any, prompts: list[list[int]], max_new: int, sampling: Sampling,
+                 stops: list[str] | None = None, eos_ids: set[int] | None = None) -> list[Decoded]:
+    """Generate for token-id prompts together; returns one `Decoded` per prompt, in order."""
+    import torch
+    from transformers import DynamicCache
+
+    stops = [st for st in (stops or []) if st]
+    eos_ids = set(eos_ids or ())
+    max_new = max(1, int(max_new))
+    tail_tokens = max((len(st) for st in stops), default=0) + _TAIL_SLACK
+    n = len(prompts)
+    width = max(len(p) for p in prompts)
+    dev = model.device
+    ids = torch.full((n, width), tok.pad_token_id if tok.pad_token_id is not None else 0, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if p:
+            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p):] = 1
+    ids, mask = ids.to(dev), mask.to(dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    rows = [{"prompt": p, "out": [], "gen": torch.Generator(device=dev).manual_seed(sampling.seed)}
+            for p in prompts]
+    results = [Decoded() for _ in prompts]
+    active = list(range(n))
+    next_pos = pos[:, -1] + 1
+    cache = DynamicCache()
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        while active:
+            picks = _choose(logits, [rows[r] for r in active], sampling).tolist()
+            keep = []
+            for j, (r, t) in enumerate(zip(active, picks)):
+                row, res = rows[r], results[r]
+                if t in eos_ids:
+                    res.finish_reason = "stop"
+                    continue
+                row["out"].append(t)
+                if _stopped(tok, row["out"], stops, tail_tokens):
+                    res.finish_reason = "stop"
+                elif len(row["out"]) >= max_new:
+                    res.finish_reason = "length"
+                else:
+                    keep.append(j)
+            if not keep:
+                break
+            step = torch.tensor([picks[j] for j in keep], dtype=torch.long, device=dev)
+            if len(keep) < len(active):
+                k = torch.tensor(keep, dtype=torch.long, device=dev)
+                mask, _ = _select(cache, mask, k)
+                next_pos = next_pos.index_select(0, k)
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            logits = model(input_ids=step[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                           past_key_values=cache, use_cache=True).logits[:, -1, :]
+            next_pos = next_pos + 1
+    for row, res in zip(rows, results):
+        res.ids = row["out"]
+        text = tok.decode(row["out"], skip_special_tokens=True)
+        res.text, _ = cut_at_stop(text, stops)
+    return results

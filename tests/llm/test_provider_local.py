@@ -1,0 +1,94 @@
+"""The local provider's own decoding loop, on the real SmolLM2-135M-Instruct: same tokens as HF
+`generate` when greedy, the same text for a seeded request in any batch, and stopping per row."""
+
+from __future__ import annotations
+
+import pytest
+
+from distillery.llm.config import TeacherParams
+from distillery.llm.decoding import Sampling, decode_batch
+from distillery.llm.provider_local import generate, load
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "Write a haiku about the sea.",
+             "Explain gravity in one sentence.", "List three fruits."]
+
+
+@pytest.fixture(scope="module")
+def teacher(smollm2_path):
+    return TeacherParams(name="local", provider="local", model=str(smollm2_path), device="cpu", batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def model_tok(teacher):
+    return load(teacher)
+
+
+def chat(q: str) -> list[dict]:
+    return [{"role": "user", "content": q}]
+
+
+def test_greedy_batch_gives_the_tokens_of_hf_generate(model_tok):
+    model, tok = model_tok
+    texts = [tok.apply_chat_template(chat(q), add_generation_prompt=True, tokenize=False) for q in QUESTIONS[:4]]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    hf = model.generate(**enc, max_new_tokens=20, do_sample=False, pad_token_id=tok.pad_token_id)
+    ours = decode_batch(model, tok, [tok(t, add_special_tokens=False)["input_ids"] for t in texts], 20, Sampling(),
+                        eos_ids={tok.eos_token_id})
+    for row, o in enumerate(ours):
+        ref = hf[row, enc["input_ids"].shape[1]:].tolist()
+        if tok.eos_token_id in ref:
+            ref = ref[:ref.index(tok.eos_token_id)]
+        assert o.ids == ref, (QUESTIONS[row], o.text)
+    assert ours[0].finish_reason == "stop" and "Paris" in ours[0].text    # ended early, on EOS
+    assert any(o.finish_reason == "length" and len(o.ids) == 20 for o in ours)
+
+
+def test_seeded_sampling_is_the_same_in_any_batch(teacher):
+    gen = {"temperature": 0.9, "top_p": 0.95, "max_tokens": 16, "seed": 7}
+    alone = [generate(teacher, "chat", [chat(q)], gen)[0].text for q in QUESTIONS]
+    together = [o.text for o in generate(teacher, "chat", [chat(q) for q in QUESTIONS], gen)]
+    shuffled = generate(teacher, "chat", [chat(q) for q in QUESTIONS[::-1]], gen)
+    assert together == alone == [o.text for o in shuffled][::-1]
+    other_seed = generate(teacher, "chat", [chat(q) for q in QUESTIONS], {**gen, "seed": 8})
+    assert [o.text for o in other_seed] != together     # the seed, not luck, fixes the text
+
+
+def test_a_row_that_finishes_early_leaves_the_others_unchanged(teacher):
+    """The short answer ends on EOS and leaves the batch (its cache rows dropped); the long ones give the
+    text they give alone."""
+    gen = {"temperature": 0.0, "max_tokens": 24}
+    qs = ["Reply with one word: yes or no?", "Write a long story about a dragon.", "Describe the water cycle."]
+    batch = generate(teacher, "chat", [chat(q) for q in qs], gen)
+    assert batch[0].finish_reason == "stop" and batch[0].completion_tokens < 10
+    assert [o.finish_reason for o in batch[1:]] == ["length", "length"]
+    for q, o in zip(qs, batch):
+        (alone,) = generate(teacher, "chat", [chat(q)], gen)
+        assert (alone.text, alone.completion_tokens, alone.finish_reason) == \
+               (o.text, o.completion_tokens, o.finish_reason)
+
+
+def test_stop_strings_and_max_tokens_set_the_finish_reason(teacher):
+    count = "1, 2, 3, 4, 5, 6,"
+    stop, short = generate(teacher, "completion", [count, "The quick brown fox"],
+                                 {"temperature": 0.0, "max_tokens": 12, "stop": [" 9"]})
+    assert stop.text.strip().startswith("7") and " 9" not in stop.text and "8" in stop.text
+    assert stop.finish_reason == "stop" and stop.completion_tokens < 12
+    assert short.finish_reason == "length" and short.completion_tokens == 12
+    (capped,) = generate(teacher, "completion", [count], {"temperature": 0.0, "max_tokens": 3})
+    assert capped.finish_reason == "length" and capped.completion_tokens == 3
+    assert stop.text.startswith(capped.text)
+
+
+def test_guided_requests_still_parse_in_a_batch(teacher):
+    import json
+
+    schema = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5},
+                                               "ok": {"type": "boolean"}}}
+    outs = generate(teacher, "chat", [chat(f"Rate '{q}' from 1 to 5 as JSON.") for q in QUESTIONS[:3]],
+                    {"temperature": 0.0, "max_tokens": 4}, schema)
+    for o in outs:
+        js = json.loads(o.text)
+        assert 1 <= js["score"] <= 5 and isinstance(js["ok"], bool) and o.finish_reason == "stop"
+        assert o.prompt_tokens > 10 and o.completion_tokens > 0
