@@ -6,7 +6,9 @@ library (exact xxh3 keys, MinHash-LSH near-dup, the eval-set decontamination of 
 on the prompt key of the ingested records and writes the survivors, unchanged, for the generation
 stages. Removed records go to quarantine as duplicate_prompt / near_duplicate_prompt /
 contaminated_prompt with the kept id (or eval item) in `duplicate_of`; the metrics count the calls
-the generation stages would have sent for them and what those would have cost.
+the generation stages would have sent for them and what those would have cost. A copy whose request
+would be byte-identical to its kept record's is counted apart (`identical_requests`): the LLM cache
+answers those once anyway, so they are no saved call.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import orjson
+import xxhash
 
 from ..core.errors import InputError
 from ..core.io import atomic_file, input_files
@@ -82,8 +85,22 @@ def _prompt_chars(rec: dict) -> int:
     return sum(len(m.get("content") or "") for m in prompt_messages(rec) if isinstance(m, dict))
 
 
-def rename_reasons(path: Path) -> dict[str, dict[str, Any]]:
-    """Rewrite quarantine.jsonl with the prompt reasons; returns {reason: {count, prompt_chars}}."""
+def request_key(rec: dict) -> int:
+    """What a generation request is built from (prompt messages, bucket): two records with the same key
+    send byte-identical requests, which the LLM cache answers once even without this stage."""
+    from ..core.records import prompt_messages
+
+    return xxhash.xxh3_64_intdigest(orjson.dumps([prompt_messages(rec), rec.get("bucket")]))
+
+
+def _kept_keys(records: Path) -> dict[str, int]:
+    with open(records, "rb") as fh:
+        return {str(r.get("id")): request_key(r) for r in map(orjson.loads, fh) if isinstance(r, dict)}
+
+
+def rename_reasons(path: Path, kept: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Rewrite quarantine.jsonl with the prompt reasons; returns {reason: {count, prompt_chars, cached}}
+    where `cached` counts the removed records whose request equals their kept record's (cache hits)."""
     out: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return out
@@ -94,10 +111,15 @@ def rename_reasons(path: Path) -> dict[str, dict[str, Any]]:
             rec = orjson.loads(raw)  # written by the engine's Quarantine a moment ago: valid JSON
             reason = REASONS.get(rec.get("reason"), rec.get("reason"))
             rec["reason"] = reason
-            row = out.setdefault(reason, {"count": 0, "prompt_chars": 0})
-            row["count"] += 1
-            if isinstance(rec.get("record"), dict):
-                row["prompt_chars"] += _prompt_chars(rec["record"])
+            row = out.setdefault(reason, {"count": 0, "prompt_chars": 0, "cached": 0})
+            body = rec.get("record")
+            if isinstance(body, dict) and kept.get(str(rec.get("duplicate_of"))) == request_key(body):
+                row["cached"] += 1
+            elif isinstance(body, dict):
+                row["count"] += 1
+                row["prompt_chars"] += _prompt_chars(body)
+            else:
+                row["count"] += 1
             w.write(orjson.dumps(rec) + b"\n")
     return out
 
@@ -113,11 +135,11 @@ def run_prompt_dedup(params: Any, inputs: Sequence[str | Path], out_dir: str | P
     out = Path(out_dir)
     res = run_dedup(files, out, dedup_params(params), seed=params.project.seed,
                     max_line_bytes=params.project.max_line_bytes, plots_path=plots_path, stage=STAGE)
-    removed = rename_reasons(out / "quarantine.jsonl")
+    removed = rename_reasons(out / "quarantine.jsonl", _kept_keys(out / "records.jsonl"))
     m = dict(res.metrics)
     price, per_stage = call_price(params)
-    skipped = {r: removed.get(r, {"count": 0, "prompt_chars": 0}) for r in REASONS.values()}
-    n_skipped = sum(v["count"] for v in skipped.values())
+    skipped = {r: removed.get(r, {"count": 0, "prompt_chars": 0, "cached": 0}) for r in REASONS.values()}
+    n_skipped = sum(v["count"] for v in skipped.values())   # byte-identical requests excluded: cache hits
     tokens = sum(v["prompt_chars"] for v in skipped.values()) / CHARS_PER_TOKEN
     return {
         "prompts_in": m["records_in"], "unique_prompts": m["records_out"],
@@ -125,6 +147,7 @@ def run_prompt_dedup(params: Any, inputs: Sequence[str | Path], out_dir: str | P
         "exact_duplicates": m["exact_duplicates"], "near_duplicates": m["near_duplicates"],
         "contaminated_skipped": m["contaminated"], "contaminated_by_set": m["contaminated_by_set"],
         "calls_per_prompt": per_stage,
+        "identical_requests": sum(v["cached"] for v in skipped.values()),
         "calls_saved": round(n_skipped * price.calls),
         "usd_saved_estimate": round(n_skipped * price.usd_fixed + price.usd_per_prompt_token * tokens, 6),
         "bad_input": m["bad_input"], "bad_input_by_reason": m["bad_input_by_reason"],
