@@ -131,11 +131,11 @@ def test_offline_default_meets_the_generation_floors(project):
     assert pd["unique_prompts"] == pd["prompts_in"] - pd["duplicates_skipped"] - pd["contaminated_skipped"] \
         - pd["bad_input"]
     assert m["distill"]["input_records"] == pd["unique_prompts"]
-    # truncation is not what rejects most answers (truncated answers are still rejected, not kept)
+    # max_tokens and stop sequences leave truncation a minority outcome (truncated answers are still rejected)
     for stage in FLOORS:
         rejects = m[stage].get("rejects_by_reason") or {}
         truncated = sum(v for k, v in rejects.items() if "truncat" in k)
-        assert truncated <= max(sum(rejects.values()) / 2, 2), (stage, rejects)
+        assert truncated <= 0.2 * m[stage]["records_in"], (stage, rejects)
     # multi-turn conversations have exactly the turn count they were planned with
     convs = [json.loads(x) for x in (proj / "data/synth/multiturn/records.jsonl").read_text().splitlines()]
     assert len(convs) >= FLOORS["multiturn"]
