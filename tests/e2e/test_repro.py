@@ -155,7 +155,7 @@ def test_offline_default_yields_judged_dpo_pairs(project):
     m = read_stage_metrics(proj / "metrics/preferences.json")
     assert m["outputs"].get("pairs", 0) >= MIN_JUDGED_PAIRS, m["outputs"]
     judged = {}
-    for line in (proj / "data/mix/records.jsonl").read_text().splitlines():
+    for line in (proj / "data/mix/production.jsonl").read_text().splitlines():
         r = json.loads(line)
         pref = (r.get("scores") or {}).get("preference")
         if r.get("kind") == "preference" and pref and pref.get("mode") == "judge":
