@@ -84,8 +84,8 @@ def test_repro_builds_the_export_bundle_offline(project):
         assert (proj / rel).exists(), rel
     rows = [json.loads(x) for x in (proj / "data/export/sft/messages.jsonl").read_text().splitlines()]
     assert len(rows) > 100 and all(r["messages"][-1]["role"] == "assistant" for r in rows)
-    for stage in ("prompt_dedup", "distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup", "mix",
-                  "export", "stats", "validate", "train_eval"):
+    for stage in ("prompt_dedup", "distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup",
+                  "mix", "export", "stats", "validate", "train_eval"):
         m = json.loads((proj / "metrics" / f"{stage}.json").read_text())
         # the headline DVC shows: flat numbers, a couple of dozen at most, with the gate that was applied
         assert m and all(isinstance(v, (int, float)) for v in m.values()), (stage, m)
