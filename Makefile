@@ -143,4 +143,4 @@ exp-show: $(STAMP)
 	  --only-changed --drop '^(data|src|scripts|prompts|benchmarks)/|^metrics/[^:]*$$|^(.*:)?(wall_s|records_per_s|timing\..*)$$')
 
 clean:
-	rm -rf data/ingest data/dedup data/distill data/score data/preferences data/synth data/mix data/export data/stats data/validate data/train_eval metrics/*.json reports
+	rm -rf data/ingest data/prompts data/dedup data/distill data/score data/preferences data/synth data/mix data/export data/stats data/validate data/train_eval metrics/*.json reports

@@ -84,8 +84,8 @@ def test_repro_builds_the_export_bundle_offline(project):
         assert (proj / rel).exists(), rel
     rows = [json.loads(x) for x in (proj / "data/export/sft/messages.jsonl").read_text().splitlines()]
     assert len(rows) > 100 and all(r["messages"][-1]["role"] == "assistant" for r in rows)
-    for stage in ("distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup", "mix",
-                  "export", "stats", "validate", "train_eval"):
+    for stage in ("prompt_dedup", "distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup",
+                  "mix", "export", "stats", "validate", "train_eval"):
         m = json.loads((proj / "metrics" / f"{stage}.json").read_text())
         # the headline DVC shows: flat numbers, a couple of dozen at most, with the gate that was applied
         assert m and all(isinstance(v, (int, float)) for v in m.values()), (stage, m)
@@ -104,6 +104,66 @@ def test_repro_builds_the_export_bundle_offline(project):
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     stages = {r.data.tags.get("distillery.stage") for r in runs}
     assert {"dedup", "mix", "export"} <= stages
+
+
+# What the offline default must produce with the shipped params (issue 14; README "What the offline run
+# produces"). Each floor is read from the stage's metrics, so a regression in a template, a gen setting or
+# the local provider fails CI instead of shipping an export with no generated data in it.
+FLOORS = {"distill": 200, "completion": 50, "multiturn": 20, "scenarios": 10}
+MIN_JUDGED_PAIRS = 100
+MIN_JUDGE_PARSE_RATE = 0.95
+
+
+def _parse_rate(calls: dict) -> tuple[float, int]:
+    """Share of judge verdicts that parsed, over every verdict asked for (cache hits included)."""
+    asked = calls.get("asked", sum(calls.values()))
+    return (calls.get("scored", 0) / asked if asked else 0.0), asked
+
+
+def test_offline_default_meets_the_generation_floors(project):
+    proj, _ = project
+    m = {s: read_stage_metrics(proj / "metrics" / f"{s}.json")
+         for s in ("prompt_dedup", *FLOORS, "preferences", "score")}
+    for stage, floor in FLOORS.items():
+        assert m[stage]["records_out"] >= floor, (stage, m[stage]["records_out"], m[stage].get("rejects_by_reason"))
+    # the teachers only saw unique, uncontaminated prompts
+    pd = m["prompt_dedup"]
+    assert pd["unique_prompts"] == pd["prompts_in"] - pd["duplicates_skipped"] - pd["contaminated_skipped"] \
+        - pd["bad_input"]
+    assert m["distill"]["input_records"] == pd["unique_prompts"]
+    # max_tokens and stop sequences leave truncation a minority outcome (truncated answers are still rejected)
+    for stage in FLOORS:
+        rejects = m[stage].get("rejects_by_reason") or {}
+        truncated = sum(v for k, v in rejects.items() if "truncat" in k)
+        assert truncated <= 0.2 * m[stage]["records_in"], (stage, rejects)
+    # multi-turn conversations have exactly the turn count they were planned with
+    convs = [json.loads(x) for x in (proj / "data/synth/multiturn/records.jsonl").read_text().splitlines()]
+    assert len(convs) >= FLOORS["multiturn"]
+    for c in convs:
+        users = [x for x in c["messages"] if x["role"] == "user"]
+        assert len(users) == c["labels"]["turns"] and c["messages"][-1]["role"] == "assistant", c["id"]
+    # the guided judge's verdicts parse
+    for stage in ("preferences", "score"):
+        rate, asked = _parse_rate(m[stage]["judge"]["calls"])
+        assert asked and rate >= MIN_JUDGE_PARSE_RATE, (stage, m[stage]["judge"]["calls"])
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14: the guided 135M judge decodes greedily and gives both answers of "
+                   "a prompt the same overall, so every offline pair ties; needs expected-value guided scores")
+def test_offline_default_yields_judged_dpo_pairs(project):
+    proj, _ = project
+    m = read_stage_metrics(proj / "metrics/preferences.json")
+    assert m["outputs"].get("pairs", 0) >= MIN_JUDGED_PAIRS, m["outputs"]
+    judged = {}
+    for line in (proj / "data/mix/production.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        pref = (r.get("scores") or {}).get("preference")
+        if r.get("kind") == "preference" and pref and pref.get("mode") == "judge":
+            judged[r["id"]] = pref
+    dpo_ids = {json.loads(x)["id"] for x in (proj / "data/export/dpo/trl.jsonl").read_text().splitlines()}
+    exported = [judged[i] for i in dpo_ids if i in judged]
+    assert exported, "no judged pair reached the DPO export"
+    assert all(p["margin"] >= 1.0 and p["chosen"] - p["rejected"] == pytest.approx(p["margin"]) for p in exported)
 
 
 def test_second_repro_does_nothing(project):

@@ -85,8 +85,10 @@ def test_scenarios_chain_and_trait_check(tmp_path, gen_params, engine_for, gh, s
 
 
 def test_completion_prompt_sent_verbatim_trimmed_and_copies_flagged(tmp_path, gen_params, engine_for, gh, server):
-    rules = [{"match": r"What is gravity\?\n$", "response": "Gravity pulls masses together.\nName a primary color:\nRed"},
-             {"match": r"Describe a dog\.\n$", "response": "Dogs are loyal and friendly companions to humans."}]
+    rules = [{"match": r"Prompt: What is gravity\?\nCompletion:\n$",
+              "response": "Gravity pulls masses together.\nName a primary color:\nRed"},
+             {"match": r"Prompt: Describe a dog\.\nCompletion:\n$",
+              "response": "Dogs are loyal and friendly companions to humans."}]
     params = gen_params(rules=rules, synthesize__completion__sample=0, synthesize__completion__shots=6)
     gh.write_records(tmp_path / "in" / "records.jsonl",
                      [gh.sft(1, "What is gravity?"), gh.sft(2, "Describe a dog."),
@@ -103,6 +105,7 @@ def test_completion_prompt_sent_verbatim_trimmed_and_copies_flagged(tmp_path, ge
     step = recs[0]["lineage"][-1]
     sent = [r["body"]["prompt"] for r in reqs if "gravity" in r["body"]["prompt"]]
     assert sent == [step["prompt"]]                                        # the stored prompt is the one sent
-    assert step["prompt"].startswith("Here are examples of prompts") and step["prompt"].endswith("What is gravity?\n")
+    assert step["prompt"].startswith("Each prompt below is followed by its completion.")
+    assert step["prompt"].endswith("\nPrompt: What is gravity?\nCompletion:\n")     # the answer's slot
     assert "<|im_start|>" not in step["prompt"] and len(step["exemplars"]) == 6
     assert step["raw_completion"].endswith("Red") and step["trimmed"] is True

@@ -133,11 +133,11 @@ def test_closure_follows_every_import_form(tmp_path):
 def test_write_fixes_a_drifted_file_and_keeps_the_rest(tmp_path, expected):
     drifted = tmp_path / "dvc.yaml"
     text = (REPO / sd.DVC_YAML).read_text(encoding="utf-8")
-    data = text.replace("    - src/distillery/dedup/minhash.py\n", "", 1)  # first: dedup's
+    data = text.replace("    - src/distillery/dedup/minhash.py\n", "", 1)  # first: prompt_dedup's
     data = data.replace("    - score.judge\n", "    - llm\n", 1)
     drifted.write_text(data, encoding="utf-8")
     problems = sd.check(REPO, drifted, expected)
-    assert "dedup: missing dep src/distillery/dedup/minhash.py" in problems
+    assert "prompt_dedup: missing dep src/distillery/dedup/minhash.py" in problems
     assert any(p.endswith("extra param llm") for p in problems)
     assert sd.write(REPO, drifted, expected)
     assert sd.check(REPO, drifted, expected) == []

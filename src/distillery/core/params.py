@@ -139,6 +139,7 @@ SECTIONS: dict[str, str] = {
     "preferences": "distillery.generation.config:PreferencesParams",
     "score": "distillery.generation.config:ScoreParams",
     "dedup": "distillery.dedup.config:DedupParams",
+    "prompt_dedup": "distillery.dedup.config:PromptDedupParams",
     "buckets": "distillery.mix.config:BucketsParams",
     "mix": "distillery.mix.config:MixParams",
     "export": "distillery.export.config:ExportParams",

@@ -110,3 +110,22 @@ class DedupParams(Section):
         if self.bands is not None and self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
         return self
+
+
+class PromptDedupParams(Section):
+    """params.yaml `prompt_dedup:`: the prompts the teachers answer, deduplicated and decontaminated first.
+
+    Same library as the dedup stage, keyed on the prompt; the eval sets and n-gram tests are
+    dedup.decontaminate's, so a prompt dropped here is one the final dedup would have dropped anyway,
+    only after a teacher and a judge were paid for it."""
+
+    exact: bool = Field(True, description="drop prompts whose normalised text repeats an earlier one")
+    near: bool = Field(True, description="MinHash-LSH near-duplicate prompts")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard at or above which two prompts are duplicates")
+    shingle_size: int = Field(5, ge=1, description="word n-gram size of the near-dup test")
+    num_perm: int = Field(128, ge=8, le=1024)
+    cross_source: bool = Field(True, description="false: only prompts of the same source.dataset are compared")
+    decontaminate: bool = Field(True, description="drop prompts matching dedup.decontaminate.sets")
+    workers: int = Field(0, ge=0, description="processes; 0 = all cores")
+    max_reject_rate: float | None = Field(
+        None, ge=0, le=1, description="bad input lines + records with no prompt (default project.max_reject_rate)")

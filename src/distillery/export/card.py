@@ -19,7 +19,7 @@ from .config import FILE_TYPES
 from .registry import AXOLOTL_DPO, AXOLOTL_DPO_ORDER, AXOLOTL_SFT, AXOLOTL_SFT_ORDER, TRL_DPO_ORDER, \
     TRL_SFT_ORDER, loader, not_registered, pick
 
-PIPELINE = ["distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup", "mix",
+PIPELINE = ["prompt_dedup", "distill", "multiturn", "scenarios", "completion", "preferences", "score", "dedup", "mix",
             "export", "validate"]
 VOLATILE = re.compile(r"(^|_)(wall|elapsed|duration|runtime|time|timestamp|seconds|per_second|started|"
                       r"finished|date|run_id)(_|$)|_s$")

@@ -229,6 +229,17 @@ def _completion(P: Any) -> Reads:
                 ["synthesize.completion.template"])
 
 
+def _prompt_dedup(P: Any) -> Reads:
+    """dedup/prompts.py: the dedup library's decontamination settings and the generation settings its
+    calls_saved / usd_saved_estimate metrics are priced with (prices only; it calls no teacher)."""
+    d, c, j = P.distill, P.synthesize.completion, P.score.judge
+    teachers = sorted({*d.teachers, c.teacher, *j.teachers[:1]})
+    keys = ["prompt_dedup", "dedup.decontaminate", "project", "distill.teachers", "distill.responses_per_prompt",
+            "distill.samples_per_teacher", "distill.gen.max_tokens", "synthesize.completion.teacher",
+            "synthesize.completion.gen.max_tokens", "score.judge.teachers", "score.judge.gen.max_tokens"]
+    return Reads(keys + [f"llm.teachers.{t}.price_{s}_per_1m" for t in teachers for s in ("input", "output")])
+
+
 def _preferences(P: Any) -> Reads:
     keys, teachers, tpls = ["preferences", "score.identity", "project"], set(), []
     if P.preferences.mode in ("judge", "pairwise"):
@@ -257,6 +268,7 @@ def _export(P: Any) -> Reads:
 READS: dict[str, Callable[[Any], Reads]] = {
     "prepare_model": lambda P: Reads(["prepare_model", "project.max_reject_rate"]),
     "ingest": lambda P: Reads(["ingest.sources.${key}", "ingest.defaults", "project"]),
+    "prompt_dedup": _prompt_dedup,
     "distill": _distill,
     "multiturn": _multiturn,
     "scenarios": _scenarios,
