@@ -62,6 +62,10 @@ bench-scale: $(STAMP)
 bench-stats: $(STAMP)
 	$(PY) benchmarks/bench_stats.py
 
+.PHONY: bench-pipeline
+bench-pipeline: $(STAMP)
+	$(PY) benchmarks/bench_pipeline.py --n 600000 --sizes 100000,1200000
+
 # One self-contained page (Vega scripts inlined from src/distillery/track/vendor): opens offline.
 plots: $(STAMP)
 	$(PY) -m distillery.track.plots_page show -o reports/plots

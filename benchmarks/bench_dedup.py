@@ -6,7 +6,13 @@
 3. Precision/recall against exact Jaccard >= threshold, computed independently on Python sets of
    shingle strings for every pair inside injected clusters and every pair the stage reported.
 4. Per-record `datasketch.MinHash.update` + `MinHashLSH` on a subsample, extrapolated to n.
-5. Print a markdown table and write it to benchmarks/out/dedup.md, with the machine load.
+5. rensa (Rust MinHash, `pip install rensa`, optional): `RMinHash.update` per record on the same 5-word
+   shingles, `RMinHashLSH` query + insert, every candidate verified by exact Jaccard; same corpus, same run.
+6. The stage with decontamination off (its share of the default run) and on a 1K-record corpus (fixed
+   start-up, tracking on, a fresh MLflow database: a user's first run).
+7. Print a markdown table and write it to benchmarks/out/dedup.md, with the machine load. The stage runs
+   with the shipped defaults; the serial share is the part of its wall time outside the parallel
+   per-record phase (start-up, eval index, then the parent-driven exact/LSH/verify/cluster/write phases).
 """
 
 from __future__ import annotations
@@ -77,15 +83,18 @@ def busy_cpu() -> float:
     return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
-def run_stage(corpus: Path, out: Path, workers: int, extra: list[str]) -> dict:
+def run_stage(corpus: Path, out: Path, workers: int, extra: list[str], tracking: bool = False) -> dict:
     """Run the stage as a subprocess; sample the RSS of its process tree every 50 ms."""
-    env = dict(os.environ, DISTILLERY_PROGRESS="0", DISTILLERY_TRACKING="0")
+    env = dict(os.environ, DISTILLERY_PROGRESS="0", DISTILLERY_TRACKING="1" if tracking else "0",
+               PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, str(REPO / "scripts" / "dedup.py"), "--input", str(corpus), "--output", str(out / "dedup"),
-           "--workers", str(workers), "--set", f"project.metrics_dir={out}/metrics", *extra]
-    m = run_measured(cmd, cwd=out, env=env)
+           "--workers", str(workers), "--metrics", f"{out}/metrics/dedup.json", *extra]
+    m = run_measured(cmd, cwd=REPO, env=env)  # the eval sets of the shipped params are repo-relative
     if m.returncode != 0:
         raise SystemExit(f"dedup stage failed ({m.returncode}):\n{m.log[-3000:]}")
-    metrics = json.loads((out / "metrics" / "dedup.json").read_text())
+    metrics = json.loads((out / "metrics" / "dedup.json").read_text())  # headline + details + settings
+    details = json.loads((out / "metrics" / "dedup.details.json").read_text())
+    metrics.update(details, **details.get("settings", {}))
     return {"wall": m.wall, "cpu": m.cpu, "peak_tree_mb": m.peak_tree_mb, "peak_one_mb": m.peak_one_mb,
             "metrics": metrics}
 
@@ -168,6 +177,43 @@ def accuracy(corpus: Path, out: Path, source_of: np.ndarray, ids: list[str], thr
             "pred": len(pred), "truth": len(truth), "pairs_checked": len(pairs), "curve": curve}
 
 
+def rensa_verified(corpus: Path, threshold: float, num_perm: int, bands: int) -> dict | None:
+    """rensa per record (RMinHash over the 5-word shingle strings, RMinHashLSH query then insert), each
+    candidate verified by exact Jaccard of xxh64 shingle-hash sets. None when rensa is not installed."""
+    try:
+        from rensa import RMinHash, RMinHashLSH
+    except ImportError:
+        return None
+    t0, c0 = time.perf_counter(), time.process_time()
+    lsh = RMinHashLSH(threshold=threshold, num_perm=num_perm, num_bands=bands)  # bands must divide num_perm
+    sets: list[np.ndarray] = []
+    dups = candidates = 0
+    with open(corpus, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            rec = json.loads(line)
+            sh = shingle_strings("\n".join(x["content"] for x in rec["messages"]), 5)
+            mh = RMinHash(num_perm=num_perm, seed=42)
+            mh.update(sh)
+            s = np.unique(np.fromiter(map(xxhash.xxh64_intdigest, sh), dtype=np.uint64, count=len(sh)))
+            sets.append(s)
+            found = False
+            for j in lsh.query(mh):
+                candidates += 1
+                inter = np.intersect1d(s, sets[j], assume_unique=True).size
+                if inter / (len(s) + len(sets[j]) - inter) >= threshold:
+                    found = True
+                    break
+            dups += found
+            lsh.insert(i, mh)
+    return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "dups": dups,
+            "candidates": candidates, "n": len(sets)}
+
+
+def serial_share(m: dict) -> float:
+    """Share of the stage's wall time outside the parallel per-record phase."""
+    return 1 - m["timings_s"].get("prepare_s", 0) / m["wall_s"] if m.get("wall_s") else float("nan")
+
+
 def datasketch_naive(corpus: Path, m: int, threshold: float, num_perm: int) -> dict:
     """Per-record MinHash objects, `update` per shingle, MinHashLSH query + insert (the slow path)."""
     import xxhash
@@ -216,13 +262,32 @@ def main(n, seed, workers, ds_sample, out_dir, skip_accuracy):
     work.mkdir(exist_ok=True)
 
     load_before, f0 = os.getloadavg(), busy_cpu()
-    stage = run_stage(corpus, work, workers, ["--no-decontaminate"])
+    stage = run_stage(corpus, work, workers, [])
     foreign = busy_cpu() - f0 - stage["cpu"]
     load_after = os.getloadavg()
     m = stage["metrics"]
     print(f"stage: {stage['wall']:.1f}s wall, {n / stage['wall']:.0f} rec/s, peak RSS tree "
           f"{stage['peak_tree_mb']:.0f} MiB (largest process {stage['peak_one_mb']:.0f} MiB); "
-          f"foreign CPU during run {foreign:.0f}s")
+          f"foreign CPU during run {foreign:.0f}s; serial share {serial_share(m):.0%} "
+          f"({', '.join(f'{k} {v:.1f}' for k, v in m['timings_s'].items())})")
+    (out / "dedup_run_nodc").mkdir(exist_ok=True)
+    nodc = run_stage(corpus, out / "dedup_run_nodc", workers, ["--no-decontaminate"])
+    dc_share = 1 - nodc["cpu"] / stage["cpu"]
+    print(f"without decontamination: {nodc['wall']:.1f}s wall, {nodc['cpu']:.1f} CPU s; decontamination "
+          f"{dc_share:.0%} of the default run's CPU; serial share {serial_share(nodc['metrics']):.0%}")
+    rs = rensa_verified(corpus, m["threshold"], m["num_perm"], 16)  # 16 x 8: P(candidate | J=0.8) = 0.95, as ours
+    if rs:
+        print(f"rensa + exact verification: {rs['wall']:.1f}s wall, {rs['cpu']:.1f} CPU s, {rs['dups']:,} duplicates; "
+              f"ours {rs['wall'] / stage['wall']:.2f}x faster (wall), {rs['cpu'] / stage['cpu']:.2f}x less CPU")
+    small = out / "dedup_corpus_1000_start.jsonl"
+    if not small.exists():
+        with open(corpus, "rb") as fi, open(small, "wb") as fo:
+            fo.writelines(line for _, line in zip(range(1000), fi))
+    (out / "dedup_run_1k").mkdir(exist_ok=True)
+    for f in (out / "dedup_run_1k").glob("mlflow.db*"):
+        f.unlink()
+    start = run_stage(small, out / "dedup_run_1k", workers, ["--set", f"tracking.tracking_uri=sqlite:///{out}/dedup_run_1k/mlflow.db"], tracking=True)
+    print(f"1K records, tracking on, fresh MLflow database: {start['cpu']:.2f} CPU s, {start['wall']:.1f}s wall")
 
     real = real_text_rates()
     if real:
@@ -253,7 +318,13 @@ def main(n, seed, workers, ds_sample, out_dir, skip_accuracy):
         f"{os.cpu_count() * ds['wall']:.0f}). Timings with foreign CPU >> 0 are upper bounds.",
         "",
         f"Params: key={m['key']}, num_perm={m['num_perm']}, bands x rows = {m['bands']} x {m['rows']}, "
-        f"threshold={m['threshold']}, verification exact Jaccard, workers={m['workers']}, decontamination off.",
+        f"threshold={m['threshold']}, verification exact Jaccard, workers={m['workers']}, decontamination on "
+        f"(shipped defaults); decontamination off: {nodc['wall']:.1f} s wall, {nodc['cpu']:.1f} CPU s, so "
+        f"decontamination is {dc_share:.0%} of the default run's CPU.",
+        "",
+        f"Serial share (wall outside the parallel per-record phase): {serial_share(m):.0%} with decontamination, "
+        f"{serial_share(nodc['metrics']):.0%} without. Fixed start-up, 1K records (tracking on, fresh MLflow "
+        f"database): {start['cpu']:.2f} CPU s, {start['wall']:.1f} s wall.",
         "",
         "| | our stage (all cores) | datasketch per-record MinHash + MinHashLSH |",
         "|---|---:|---:|",
@@ -266,6 +337,10 @@ def main(n, seed, workers, ds_sample, out_dir, skip_accuracy):
         f"| speed-up, wall / CPU | {ours_rate / ds['rate']:.1f}x / {(n / stage['cpu']) / (ds_m / ds['cpu']):.1f}x | 1x |",
         f"| peak RSS | {stage['peak_tree_mb']:.0f} MiB all processes; {stage['peak_one_mb']:.0f} MiB largest | - |",
     ]
+    if rs:
+        lines += [f"| rensa {rs['n']:,} records (RMinHash + RMinHashLSH, exact-Jaccard verified, one process) | "
+                  f"{rs['wall']:.1f} s wall, {rs['cpu']:.1f} CPU s, {rs['dups']:,} duplicates | our stage "
+                  f"{rs['wall'] / stage['wall']:.2f}x faster (wall), {rs['cpu'] / stage['cpu']:.2f}x less CPU |"]
     if acc:
         lines += [
             f"| precision vs exact J >= {m['threshold']} (doc level) | {acc['precision']:.4f} | - |",

@@ -34,27 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dedup_corpus import Gen  # noqa: E402
+from dedup_corpus import Gen, conversation, text as _text  # noqa: E402
 from measure import run_measured  # noqa: E402
 
 BUCKETS = ["instruction", "code", "cot_math", "tool_use", "analytical", "creative", "factual", "red_team"]
-
-
-def _text(g: Gen, lo: int, hi: int, seed: int) -> str:
-    return g.sentences(g.words(g.rnd.randrange(lo, hi)), seed)
-
-
-def _prompt(g: Gen, i: int) -> list[dict]:
-    """Optional system prompt, then 1-4 user turns with assistant replies in between."""
-    msgs = []
-    if g.rnd.random() < 0.3:
-        msgs.append({"role": "system", "content": _text(g, 8, 40, 7 * i)})
-    turns = 1 if g.rnd.random() < 0.7 else g.rnd.randrange(2, 5)
-    for t in range(turns):
-        if t:
-            msgs.append({"role": "assistant", "content": _text(g, 40, 200, 7 * i + 2 * t)})
-        msgs.append({"role": "user", "content": _text(g, 10, 80, 7 * i + 2 * t + 1)})
-    return msgs
 
 
 def generate(root: Path, n: int, seed: int = 11, tag: str = "r") -> tuple[Path, Path]:
@@ -69,7 +52,7 @@ def generate(root: Path, n: int, seed: int = 11, tag: str = "r") -> tuple[Path, 
             open(mix / "production.jsonl", "w") as mx:
         for i in range(n):
             rid = f"{tag}{i:07d}"
-            prompt = _prompt(g, i)
+            prompt = conversation(g, i, reply=(40, 200))
             bucket = BUCKETS[g.rnd.randrange(len(BUCKETS))]
             if g.rnd.random() < 0.75:
                 row = {"id": rid, "messages": prompt + [{"role": "assistant", "content": _text(g, 60, 300, 7 * i + 99)}]}

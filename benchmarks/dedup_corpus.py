@@ -121,37 +121,64 @@ class Gen:
         return ins, resp, upper
 
 
-def generate(path: Path, n: int, seed: int = 777, dup_rate: float = 0.2) -> np.ndarray:
-    """Write n records to `path` (JSONL) and return source_of (int64, -1 for originals)."""
+def text(g: Gen, lo: int, hi: int, seed: int) -> str:
+    """Sentences of lo..hi-1 Zipf words (the shared filler of the benchmarks' corpora)."""
+    return g.sentences(g.words(g.rnd.randrange(lo, hi)), seed)
+
+
+def conversation(g: Gen, i: int, reply: tuple[int, int] = (60, 300)) -> list[dict]:
+    """Optional system prompt (30%), then 1 user turn (70%) or 2-4 with assistant replies of `reply` words
+    between them; ends with the user (the caller appends the answer)."""
+    msgs = []
+    if g.rnd.random() < 0.3:
+        msgs.append({"role": "system", "content": text(g, 8, 40, 7 * i)})
+    turns = 1 if g.rnd.random() < 0.7 else g.rnd.randrange(2, 5)
+    for t in range(turns):
+        if t:
+            msgs.append({"role": "assistant", "content": text(g, *reply, 7 * i + 2 * t)})
+        msgs.append({"role": "user", "content": text(g, 10, 80, 7 * i + 2 * t + 1)})
+    return msgs
+
+
+def pairs(n: int, seed: int = 777, dup_rate: float = 0.2):
+    """Yield (i, source_of_i, user, assistant, g) for n instruction/response pairs, ~dup_rate of them
+    near-duplicates of earlier ones (see the module doc); `g` is the generator, for callers adding text."""
     g = Gen(seed)
     base: list[tuple[np.ndarray, np.ndarray]] = []
-    source_of = np.full(n, -1, np.int64)
     n_dup = int(n * dup_rate)
     is_dup = np.zeros(n, bool)
     is_dup[g.rng.choice(np.arange(n // 20, n), n_dup, replace=False)] = True
     dup_list: list[int] = []
     rseed = np.arange(n, dtype=np.int64) * 2 + seed * 1_000_003
+    for i in range(n):
+        src = -1
+        if is_dup[i]:
+            # copy an earlier record; 10% copy an earlier duplicate (copies of copies)
+            if dup_list and g.rnd.random() < 0.1:
+                src = dup_list[g.rnd.randrange(len(dup_list))]
+            else:
+                src = g.rnd.randrange(i)
+            dup_list.append(i)
+            rseed[i] = rseed[src]
+            ins, resp, upper = g.edit(base[src][0].tolist(), base[src][1].tolist())
+        else:
+            ins, resp = g.original()
+            upper = False
+        base.append((np.array(ins, np.int32), np.array(resp, np.int32)))
+        user, asst = g.sentences(list(ins), int(rseed[i])), g.sentences(list(resp), int(rseed[i]) + 1)
+        if upper:
+            user, asst = user.upper(), "  " + asst.replace(" ", "  ")
+        yield i, src, user, asst, g
+
+
+def generate(path: Path, n: int, seed: int = 777, dup_rate: float = 0.2) -> np.ndarray:
+    """Write n records to `path` (JSONL) and return source_of (int64, -1 for originals)."""
+    source_of = np.full(n, -1, np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        for i in range(n):
-            if is_dup[i]:
-                # copy an earlier record; 10% copy an earlier duplicate (copies of copies)
-                if dup_list and g.rnd.random() < 0.1:
-                    src = dup_list[g.rnd.randrange(len(dup_list))]
-                else:
-                    src = g.rnd.randrange(i)
-                dup_list.append(i)
-                rseed[i] = rseed[src]
-                ins, resp, upper = g.edit(base[src][0].tolist(), base[src][1].tolist())
-                source_of[i] = src
-            else:
-                ins, resp = g.original()
-                upper = False
-            base.append((np.array(ins, np.int32), np.array(resp, np.int32)))
-            user, asst = g.sentences(list(ins), int(rseed[i])), g.sentences(list(resp), int(rseed[i]) + 1)
-            if upper:
-                user, asst = user.upper(), "  " + asst.replace(" ", "  ")
+        for i, src, user, asst, _ in pairs(n, seed, dup_rate):
+            source_of[i] = src
             fh.write(json.dumps({"id": f"r{i:07d}", "kind": "sft",
                                  "messages": [{"role": "user", "content": user},
                                               {"role": "assistant", "content": asst}],

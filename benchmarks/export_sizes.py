@@ -26,29 +26,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from dedup_corpus import Gen  # noqa: E402
+from dedup_corpus import Gen, conversation, text as _text  # noqa: E402
 from measure import run_measured  # noqa: E402
 
 SFT = ["messages", "sharegpt", "alpaca", "chatml_text"]
 DPO = ["trl", "messages_pair", "prompt_pairs", "alpaca_pref"]
 BUCKETS = ["instruction", "code", "cot_math", "analytical", "creative", "factual", "red_team"]
-
-
-def _text(g: Gen, lo: int, hi: int, seed: int) -> str:
-    return g.sentences(g.words(g.rnd.randrange(lo, hi)), seed)
-
-
-def _conversation(g: Gen, i: int) -> list[dict]:
-    """Optional system prompt, then 1-4 user turns with assistant replies between them (ends with the user)."""
-    msgs = []
-    if g.rnd.random() < 0.3:
-        msgs.append({"role": "system", "content": _text(g, 8, 40, 7 * i)})
-    turns = 1 if g.rnd.random() < 0.7 else g.rnd.randrange(2, 5)
-    for t in range(turns):
-        if t:
-            msgs.append({"role": "assistant", "content": _text(g, 60, 300, 7 * i + 2 * t)})
-        msgs.append({"role": "user", "content": _text(g, 10, 80, 7 * i + 2 * t + 1)})
-    return msgs
 
 
 def generate(path: Path, n: int, seed: int = 11) -> dict[str, int]:
@@ -58,7 +41,7 @@ def generate(path: Path, n: int, seed: int = 11) -> dict[str, int]:
         for i in range(n):
             rec = {"id": f"r{i:07d}", "bucket": BUCKETS[g.rnd.randrange(len(BUCKETS))],
                    "source": {"dataset": f"synth_{i % 3}", "revision": "v1", "row": i},
-                   "messages": _conversation(g, i)}
+                   "messages": conversation(g, i)}
             if g.rnd.random() < 0.75:
                 rec["kind"] = "sft"
                 rec["messages"].append({"role": "assistant", "content": _text(g, 60, 300, 7 * i + 99)})

@@ -220,6 +220,19 @@ def _histogram(sims: np.ndarray, threshold: float, bins: int) -> list[tuple[floa
             for i in range(bins)]
 
 
+def _one_batch(files: list[Path], batch_size: int) -> bool:
+    """True when the input holds at most one batch of lines: a worker pool would only add start-up.
+    Reads at most batch_size lines' worth of bytes."""
+    lines = 0
+    for f in files:
+        with open_binary(f) as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                lines += block.count(b"\n")
+                if lines > batch_size:
+                    return False
+    return True
+
+
 def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, max_line_bytes: int,
               plots_path: Path | None = None, stage: str = "dedup") -> Result:
     """Run the whole stage; writes records/quarantine/clusters/contamination into out_dir."""
@@ -228,6 +241,8 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
     bands, rows = (p.bands, p.rows) if p.bands else choose_banding(p.threshold, p.num_perm, p.lsh_recall)
     settings = Settings(p, seed, bands, rows, max_line_bytes)
     workers = p.workers or os.cpu_count() or 1
+    if workers > 1 and _one_batch(files, p.batch_size):
+        workers = 1
     out_dir.mkdir(parents=True, exist_ok=True)
     spill_root = Path(p.tmp_dir) if p.tmp_dir else out_dir
     spill_root.mkdir(parents=True, exist_ok=True)
@@ -238,7 +253,6 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
     timings["eval_index_s"] = time.perf_counter() - t
 
     permutations(p.num_perm, seed)          # drawn once, before the workers fork
-    import scipy.sparse.csgraph  # noqa: F401
 
     _init_worker(settings, index, spill_dir)
     pool = None
