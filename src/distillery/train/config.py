@@ -108,3 +108,29 @@ class RemoteParams(Section):
     llm_cache_key: str = Field("distillery/llm_cache/responses.sqlite",
                                description="object path of the LLM response cache below the remote url")
     sync_llm_cache: bool = Field(True, description="make push/pull also sync the LLM response cache")
+
+
+class JudgeEvalParams(Section):
+    """judge_eval: how often the configured judge agrees with human preference labels (docs/train_eval.md)."""
+
+    judges: list[TeacherName] = Field(default_factory=lambda: ["local-smollm2"], min_length=1,
+                                      description="teachers judged, each with the score.judge settings")
+    set_paths: dict[str, Path] = Field(
+        default_factory=lambda: {"hh": Path("data/ingest/hh_harmless/records.jsonl"),
+                                 "oasst": Path("data/ingest/oasst/records.jsonl")},
+        description="set name -> ingested preference records (chosen = the human's pick)")
+    sets: list[str] = Field(default_factory=lambda: ["hh", "oasst"], min_length=1,
+                            description="labelled sets, names of `set_paths`")
+    sample: int = Field(32, ge=1, description="pairs judged per set (a seeded sample; both orders each)")
+    min_agreement: float = Field(0.6, ge=0, le=1, description="a judge below this agreement on a set is flagged")
+    n_boot: int = Field(2000, ge=100, description="bootstrap replicates for the agreement interval")
+    max_reject_rate: float | None = Field(None, ge=0, le=1, description="null = project.max_reject_rate")
+
+    @field_validator("sets")
+    @classmethod
+    def _known(cls, v: list[str], info):
+        paths = info.data.get("set_paths") or {}
+        unknown = [s for s in v if paths and s not in paths]
+        if unknown:
+            raise ValueError(f"unknown set {unknown[0]!r} (known: {', '.join(paths)}); add it to set_paths")
+        return v
