@@ -20,8 +20,8 @@ from distillery.core.stage import one_line_errors
 @click.option("--items", "items_path", default="data/train_eval/items.jsonl", show_default=True,
               help="The train_eval per-item scores (a DVC out), as a path in the repository.")
 @click.option("--repo", default=".", show_default=True, help="The git + DVC repository.")
-@click.option("--output", type=click.Path(dir_okay=False), default="reports/compare.md", show_default=True,
-              help="Markdown table for the dataset card.")
+@click.option("--output", type=click.Path(dir_okay=False), default="metrics/compare.md", show_default=True,
+              help="Markdown table; metrics/compare.md is included in the dataset card.")
 @click.option("--params", "params_path", type=click.Path(dir_okay=False), default=None,
               help="Params file (tracking section; default params.yaml when present).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
