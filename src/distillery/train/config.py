@@ -45,11 +45,11 @@ class EvalSetParams(Section):
     topup_from: list[Path] = Field(default_factory=list, description="ingested record files whose records the "
                                    "production mix does not hold top up the held-out sets")
     gsm8k_em_limit: int = Field(200, ge=0, description="most GSM8K questions answered greedily (budget decides)")
-    time_budget_s: float = Field(300, ge=0, description="CPU seconds for evaluating base + tuned; loss floors are "
+    time_budget_s: float = Field(600, ge=0, description="CPU seconds for evaluating base + tuned; loss floors are "
                                                         "always scored, generation gets the rest")
-    loss_item_cpu_s: float = Field(0.1, gt=0, description="cost model: CPU s to score one loss item")
-    gen_item_cpu_s: float = Field(2.0, gt=0, description="cost model: CPU s for one greedy answer")
-    judge_item_cpu_s: float = Field(2.0, gt=0, description="cost model: CPU s for one judge call")
+    loss_item_cpu_s: float = Field(1.0, gt=0, description="cost model: CPU s to score one loss item")
+    gen_item_cpu_s: float = Field(4.0, gt=0, description="cost model: CPU s for one greedy answer")
+    judge_item_cpu_s: float = Field(4.0, gt=0, description="cost model: CPU s for one judge call")
     max_new_tokens: int = Field(96, gt=0, description="greedy generation length for GSM8K / win rate")
     batch_size: int = Field(8, gt=0, description="eval batch size (loss and generation)")
     n_boot: int = Field(2000, ge=100, description="bootstrap replicates per interval")
