@@ -34,7 +34,8 @@ def test_train_eval_lowers_heldout_loss_and_saves_a_reloadable_adapter(run_scrip
     # headline: six flat keys per eval metric; the delta's paired interval decides the verdict
     for k in ("heldout_loss", "gsm8k_ref_loss", "mt_bench_ref_loss", "truthfulqa_ref_loss", "pref_accuracy"):
         lo, hi, d = metrics[f"{k}_delta_ci_low"], metrics[f"{k}_delta_ci_high"], metrics[f"{k}_delta"]
-        assert metrics[f"{k}_base"] == before[k] and metrics[f"{k}_tuned"] == after[k]
+        assert metrics[f"{k}_base"] == before[k] and metrics[f"{k}_tuned"] == after[k] and d == pytest.approx(
+            after[k] - before[k], abs=2e-6)
         assert lo <= hi and metrics[f"{k}_verdict"] in (-1, 0, 1)
         assert metrics[f"{k}_verdict"] == (0 if lo <= 0 <= hi else (1 if (hi < 0) == k.endswith("_loss") else -1))
         assert metrics["evals"][k]["verdict"] in ("better", "worse", "noise")

@@ -279,6 +279,8 @@ def run_train_eval(params: Any, mix: str | Path, export: str | Path, output: str
     write_rows(out / ITEMS_FILE, rows)
     results = compare_rows(rows, p.eval.n_boot, seed)
     agg_before, agg_after = aggregate(before), aggregate(after)
+    for r in results:   # one figure per metric everywhere: the one computed from the per-item file
+        agg_before[r.metric], agg_after[r.metric] = r.a, r.b
     log.info("tuned: %s", agg_after)
     trainable = sum(x.numel() for x in model.parameters() if x.requires_grad)
     sft_losses = [c["loss"] for c in curve if c["phase"] == "sft"]
