@@ -51,6 +51,9 @@ def build_inputs(root: Path, n_sft: int = 48, n_pref: int = 16, n_eval: int = 12
     _write(ev / "mt_q.jsonl", [{"question_id": 101, "category": "reasoning",
                                 "turns": ["Name a primary color.", "Name another one."]}])
     _write(ev / "mt_a.jsonl", [{"question_id": 101, "choices": [{"index": 0, "turns": ["Red.", "Blue."]}]}])
+    (ev / "tqa.csv").write_text("Type,Category,Question,Best Answer,Correct Answers,Incorrect Answers,Source\n"
+                                "A,B,What color is the sky on a clear day?,Blue,Blue,Green,x\n"
+                                "A,B,How many legs does a cat have?,Four,Four,Six,x\n")
     params = root / "params.yaml"
     params.write_text(f"""
 project: {{seed: 7, metrics_dir: {root / 'metrics'}}}
@@ -67,8 +70,11 @@ train_eval:
     gsm8k_path: {ev / 'gsm8k_test.jsonl.gz'}
     mt_bench_questions_path: {ev / 'mt_q.jsonl'}
     mt_bench_answers_path: {ev / 'mt_a.jsonl'}
-    reference_limit: 2
+    truthfulqa_path: {ev / 'tqa.csv'}
+    gsm8k_ref_limit: 2
+    truthfulqa_limit: 2
     gsm8k_em_limit: 2
+    time_budget_s: 1000
     max_new_tokens: 24
 """)
     return {"root": root, "mix": mix, "export": root / "export", "params": params, "metrics": root / "metrics"}

@@ -130,3 +130,32 @@ def test_bad_params_value_is_one_line(run_script, mini_inputs):
     p = run_script("train_eval", "--params", mini_inputs["params"], "--set", "train_eval.dpo=sometimes",
                    cwd=mini_inputs["root"])
     _one_line_error(p, "train_eval.dpo")
+
+
+def test_held_out_is_topped_up_with_ingested_records_never_trained_on_and_sized_by_the_budget(mini_inputs):
+    m = mini_inputs
+    ingest = m["root"] / "ingest.jsonl"
+    prod_ids = [json.loads(x)["id"] for x in (m["mix"] / "production.jsonl").read_text().splitlines()]
+    rows = [{"id": prod_ids[0], "kind": "sft", "messages": [{"role": "user", "content": "trained on"},
+                                                            {"role": "assistant", "content": "yes"}]}]
+    rows += [{"id": f"ing{i}", "kind": "sft", "messages": [{"role": "user", "content": f"q{i}"},
+                                                           {"role": "assistant", "content": f"a{i}"}]}
+             for i in range(10)]
+    rows += [{"id": f"pp{i}", "kind": "preference", "messages": [{"role": "user", "content": f"p{i}"}],
+              "chosen": {"role": "assistant", "content": "c"}, "rejected": {"role": "assistant", "content": "r"}}
+             for i in range(3)]
+    ingest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = _params(m["params"], "train_eval.eval.heldout_limit=15", "train_eval.eval.pairs_limit=14",
+                f"train_eval.eval.topup_from=[{ingest}]", "train_eval.eval.time_budget_s=200",
+                "train_eval.eval.gsm8k_em_limit=50")
+    inp = load_inputs(p, m["mix"], m["export"])
+    ids = [x.id for x in inp.heldout]
+    # 12 from the eval split, then 3 ingested records; the one the production mix holds is never used
+    assert len(ids) == 15 and ids[12:] == ["ing0", "ing1", "ing2"] and prod_ids[0] not in ids
+    assert len(inp.heldout_pairs) == 14 and [x.id for x in inp.heldout_pairs[12:]] == ["pp0", "pp1"]
+    assert inp.topup == {"heldout": 3, "pairs": 2} and any("topped up" in n for n in inp.notes)
+    # loss items: 15 + 2 x 14 + 2 MT-Bench + 2 GSM8K + 2 TruthfulQA = 49 -> 98 CPU s of 200; GSM8K EM gets
+    # the rest at 2 x 4 s per question, capped by the 2 shipped test questions
+    assert inp.plan.loss_items == 49 and inp.plan.gsm8k_em == 2 and len(inp.gsm8k_em) == 2
+    tight = load_inputs(_params(m["params"], "train_eval.eval.time_budget_s=50"), m["mix"], m["export"])
+    assert tight.plan.over_budget and tight.gsm8k_em == [] and any("time_budget_s" in n for n in tight.notes)

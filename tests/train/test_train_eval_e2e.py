@@ -27,9 +27,27 @@ def test_train_eval_lowers_heldout_loss_and_saves_a_reloadable_adapter(run_scrip
     # the LoRA changed the model in the direction of the data
     assert after["heldout_loss"] < before["heldout_loss"]
     assert delta["heldout_loss"] == pytest.approx(after["heldout_loss"] - before["heldout_loss"], abs=1e-5)
-    for k in ("heldout_ppl", "mt_bench_ref_loss", "gsm8k_ref_loss", "gsm8k_em", "pref_accuracy", "reward_margin"):
+    for k in ("heldout_ppl", "mt_bench_ref_loss", "gsm8k_ref_loss", "truthfulqa_ref_loss", "gsm8k_em",
+              "pref_accuracy", "reward_margin"):
         assert k in before and k in after and k in delta
     assert before["reward_margin"] == 0.0
+    # headline: six flat keys per eval metric; the delta's paired interval decides the verdict
+    for k in ("heldout_loss", "gsm8k_ref_loss", "mt_bench_ref_loss", "truthfulqa_ref_loss", "pref_accuracy"):
+        lo, hi, d = metrics[f"{k}_delta_ci_low"], metrics[f"{k}_delta_ci_high"], metrics[f"{k}_delta"]
+        assert metrics[f"{k}_base"] == before[k] and metrics[f"{k}_tuned"] == after[k] and d == pytest.approx(
+            after[k] - before[k], abs=2e-6)
+        assert lo <= hi and metrics[f"{k}_verdict"] in (-1, 0, 1)
+        assert metrics[f"{k}_verdict"] == (0 if lo <= 0 <= hi else (1 if (hi < 0) == k.endswith("_loss") else -1))
+        assert metrics["evals"][k]["verdict"] in ("better", "worse", "noise")
+    assert metrics["eval_sizes"]["heldout_loss"] == 12 and metrics["eval_sizes"]["truthfulqa_ref_loss"] == 2
+    # per-item scores (the DVC out `distillery compare` reads): the figures are their weighted means
+    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    held = [r for r in items if r["metric"] == "heldout_loss"]
+    assert len(held) == 12 and {r["item"] for r in held} == {f"sft{1000 + i}" for i in range(12)}
+    w = sum(r["weight"] for r in held)
+    assert sum(r["tuned"] * r["weight"] for r in held) / w == pytest.approx(after["heldout_loss"], abs=1e-5)
+    # the table is printed at the end of the stage
+    assert "base vs tuned" in p.stdout and "heldout_loss" in p.stdout and "delta [95% CI]" in p.stdout
     assert metrics["train"]["dpo"] == "ran" and metrics["train"]["max_length"] == 80  # stats < params cap
     # loss curve: SFT steps 1..8 then DPO steps 9..10, as the DVC plot reads it
     rows = list(csv.DictReader((m["metrics"] / "plots" / "train_loss.csv").open()))

@@ -1,12 +1,15 @@
 """train_eval stage: LoRA SFT (+ DPO) on the production mix, base-vs-tuned eval with one harness.
 
-Writes metrics/train_eval.json (before / after / delta per metric), the loss curve
-(metrics/plots/train_loss.csv, a DVC plot) and the adapter under --output/adapter.
+Writes metrics/train_eval.json (per eval metric: base, tuned, paired delta with its 95% interval and a
+verdict), the per-item scores (--output/items.jsonl, what `distillery compare` reads), the loss curve
+(metrics/plots/train_loss.csv, a DVC plot) and the adapter under --output/adapter; prints the table.
 """
 
 import click
 
 from distillery.core.stage import stage_options, stage_run
+
+HEADLINE_LIMIT = 64   # 6 keys x up to 9 eval metrics + the record counts and wall_s
 
 
 @click.command()
@@ -36,9 +39,10 @@ def main(params_path, overrides, mix, eval_path, export, model, output, steps, b
         from distillery.train.pipeline import run_train_eval
 
         metrics, artifacts = run_train_eval(run.params, mix, export, output, eval_path)
-        # the headline `dvc metrics diff` shows: one flat delta per eval metric (before/after are details)
-        metrics.update({f"delta_{k}": v for k, v in (metrics.get("delta") or {}).items()})
-        run.finish(metrics, artifacts=artifacts, outputs=[output])
+        text = metrics.pop("_table")
+        # headline: six flat keys per eval metric (<m>_base/_tuned/_delta/_delta_ci_low/_delta_ci_high/_verdict)
+        run.finish(metrics, artifacts=artifacts, outputs=[output], headline_limit=HEADLINE_LIMIT)
+        click.echo(f"train_eval: base vs tuned, paired 95% bootstrap intervals over eval items\n{text}")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,7 @@ SECTIONS: dict[str, str] = {
     "viewer": "distillery.viewer.config:ViewerParams",
     "tracking": "distillery.track.config:TrackingParams",
     "train_eval": "distillery.train.config:TrainEvalParams",
+    "judge_eval": "distillery.train.config:JudgeEvalParams",
     "remote": "distillery.train.config:RemoteParams",
     "engine": "distillery.distributed.config:EngineParams",
 }

@@ -186,9 +186,11 @@ class StageRun:
     def finish(self, metrics: dict[str, Any] | None = None, artifacts: Iterable[str | Path] = (), *,
                counter: StageCounter | None = None, outputs: Iterable[str | Path] = (),
                log_params: dict[str, Any] | None = None, quarantine_path: str | Path | None = None,
-               write: bool = True) -> dict[str, Any]:
+               write: bool = True, headline_limit: int = MAX_HEADLINE_KEYS) -> dict[str, Any]:
         """Write headline + details metrics, log to MLflow, then apply the gate (exit 3 when over it).
-        `write=False` is for steps that count no records (prepare_model, card, report): MLflow only."""
+        `write=False` is for steps that count no records (prepare_model, card, report): MLflow only.
+        `headline_limit` raises the headline cap for a stage whose figures come in fixed groups
+        (train_eval: six keys per eval metric)."""
         c = counter if counter is not None else self.counter
         metrics = dict(metrics or {})
         for k in ("records_in", "records_out", "rejected", "reject_rate", "rejects_by_reason"):
@@ -199,8 +201,8 @@ class StageRun:
         headline = {**counts, **headline}
         headline["wall_s"] = round(time.time() - self.started, 3)
         details = {"rejects_by_reason": dict(sorted(c.rejects.items())), "gate": self.gate.key, **details}
-        if len(headline) > MAX_HEADLINE_KEYS:
-            raise DistilleryError(f"{self.metrics_name}: {len(headline)} headline metrics (max {MAX_HEADLINE_KEYS}); "
+        if len(headline) > headline_limit:
+            raise DistilleryError(f"{self.metrics_name}: {len(headline)} headline metrics (max {headline_limit}); "
                                   "move breakdowns into a nested dict")
         if write:
             write_json(self.metrics_path, headline)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..core.io import DETAILS_SUFFIX, read_stage_metrics
+from .card_evals import evals_section
 from .config import FILE_TYPES
 from .registry import AXOLOTL_DPO, AXOLOTL_DPO_ORDER, AXOLOTL_SFT, AXOLOTL_SFT_ORDER, TRL_DPO_ORDER, \
     TRL_SFT_ORDER, loader, not_registered, pick
@@ -325,8 +326,7 @@ def build_card(export_dir: str | Path, metrics_dir: str | Path, mix_dir: str | P
     if isinstance(stats, dict) and "recommended_max_length" in stats:
         lines += [f"Recommended `max_length`: **{stats['recommended_max_length']}**.", ""]
     lines += _kv_section(stats, "metrics/stats.json")
-    lines += ["## Downstream evaluation", ""] + _kv_section(_metrics(metrics_dir / "train_eval.json"),
-                                                            "metrics/train_eval.json")
+    lines += evals_section(metrics_dir, _metrics, _kv_section)
     lines += ["## Validation", ""] + _kv_section(_metrics(metrics_dir / "validate.json"), "metrics/validate.json")
     lines += ["## Intended use", "", card.intended_use, "", "## Limitations", ""]
     lines += [f"- {x}" for x in card.limitations] + [""]

@@ -260,6 +260,12 @@ def _train_eval(P: Any) -> Reads:
     return Reads(keys + [k.format(stage="train_eval") for k in LLM_KEYS], {teacher})
 
 
+def _judge_eval(P: Any) -> Reads:
+    keys = ["judge_eval", "score.judge", "project.seed", "project.max_reject_rate"]
+    return Reads(keys + [k.format(stage="judge_eval") for k in LLM_KEYS], set(P.judge_eval.judges),
+                 list(JUDGE_TEMPLATES))
+
+
 def _export(P: Any) -> Reads:
     return Reads([f"export.{k}" for k in type(P.export).model_fields if k != "card"] + ["project"])
 
@@ -283,6 +289,7 @@ READS: dict[str, Callable[[Any], Reads]] = {
                                  "buckets.extra", "project.max_reject_rate"]),
     "viewer": lambda P: Reads(["viewer", "project.seed", "project.max_line_bytes", "project.max_reject_rate"]),
     "train_eval": _train_eval,
+    "judge_eval": _judge_eval,
     "card": lambda P: Reads(["export.card", "ingest.sources", "project.max_reject_rate"]),
     "costs": lambda P: Reads(["project.max_reject_rate"]),
     "report": lambda P: Reads(["tracking", "project.max_reject_rate"]),

@@ -27,24 +27,40 @@ class LoraParams(Section):
 
 
 class EvalSetParams(Section):
-    """The fixed benchmark slices (the same files the dedup stage decontaminates against)."""
+    """Eval sets and their sizes. Loss sets have floors (always scored); the greedy-generation sets
+    (GSM8K exact match, the judged win rate) get what `time_budget_s` leaves, by a measured cost model,
+    so the sizes are the same on every machine for the same params (docs/train_eval.md, "Eval sizes")."""
 
     gsm8k_path: Path = Path("data/raw/eval/gsm8k_test.jsonl.gz")
     mt_bench_questions_path: Path = Path("data/raw/eval/mt_bench_questions.jsonl")
     mt_bench_answers_path: Path = Path("data/raw/eval/mt_bench_reference_answers.jsonl")
-    heldout_limit: int = Field(32, ge=0, description="held-out eval split records scored for loss (0 = all)")
-    reference_limit: int = Field(8, ge=0, description="reference answers scored per benchmark (0 = all)")
-    gsm8k_em_limit: int = Field(8, ge=0, description="GSM8K test questions answered greedily (0 = skip)")
+    truthfulqa_path: Path = Path("data/raw/eval/truthfulqa.csv")
+    heldout_limit: int = Field(200, ge=0, description="held-out SFT records scored for loss (floor; topped up from "
+                                                      "`topup_from` when the eval split holds fewer; 0 = the split)")
+    pairs_limit: int = Field(100, ge=0, description="held-out preference pairs for preference accuracy (floor, "
+                                                    "topped up like heldout_limit; 0 = the split)")
+    gsm8k_ref_limit: int = Field(200, ge=0, description="GSM8K test solutions scored for reference-answer loss")
+    mt_bench_limit: int = Field(0, ge=0, description="MT-Bench reference-answer turns scored (0 = all)")
+    truthfulqa_limit: int = Field(200, ge=0, description="TruthfulQA best answers scored for loss (0 = skip)")
+    topup_from: list[Path] = Field(default_factory=list, description="ingested record files whose records the "
+                                   "production mix does not hold top up the held-out sets")
+    gsm8k_em_limit: int = Field(200, ge=0, description="most GSM8K questions answered greedily (budget decides)")
+    time_budget_s: float = Field(600, ge=0, description="CPU seconds for evaluating base + tuned; loss floors are "
+                                                        "always scored, generation gets the rest")
+    loss_item_cpu_s: float = Field(1.0, gt=0, description="cost model: CPU s to score one loss item")
+    gen_item_cpu_s: float = Field(4.0, gt=0, description="cost model: CPU s for one greedy answer")
+    judge_item_cpu_s: float = Field(4.0, gt=0, description="cost model: CPU s for one judge call")
     max_new_tokens: int = Field(96, gt=0, description="greedy generation length for GSM8K / win rate")
     batch_size: int = Field(8, gt=0, description="eval batch size (loss and generation)")
-    pairs_limit: int = Field(32, ge=0, description="held-out preference pairs scored (0 = all)")
+    n_boot: int = Field(2000, ge=100, description="bootstrap replicates per interval")
 
 
 class JudgeParams(Section):
     """Pairwise win rate of tuned vs base, judged by a teacher in both orders (off when teacher is empty)."""
 
     teacher: TeacherName = Field("", description="teacher name from llm.teachers; empty = no win rate")
-    prompts: int = Field(16, ge=1, description="held-out prompts answered by both models")
+    prompts: int = Field(80, ge=0, description="most MT-Bench questions answered by both models and judged "
+                                               "(eval.time_budget_s decides how many)")
 
 
 class TrainEvalParams(Section):
@@ -92,3 +108,29 @@ class RemoteParams(Section):
     llm_cache_key: str = Field("distillery/llm_cache/responses.sqlite",
                                description="object path of the LLM response cache below the remote url")
     sync_llm_cache: bool = Field(True, description="make push/pull also sync the LLM response cache")
+
+
+class JudgeEvalParams(Section):
+    """judge_eval: how often the configured judge agrees with human preference labels (docs/train_eval.md)."""
+
+    judges: list[TeacherName] = Field(default_factory=lambda: ["local-smollm2"], min_length=1,
+                                      description="teachers judged, each with the score.judge settings")
+    set_paths: dict[str, Path] = Field(
+        default_factory=lambda: {"hh": Path("data/ingest/hh_harmless/records.jsonl"),
+                                 "oasst": Path("data/ingest/oasst/records.jsonl")},
+        description="set name -> ingested preference records (chosen = the human's pick)")
+    sets: list[str] = Field(default_factory=lambda: ["hh", "oasst"], min_length=1,
+                            description="labelled sets, names of `set_paths`")
+    sample: int = Field(32, ge=1, description="pairs judged per set (a seeded sample; both orders each)")
+    min_agreement: float = Field(0.6, ge=0, le=1, description="a judge below this agreement on a set is flagged")
+    n_boot: int = Field(2000, ge=100, description="bootstrap replicates for the agreement interval")
+    max_reject_rate: float | None = Field(None, ge=0, le=1, description="null = project.max_reject_rate")
+
+    @field_validator("sets")
+    @classmethod
+    def _known(cls, v: list[str], info):
+        paths = info.data.get("set_paths") or {}
+        unknown = [s for s in v if paths and s not in paths]
+        if unknown:
+            raise ValueError(f"unknown set {unknown[0]!r} (known: {', '.join(paths)}); add it to set_paths")
+        return v

@@ -25,6 +25,7 @@ class Example:
 
     prompt: list[dict]
     completion: str
+    id: str = ""            # the item key per-item scores are paired on (record id, benchmark index)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Pair:
     prompt: list[dict]
     chosen: str
     rejected: str
+    id: str = ""
 
 
 def _good(path: Path) -> Iterator[dict]:
@@ -47,7 +49,8 @@ def sft_example(rec: dict) -> Example | None:
     msgs = rec.get("messages") or []
     if rec.get("kind") != "sft" or check_roles("sft", msgs) is not None:
         return None
-    return Example([{"role": m["role"], "content": m["content"]} for m in msgs[:-1]], msgs[-1]["content"])
+    return Example([{"role": m["role"], "content": m["content"]} for m in msgs[:-1]], msgs[-1]["content"],
+                   str(rec.get("id", "")))
 
 
 def preference_pair(rec: dict) -> Pair | None:
@@ -56,7 +59,7 @@ def preference_pair(rec: dict) -> Pair | None:
                                                       rec.get("rejected")) is not None:
         return None
     return Pair([{"role": m["role"], "content": m["content"]} for m in msgs],
-                rec["chosen"]["content"], rec["rejected"]["content"])
+                rec["chosen"]["content"], rec["rejected"]["content"], str(rec.get("id", "")))
 
 
 def load_mix(path: str | Path, limit: int = 0) -> tuple[list[Example], list[Pair]]:
@@ -128,7 +131,7 @@ def gsm8k_items(path: str | Path, limit: int) -> list[dict]:
             continue
         solution = CALC_ANNOTATION.sub("", ans)
         final = ans.rsplit("####", 1)[1].strip().replace(",", "")
-        out.append({"question": obj["question"], "solution": solution, "final": final})
+        out.append({"question": obj["question"], "solution": solution, "final": final, "id": f"gsm8k:{len(out)}"})
         if limit and len(out) >= limit:
             break
     return out
@@ -150,7 +153,7 @@ def mt_bench_examples(questions_path: str | Path, answers_path: str | Path, limi
         history: list[dict] = []
         for q, a in zip(turns, answers):
             history.append({"role": "user", "content": q})
-            out.append(Example(list(history), a))
+            out.append(Example(list(history), a, f"mt_bench:{obj.get('question_id')}:t{len(history) // 2 + 1}"))
             history.append({"role": "assistant", "content": a})
         if limit and len(out) >= limit:
             break
@@ -166,3 +169,60 @@ def last_number(text: str) -> str | None:
     if "." in n:
         n = n.rstrip("0").rstrip(".")
     return n
+
+
+def truthfulqa_examples(path: str | Path, limit: int) -> list[Example]:
+    """TruthfulQA (CSV: Question, Best Answer) as reference answers: the best answer given the question."""
+    import csv
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: TruthfulQA eval file not found (train_eval.eval.truthfulqa_path)")
+    out: list[Example] = []
+    with p.open(encoding="utf-8", newline="") as fh:
+        for i, row in enumerate(csv.DictReader(fh)):
+            q, a = (row.get("Question") or "").strip(), (row.get("Best Answer") or "").strip()
+            if q and a:
+                out.append(Example([{"role": "user", "content": q}], a, f"truthfulqa:{i}"))
+            if limit and len(out) >= limit:
+                break
+    return out
+
+
+def mt_bench_prompts(questions_path: str | Path, limit: int) -> list[tuple[str, str]]:
+    """(item id, first-turn question) of every MT-Bench question, in question_id order (the win-rate prompts)."""
+    qp = Path(questions_path)
+    if not qp.exists():
+        raise InputError(f"{qp}: MT-Bench eval file not found (train_eval.eval.mt_bench_questions_path)")
+    rows = sorted((o for o in _good(qp) if o.get("turns")), key=lambda o: o.get("question_id", 0))
+    out = [(f"mt_bench:{o.get('question_id')}", o["turns"][0]) for o in rows]
+    return out[:limit] if limit else out
+
+
+def held_out_topup(paths: list[Path], trained_ids: set[str], need_sft: int, need_pairs: int,
+                   seen: set[str]) -> tuple[list[Example], list[Pair]]:
+    """Ingested records the model was never trained on (id not in the production mix), in file order:
+    they top up the held-out split when the mix's eval split holds fewer than the eval floors."""
+    sft: list[Example] = []
+    pairs: list[Pair] = []
+    for path in paths:
+        if not Path(path).exists():
+            continue
+        for rec in _good(Path(path)):
+            rid = str(rec.get("id", ""))
+            if not rid or rid in trained_ids or rid in seen:
+                continue
+            if len(sft) < need_sft and (ex := sft_example(rec)) is not None:
+                sft.append(ex)
+                seen.add(rid)
+            elif len(pairs) < need_pairs and (pr := preference_pair(rec)) is not None:
+                pairs.append(pr)
+                seen.add(rid)
+            if len(sft) >= need_sft and len(pairs) >= need_pairs:
+                return sft, pairs
+    return sft, pairs
+
+
+def record_ids(path: str | Path) -> set[str]:
+    """Ids of every record of a JSONL file (the production mix: what training saw)."""
+    return {str(o["id"]) for o in _good(Path(path)) if "id" in o}

@@ -66,6 +66,15 @@ def completion_logps(model, tok, examples: Sequence[Example], max_length: int, b
     return out
 
 
+def loss_items(model, tok, examples: Sequence[Example], max_length: int, batch_size: int
+               ) -> list[tuple[str, float, int]]:
+    """Per scorable example: (item id, per-token NLL of the completion, completion token count).
+    The token-weighted mean of the NLLs (weights = counts) is exactly `loss_metrics`' loss."""
+    scored = completion_logps(model, tok, examples, max_length, batch_size)
+    return [(ex.id or str(i), -s[0] / s[1], s[1]) for i, (ex, s) in enumerate(zip(examples, scored))
+            if s is not None and s[1] > 0]
+
+
 def loss_metrics(model, tok, examples: Sequence[Example], max_length: int, batch_size: int) -> dict[str, Any]:
     """Token-weighted completion loss and perplexity over a set of examples."""
     scored = [s for s in completion_logps(model, tok, examples, max_length, batch_size) if s is not None]
@@ -105,6 +114,23 @@ def preference_metrics(policy: Sequence, reference: Sequence | None, beta: float
             "logp_margin": round(logp_margin, 6), "pairs": len(rows)}
 
 
+def preference_items(pairs: Sequence[Pair], policy: Sequence, reference: Sequence | None, beta: float
+                     ) -> dict[str, list[tuple[str, float, int]]]:
+    """Per pair: chosen-over-rejected (1/0), the log-prob gap, and the DPO implicit reward margin
+    (0 for the base model, whose policy is its own reference)."""
+    out: dict[str, list[tuple[str, float, int]]] = {"pref_accuracy": [], "logp_margin": [], "reward_margin": []}
+    for i, (pr, lp) in enumerate(zip(pairs, policy)):
+        if lp is None or (reference is not None and reference[i] is None):
+            continue
+        c, r = lp
+        key = pr.id or str(i)
+        out["pref_accuracy"].append((key, float(c > r), 1))
+        out["logp_margin"].append((key, c - r, 1))
+        rm = 0.0 if reference is None else beta * ((c - reference[i][0]) - (r - reference[i][1]))
+        out["reward_margin"].append((key, rm, 1))
+    return out
+
+
 @torch.no_grad()
 def generate(model, tok, prompts: Sequence[list[dict]], max_new_tokens: int, batch_size: int,
              max_length: int) -> list[str]:
@@ -135,13 +161,24 @@ def gsm8k_prompt(question: str) -> list[dict]:
     return [{"role": "user", "content": f"{question}\n\n{GSM8K_INSTRUCTION}"}]
 
 
+def gsm8k_em_items(model, tok, items: Sequence[dict], max_new_tokens: int, batch_size: int,
+                   max_length: int) -> list[tuple[str, float, int]]:
+    """Per question: (item id, 1.0 when the last number of the greedy answer is the gold answer else 0.0, 1)."""
+    if not items:
+        return []
+    answers = generate(model, tok, [gsm8k_prompt(it["question"]) for it in items], max_new_tokens,
+                       batch_size, max_length)
+    out = []
+    for i, (it, a) in enumerate(zip(items, answers)):
+        g = last_number(it["final"])
+        out.append((it.get("id") or str(i), float(g is not None and last_number(a.split("####")[-1]) == g), 1))
+    return out
+
+
 def gsm8k_exact_match(model, tok, items: Sequence[dict], max_new_tokens: int, batch_size: int,
                       max_length: int) -> dict[str, Any]:
     """Exact match of the last number of a greedy answer against the gold final answer."""
     if not items:
         return {"gsm8k_em": None, "gsm8k_n": 0}
-    answers = generate(model, tok, [gsm8k_prompt(it["question"]) for it in items], max_new_tokens,
-                       batch_size, max_length)
-    gold = [last_number(it["final"]) for it in items]
-    hits = sum(1 for a, g in zip(answers, gold) if g is not None and last_number(a.split("####")[-1]) == g)
-    return {"gsm8k_em": round(hits / len(items), 6), "gsm8k_n": len(items)}
+    hits = gsm8k_em_items(model, tok, items, max_new_tokens, batch_size, max_length)
+    return {"gsm8k_em": round(sum(h for _, h, _ in hits) / len(items), 6), "gsm8k_n": len(items)}

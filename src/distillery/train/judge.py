@@ -20,6 +20,7 @@ __all__ = ["TEMPLATE", "judge_win_rate", "parse_verdict", "win_rate"]
 TEMPLATE = "prompts/judge/win_rate.j2"
 KEY = "train_eval.judge"
 TUNED, BASE = ("tuned", ""), ("base", "")   # authors: neither is a teacher, so any judge may judge
+POINTS = {"x": 1.0, "y": 0.0, "tie": 0.5, "inconsistent": 0.5}
 
 
 def judge_params(teacher: str) -> JudgeParams:
@@ -45,7 +46,7 @@ def win_rate(verdicts: Sequence[Winner | None]) -> dict[str, float | int | None]
 
 
 def judge_win_rate(params: Params, teacher: str, questions: Sequence[str], tuned: Sequence[str],
-                   base: Sequence[str]) -> dict[str, float | int | None]:
+                   base: Sequence[str]) -> dict:
     """Judge every (question, tuned, base) in both orders through the engine (cache, budget, retries)."""
     from ..llm.engine import Engine
 
@@ -53,7 +54,9 @@ def judge_win_rate(params: Params, teacher: str, questions: Sequence[str], tuned
     with Engine.from_params(params, stage="train_eval") as engine:
         judge = Judge(engine, judge_params(teacher), params.llm, params.project.seed, "train_eval", key=KEY)
         verdicts = judge.compare(items)
-    out = win_rate([o for v in verdicts for o in v.orders])
+    out: dict = win_rate([o for v in verdicts for o in v.orders])
+    # per question: 1 tuned won in both orders, 0 base won, 0.5 tie or orders disagree, None no verdict
+    out["points"] = [None if v.outcome is None else POINTS[v.outcome] for v in verdicts]
     results = [r for v in verdicts for r in v.results]
     out["judge_cost_usd"] = round(sum(r.cost_usd for r in results), 6)
     out["judge_failed"] = sum(not r.ok for r in results)

@@ -18,7 +18,12 @@ from typing import Any
 from ..core.errors import DistilleryError, InputError, ParamsError
 from ..core.io import atomic_dir, write_json, write_text
 from .config import TrainEvalParams
-from .data import (Example, gsm8k_items, load_dpo_rows, load_mix, mt_bench_examples, recommended_max_length)
+from .budget import EvalPlan, plan
+from .data import (Example, gsm8k_items, held_out_topup, load_dpo_rows, load_mix, mt_bench_examples, mt_bench_prompts,
+                   recommended_max_length, record_ids, truthfulqa_examples)
+from .results import Items, compare_rows, item_rows, table, write_rows
+
+ITEMS_FILE = "items.jsonl"   # per-item base/tuned scores, inside the stage's output directory (a DVC out)
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +37,15 @@ class Inputs:
     heldout: list[Example]
     heldout_pairs: list
     mt_bench: list[Example]
-    gsm8k: list[dict]
+    gsm8k: list[dict]                 # reference-answer loss items
     max_length: int
     max_length_source: str
     notes: list[str] = field(default_factory=list)
+    truthfulqa: list[Example] = field(default_factory=list)
+    gsm8k_em: list[dict] = field(default_factory=list)     # greedy exact-match items (budget-sized)
+    win_prompts: list[tuple[str, str]] = field(default_factory=list)   # (item id, MT-Bench question)
+    plan: EvalPlan | None = None
+    topup: dict[str, int] = field(default_factory=dict)
 
 
 def mix_files(mix: str | Path) -> tuple[Path, Path]:
@@ -86,41 +96,75 @@ def load_inputs(p: TrainEvalParams, mix: str | Path, export: str | Path, eval_pa
     heldout, pairs = load_mix(heldout_path, limit=e.heldout_limit)
     if e.pairs_limit:
         pairs = pairs[:e.pairs_limit]
+    topup = _topup(e, prod, heldout, pairs, notes)
     if not heldout:
         notes.append(f"{heldout_path}: no SFT records, held-out loss not measured")
-    mt = mt_bench_examples(e.mt_bench_questions_path, e.mt_bench_answers_path, e.reference_limit) \
-        if e.reference_limit else []
-    gsm = gsm8k_items(e.gsm8k_path, max(e.reference_limit, e.gsm8k_em_limit)) \
-        if (e.reference_limit or e.gsm8k_em_limit) else []
+    mt = mt_bench_examples(e.mt_bench_questions_path, e.mt_bench_answers_path, e.mt_bench_limit)
+    gsm_all = gsm8k_items(e.gsm8k_path, max(e.gsm8k_ref_limit, e.gsm8k_em_limit)) \
+        if (e.gsm8k_ref_limit or e.gsm8k_em_limit) else []
+    tqa = truthfulqa_examples(e.truthfulqa_path, e.truthfulqa_limit) if e.truthfulqa_limit else []
+    judge_on = bool(p.judge.teacher) and p.judge.prompts > 0
+    win_all = mt_bench_prompts(e.mt_bench_questions_path, p.judge.prompts) if judge_on else []
+    gsm_ref = gsm_all[:e.gsm8k_ref_limit]
+    loss_items = len(heldout) + 2 * len(pairs) + len(mt) + len(gsm_ref) + len(tqa)
+    pl = plan(e, loss_items, len(gsm_all), len(win_all), judge_on)
+    if pl.over_budget:
+        notes.append(f"eval loss floors alone need ~{2 * loss_items * e.loss_item_cpu_s:.0f} CPU s, over "
+                     f"train_eval.eval.time_budget_s={e.time_budget_s:g}; no greedy-generation evals run")
     max_len, src = recommended_max_length(p.stats_path, p.max_length)
-    return Inputs(sft, rows, heldout, pairs, mt, gsm, max_len, src, notes)
+    return Inputs(sft, rows, heldout, pairs, mt, gsm_ref, max_len, src, notes, tqa, gsm_all[:pl.gsm8k_em],
+                  win_all[:pl.win_rate], pl, topup)
 
 
-def evaluate_model(model, tok, inp: Inputs, p: TrainEvalParams, base_pairs=None) -> tuple[dict, Any]:
-    """Every eval metric for one model; returns (flat metrics, pair log-probs for the reward margin)."""
-    from .evaluate import gsm8k_exact_match, loss_metrics, pair_logps, preference_metrics
+def _topup(e, prod: Path, heldout: list[Example], pairs: list, notes: list[str]) -> dict[str, int]:
+    """Fill held-out SFT records / pairs up to their floors with ingested records training never saw."""
+    need_sft = max(0, e.heldout_limit - len(heldout)) if e.heldout_limit else 0
+    need_pairs = max(0, e.pairs_limit - len(pairs)) if e.pairs_limit else 0
+    if not e.topup_from or not (need_sft or need_pairs):
+        return {"heldout": 0, "pairs": 0}
+    seen = {x.id for x in heldout} | {x.id for x in pairs}
+    sft, prs = held_out_topup(list(e.topup_from), record_ids(prod), need_sft, need_pairs, seen)
+    heldout.extend(sft)
+    pairs.extend(prs)
+    if sft or prs:
+        notes.append(f"held-out topped up with {len(sft)} SFT records and {len(prs)} preference pairs from "
+                     f"train_eval.eval.topup_from (ingested records not in the production mix)")
+    return {"heldout": len(sft), "pairs": len(prs)}
+
+
+def evaluate_model(model, tok, inp: Inputs, p: TrainEvalParams, base_pairs=None) -> tuple[Items, Any]:
+    """Per-item scores of one model on every eval set; returns (items per metric, pair log-probs)."""
+    from .evaluate import gsm8k_em_items, loss_items, pair_logps, preference_items
 
     e = p.eval
     bs, ml = e.batch_size, inp.max_length
-    out: dict[str, Any] = {}
-    if inp.heldout:
-        m = loss_metrics(model, tok, inp.heldout, ml, bs)
-        out["heldout_loss"], out["heldout_ppl"] = m["loss"], m["perplexity"]
-    if inp.mt_bench:
-        out["mt_bench_ref_loss"] = loss_metrics(model, tok, inp.mt_bench, ml, bs)["loss"]
-    if inp.gsm8k and e.reference_limit:
-        refs = [Example([{"role": "user", "content": it["question"]}], it["solution"])
-                for it in inp.gsm8k[:e.reference_limit]]
-        out["gsm8k_ref_loss"] = loss_metrics(model, tok, refs, ml, bs)["loss"]
-    if inp.gsm8k and e.gsm8k_em_limit:
-        out["gsm8k_em"] = gsm8k_exact_match(model, tok, inp.gsm8k[:e.gsm8k_em_limit], e.max_new_tokens, bs,
-                                            ml)["gsm8k_em"]
+    out: Items = {}
+    refs = [Example([{"role": "user", "content": it["question"]}], it["solution"], it["id"]) for it in inp.gsm8k]
+    for name, exs in (("heldout_loss", inp.heldout), ("gsm8k_ref_loss", refs), ("mt_bench_ref_loss", inp.mt_bench),
+                      ("truthfulqa_ref_loss", inp.truthfulqa)):
+        if exs:
+            out[name] = loss_items(model, tok, exs, ml, bs)
+    if inp.gsm8k_em:
+        out["gsm8k_em"] = gsm8k_em_items(model, tok, inp.gsm8k_em, e.max_new_tokens, bs, ml)
     lp = None
     if inp.heldout_pairs:
         lp = pair_logps(model, tok, inp.heldout_pairs, ml, bs)
-        pm = preference_metrics(lp, base_pairs, p.dpo_beta)
-        out.update({k: pm[k] for k in ("pref_accuracy", "reward_margin", "logp_margin")})
+        out.update(preference_items(inp.heldout_pairs, lp, base_pairs, p.dpo_beta))
     return out, lp
+
+
+def aggregate(items: Items) -> dict[str, float]:
+    """Flat figure per metric (weighted mean of its items), plus held-out perplexity."""
+    import math
+
+    out = {}
+    for m, rows in items.items():
+        w = sum(x[2] for x in rows)
+        if w:
+            out[m] = round(sum(v * n for _, v, n in rows) / w, 6)
+    if "heldout_loss" in out:
+        out["heldout_ppl"] = round(math.exp(min(out["heldout_loss"], 50.0)), 4)
+    return out
 
 
 def delta(before: dict, after: dict) -> dict:
@@ -145,19 +189,22 @@ def save_adapter(model, tok, out_dir: Path) -> Path:
     return target
 
 
-def _judge(params: Any, p: TrainEvalParams, model, tok, inp: Inputs) -> dict:
+def _judge(params: Any, p: TrainEvalParams, model, tok, inp: Inputs) -> tuple[dict, Items]:
+    """Judged win rate of tuned vs base on MT-Bench first turns: summary and per-question points."""
     from .evaluate import generate
     from .judge import judge_win_rate
 
-    prompts = [ex.prompt for ex in inp.heldout[:p.judge.prompts]]
-    if not prompts:
-        return {}
+    if not inp.win_prompts:
+        return {}, {}
+    prompts = [[{"role": "user", "content": q}] for _, q in inp.win_prompts]
     e = p.eval
     tuned = generate(model, tok, prompts, e.max_new_tokens, e.batch_size, inp.max_length)
     with model.disable_adapter():
         base = generate(model, tok, prompts, e.max_new_tokens, e.batch_size, inp.max_length)
-    questions = [next((m["content"] for m in reversed(pr) if m["role"] == "user"), "") for pr in prompts]
-    return judge_win_rate(params, p.judge.teacher, questions, tuned, base)
+    out = judge_win_rate(params, p.judge.teacher, [q for _, q in inp.win_prompts], tuned, base)
+    points = out.pop("points")
+    rows = [(k, pt, 1) for (k, _), pt in zip(inp.win_prompts, points) if pt is not None]
+    return out, {"win_rate": rows}
 
 
 class _Clock:
@@ -205,7 +252,7 @@ def run_train_eval(params: Any, mix: str | Path, export: str | Path, output: str
 
     before, base_pairs = evaluate_model(model, tok, inp, p)
     clock.lap("eval_base")
-    log.info("base: %s", before)
+    log.info("base: %s", aggregate(before))
 
     model = add_lora(model, p, seed)
     curve = train_sft(model, tok, inp.sft, p, device, seed, inp.max_length)
@@ -217,29 +264,50 @@ def run_train_eval(params: Any, mix: str | Path, export: str | Path, output: str
     model.eval()
 
     after, _ = evaluate_model(model, tok, inp, p, base_pairs=base_pairs)
+    judged: dict = {}
     if p.judge.teacher:
-        after.update(_judge(params, p, model, tok, inp))
+        judged, win_items = _judge(params, p, model, tok, inp)
+        after.update(win_items)
+        # the base judged against itself is a coin flip by symmetry: 0.5 per question
+        before.update({m: [(k, 0.5, w) for k, _, w in rows] for m, rows in win_items.items()})
     clock.lap("eval_tuned")
-    log.info("tuned: %s", after)
 
     out = Path(output)
     adapter = save_adapter(model, tok, out)
     write_loss_csv(p.loss_csv, curve)
+    rows = item_rows(before, after)
+    write_rows(out / ITEMS_FILE, rows)
+    results = compare_rows(rows, p.eval.n_boot, seed)
+    agg_before, agg_after = aggregate(before), aggregate(after)
+    for r in results:   # one figure per metric everywhere: the one computed from the per-item file
+        agg_before[r.metric], agg_after[r.metric] = r.a, r.b
+    log.info("tuned: %s", agg_after)
     trainable = sum(x.numel() for x in model.parameters() if x.requires_grad)
     sft_losses = [c["loss"] for c in curve if c["phase"] == "sft"]
+    headline: dict[str, Any] = {}
+    for r in results:
+        headline.update(r.flat())
+    sizes = {r.metric: r.n for r in results}
     metrics = {
-        "before": before, "after": after, "delta": delta(before, after),
+        **headline,
+        "evals": {r.metric: r.details() for r in results},
+        "before": agg_before, "after": {**agg_after, **judged}, "delta": delta(agg_before, agg_after),
         "train": {"sft_records": len(inp.sft), "dpo_rows": len(inp.dpo_rows), "dpo": dpo_status,
                   "sft_steps": p.steps, "dpo_steps": p.dpo_steps if inp.dpo_rows else 0,
                   "max_length": inp.max_length, "trainable_params": trainable, "device": device, "seed": seed,
                   "first_loss": sft_losses[0] if sft_losses else None,
                   "last_loss": sft_losses[-1] if sft_losses else None},
-        "eval_sizes": {"heldout": len(inp.heldout), "heldout_pairs": len(inp.heldout_pairs),
-                       "mt_bench": len(inp.mt_bench), "gsm8k": len(inp.gsm8k)},
+        "eval_sizes": sizes,
+        "eval_plan": {**(inp.plan.as_dict() if inp.plan else {}), "topped_up": inp.topup,
+                      "eval_cpu_s": round(clock.out.get("eval_base_cpu_s", 0) + clock.out.get("eval_tuned_cpu_s", 0),
+                                          1)},
+        "items_file": str(out / ITEMS_FILE),
         "timing": {**clock.out, "cpu_total_s": round(time.process_time(), 2)},
     }
-    write_json(out / "summary.json", {**{k: v for k, v in metrics.items() if k != "timing"}, "notes": inp.notes, "base_model": p.base_model,
+    write_json(out / "summary.json", {**{k: v for k, v in metrics.items() if k not in headline and k != "timing"},
+                                      "notes": inp.notes, "base_model": p.base_model,
                                       "max_length_source": inp.max_length_source})
     for note in inp.notes:
         log.warning("%s", note)
+    metrics["_table"] = table(results)
     return metrics, [adapter, Path(p.loss_csv)]
