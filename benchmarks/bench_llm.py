@@ -187,7 +187,8 @@ def main() -> None:
     lines += [f"| {a_} | {b} | {c} | {e} |" for a_, b, c, e in rows]
     note = (f"Machine: {cores} cores; load average "
             f"{load_before[0]:.1f} before, {load_after[0]:.1f} after. Test server in its own process on "
-            f"127.0.0.1 (aiohttp), engine on AsyncOpenAI; `python benchmarks/bench_llm.py --n {a.n}`.")
+            f"127.0.0.1 (aiohttp), engine posting with aiohttp (http_backend: direct); "
+            f"`python benchmarks/bench_llm.py --n {a.n}`.")
     text = "\n".join(lines) + "\n\n" + note + "\n"
     print(text)
     out = Path(a.out)

@@ -48,8 +48,9 @@ class TeacherParams(Section):
     max_retries: int = Field(6, ge=0, description="retries on 429/5xx/timeouts/connection errors")
     backoff_base_s: float = Field(1.0, ge=0, description="first backoff; doubles per retry, with jitter")
     backoff_max_s: float = Field(60.0, ge=0, description="longest backoff (Retry-After is honoured up to this)")
-    http_backend: Literal["aiohttp", "httpx"] = Field(
-        "aiohttp", description="HTTP transport of the openai client (aiohttp: less CPU per request)")
+    http_backend: Literal["direct", "aiohttp", "httpx"] = Field(
+        "direct", description="online calls: direct = a bare aiohttp session (least CPU per request); "
+                              "aiohttp or httpx = through the openai SDK on that transport")
     response_format: Literal["json_schema", "json_object", "none"] = Field(
         "json_schema", description="how a request's schema is sent to an openai teacher")
     gen: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0.7, "max_tokens": 512},

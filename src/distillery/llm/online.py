@@ -33,6 +33,7 @@ class ClientPool:
         self.loop = loop
         self.make_limiter = make_limiter
         self.clients: dict[str, Any] = {}
+        self.direct: dict[str, Any] = {}
         self.limiters: dict[str, Limiter] = {}
 
     def client(self, t: TeacherParams) -> Any:
@@ -44,17 +45,29 @@ class ClientPool:
             self.limiters[t.name] = self.make_limiter(t)
         return self.clients[t.name]
 
+    def caller(self, t: TeacherParams) -> Any:
+        """What online calls go through: the SDK client, or a `DirectClient` (`http_backend: direct`)."""
+        if t.http_backend != "direct":
+            return self.client(t)
+        if t.name not in self.direct:
+            from .provider_openai import DirectClient
+
+            self.client(t)   # the key check, one line, and the limiter
+            self.direct[t.name] = DirectClient(t)
+        return self.direct[t.name]
+
     def limiter(self, t: TeacherParams) -> Limiter:
         self.client(t)
         return self.limiters[t.name]
 
     def close(self) -> None:
-        for c in self.clients.values():
+        for c in [*self.clients.values(), *self.direct.values()]:
             try:
                 self.loop.run(c.close())
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         self.clients.clear()
+        self.direct.clear()
 
 
 class OnlineBackend:
@@ -78,7 +91,7 @@ class OnlineBackend:
         from . import provider_openai
 
         s, t = self.s, self.t
-        client = self.pool.client(t)
+        client = self.pool.caller(t)
         limiter = self.pool.limiter(t)
         st = s.stat(t)
         guard, budget = s.guard, s.budget

@@ -6,6 +6,7 @@ Error details pass through `redact`, so a server that echoes a header cannot lea
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -28,6 +29,60 @@ def make_client(teacher: TeacherParams):
                                            limits=_limits(teacher.max_concurrency))
     return openai.AsyncOpenAI(api_key=key, base_url=teacher.base_url, max_retries=0, timeout=teacher.timeout_s,
                               http_client=http)
+
+
+class DirectClient:
+    """Online calls posted with a bare aiohttp session (`http_backend: direct`): the JSON body as-is,
+    the answer's bytes back, HTTP errors mapped to reason codes here. It skips the SDK's request
+    building and response models, most of the client's CPU per request. Batch mode keeps the SDK."""
+
+    def __init__(self, teacher: TeacherParams):
+        self.base = (teacher.base_url or "").rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key(teacher.name, teacher.api_key_env)}",
+                        "Content-Type": "application/json", "Accept": "application/json"}
+        self.timeout_s = teacher.timeout_s
+        self.limit = max(teacher.max_concurrency, 1) + 8
+        self._session: Any = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> bytes:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.limit),
+                                                  timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        try:
+            async with self._session.post(self.base + path, data=json.dumps(body).encode(),
+                                          headers=self.headers) as r:
+                data: bytes = await r.read()
+                if r.status >= 400:
+                    raise status_error(r.status, redact(data[:300].decode("utf-8", "replace").splitlines()[0]
+                                                        if data else f"HTTP {r.status}"), r.headers)
+                return data
+        except CallError:
+            raise
+        except asyncio.TimeoutError:
+            raise CallError("timeout", "no answer within timeout_s", retryable=True) from None
+        except aiohttp.ClientError as e:
+            raise CallError("connection", redact(f"{e.__class__.__name__}: {str(e)[:200]}"), retryable=True) from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def status_error(status: int, msg: str, headers: Any) -> CallError:
+    """The reason code of an HTTP error status (Retry-After honoured for 429 and 5xx)."""
+    ra = _retry_after(headers)
+    if status == 429:
+        return CallError("rate_limited", f"HTTP 429 {msg}", retryable=True, retry_after=ra)
+    if status in (401, 403):
+        return CallError("auth", f"HTTP {status} (check the key in the teacher's api_key_env)")
+    if status == 404:
+        return CallError("not_found", f"HTTP 404 {msg}")
+    if status in (408, 409) or status >= 500:
+        return CallError("server_error", f"HTTP {status} {msg}", retryable=True, retry_after=ra)
+    return CallError("bad_request", f"HTTP {status} {msg}")
 
 
 def _limits(n: int):
@@ -98,17 +153,7 @@ def classify(exc: BaseException) -> CallError:
         detail = redact(f"{cause.__class__.__name__}: {str(cause)[:200]}") if cause else msg
         return CallError("connection", detail, retryable=True)
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        ra = _retry_after(getattr(exc.response, "headers", None))
-        if status == 429:
-            return CallError("rate_limited", f"HTTP 429 {msg}", retryable=True, retry_after=ra)
-        if status in (401, 403):
-            return CallError("auth", f"HTTP {status} (check the key in the teacher's api_key_env)")
-        if status == 404:
-            return CallError("not_found", f"HTTP 404 {msg}")
-        if status in (408, 409) or status >= 500:
-            return CallError("server_error", f"HTTP {status} {msg}", retryable=True, retry_after=ra)
-        return CallError("bad_request", f"HTTP {status} {msg}")
+        return status_error(exc.status_code, msg, getattr(exc.response, "headers", None))
     if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError, ValueError)):
         return CallError("malformed_response", msg, retryable=True)
     return CallError("server_error", f"{exc.__class__.__name__}: {msg}", retryable=True)
@@ -124,7 +169,10 @@ async def call(client: Any, teacher: TeacherParams, mode: str, payload: Any, gen
     body = request_body(teacher, mode, payload, gen, schema)
     path = "/chat/completions" if mode == "chat" else "/completions"
     try:
-        raw = await client.post(path, body=body, cast_to=bytes)
+        if isinstance(client, DirectClient):
+            raw = await client.post(path, body)
+        else:
+            raw = await client.post(path, body=body, cast_to=bytes)
     except CallError:
         raise
     except Exception as e:  # noqa: BLE001 - every failure becomes a reason code
