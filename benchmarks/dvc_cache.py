@@ -123,11 +123,13 @@ def main() -> None:
     print("| cache choice | output GB | cache GB | disk used GB (output + cache) | first repro s | cold status s | warm status s | "
           "no-op repro s |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        if "relink" in r:
-            print(f"<!-- {r['choice']}: dvc checkout --relink {r['relink']:.1f} s, then disk used "
-                  f"{r['disk_bytes_relinked'] / 1e9:.2f} GB -->")
         print(f"| {r['choice']} | {r['out_bytes'] / 1e9:.2f} | {r['cache_bytes'] / 1e9:.2f} | {r['disk_bytes'] / 1e9:.2f} | {r['repro']:.1f} | "
               f"{r['status_cold']:.1f} | {r['status_warm']:.1f} | {r['repro_noop']:.1f} |")
+
+    for r in rows:
+        if "relink" in r:
+            print(f"\n{r['choice']}: `dvc checkout --relink` {r['relink']:.1f} s, then disk used "
+                  f"{r['disk_bytes_relinked'] / 1e9:.2f} GB")
 
 
 if __name__ == "__main__":
