@@ -194,7 +194,7 @@ def rensa_verified(corpus: Path, threshold: float, num_perm: int, bands: int) ->
             sh = shingle_strings("\n".join(x["content"] for x in rec["messages"]), 5)
             mh = RMinHash(num_perm=num_perm, seed=42)
             mh.update(sh)
-            s = np.unique(np.fromiter(map(xxhash.xxh64_intdigest, sh), dtype=np.uint64, count=len(sh)))
+            s = np.unique(np.fromiter((xxhash.xxh64_intdigest(x.encode()) for x in sh), dtype=np.uint64, count=len(sh)))
             sets.append(s)
             found = False
             for j in lsh.query(mh):
@@ -266,7 +266,7 @@ def main(n, seed, workers, ds_sample, out_dir, skip_accuracy):
     foreign = busy_cpu() - f0 - stage["cpu"]
     load_after = os.getloadavg()
     m = stage["metrics"]
-    print(f"stage: {stage['wall']:.1f}s wall, {n / stage['wall']:.0f} rec/s, peak RSS tree "
+    print(f"stage: {stage['wall']:.1f}s wall, {stage['cpu']:.1f} CPU s, {n / stage['wall']:.0f} rec/s, peak RSS tree "
           f"{stage['peak_tree_mb']:.0f} MiB (largest process {stage['peak_one_mb']:.0f} MiB); "
           f"foreign CPU during run {foreign:.0f}s; serial share {serial_share(m):.0%} "
           f"({', '.join(f'{k} {v:.1f}' for k, v in m['timings_s'].items())})")

@@ -139,6 +139,7 @@ def run_pipeline(work: Path, n: int, tok: str, log) -> dict[str, dict]:
         out[stage] = r
         log(f"  n={n:,} {stage}: wall {r['wall']:.1f} s, CPU {r['cpu']:.1f} s, peak {r['peak_mb']:.0f} MB"
             + (f", exit {r['rc']}" if r["rc"] else ""))
+    (work / "results.json").write_text(json.dumps(out, indent=1))
     return out
 
 
@@ -195,6 +196,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="", help="extra sizes, comma-separated, run without anchors (RSS growth)")
     ap.add_argument("--hf-rows", type=int, default=100_000, help="rows for the HF anchor (0 = all; CPU scaled)")
     ap.add_argument("--no-anchors", action="store_true", help="skip the pandas and HF anchors")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take a size's stage figures from its last complete run (work/n<N>/results.json)")
     ap.add_argument("--work", default=str(REPO / "benchmarks" / "out" / "pipeline"),
                     help="work folder (corpora kept per size, outputs replaced)")
     a = ap.parse_args()
@@ -211,7 +214,11 @@ def main() -> None:
     main_res = anchors = None
     for n in [a.n] + [s for s in extra if s != a.n]:
         work = root / f"n{n}"
-        res = run_pipeline(work, n, tok, log)
+        if a.reuse and (work / "results.json").exists():
+            res = json.loads((work / "results.json").read_text())
+            log(f"n={n:,}: stage figures of the last run, {work / 'results.json'}")
+        else:
+            res = run_pipeline(work, n, tok, log)
         peaks[n] = max(r["peak_mb"] for r in res.values())
         anc: list[tuple[str, dict]] = []
         if n == a.n:
@@ -223,6 +230,7 @@ def main() -> None:
                     anc.append(("pandas read_json(lines=True) + to_json, scored records", run_pandas(scored, work / "pd.jsonl")))
                 else:
                     log(f"pandas anchor skipped: needs ~{need / 2**30:.0f} GiB free")
+                (work / "hf_rows").mkdir(exist_ok=True)
                 sub, rows, total = head_export(work / "export", work / "hf_rows" / "export", a.hf_rows)
                 hf = run_hf(sub, tok, work / "hf_rows")
                 hf["cpu_all"] = hf["cpu"]
