@@ -49,7 +49,7 @@ class EvalSetParams(Section):
                                                         "always scored, generation gets the rest")
     loss_item_cpu_s: float = Field(1.0, gt=0, description="cost model: CPU s to score one loss item")
     gen_item_cpu_s: float = Field(4.0, gt=0, description="cost model: CPU s for one greedy answer")
-    judge_item_cpu_s: float = Field(4.0, gt=0, description="cost model: CPU s for one judge call")
+    judge_item_cpu_s: float = Field(16.0, gt=0, description="cost model: CPU s for one judge call")
     max_new_tokens: int = Field(96, gt=0, description="greedy generation length for GSM8K / win rate")
     batch_size: int = Field(8, gt=0, description="eval batch size (loss and generation)")
     n_boot: int = Field(2000, ge=100, description="bootstrap replicates per interval")
@@ -121,7 +121,7 @@ class JudgeEvalParams(Section):
         description="set name -> ingested preference records (chosen = the human's pick)")
     sets: list[str] = Field(default_factory=lambda: ["hh", "oasst"], min_length=1,
                             description="labelled sets, names of `set_paths`")
-    sample: int = Field(32, ge=1, description="pairs judged per set (a seeded sample; both orders each)")
+    sample: int = Field(8, ge=1, description="pairs judged per set (a seeded sample; both orders each)")
     min_agreement: float = Field(0.6, ge=0, le=1, description="a judge below this agreement on a set is flagged")
     n_boot: int = Field(2000, ge=100, description="bootstrap replicates for the agreement interval")
     max_reject_rate: float | None = Field(None, ge=0, le=1, description="null = project.max_reject_rate")
