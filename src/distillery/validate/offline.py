@@ -3,8 +3,8 @@
 GX writes pages that load jQuery, Bootstrap, bootstrap-table (which draws the index table) and Vega from
 CDNs, so offline the index shows no table. After GX builds the site, every page's CDN references to those
 files are pointed at copies under `static/vendor/` (this package's `vendor/` folder, unmodified npm builds;
-Vega from the plots page's vendor folder), and the purely cosmetic ones with no local copy (icon font,
-date picker, dark theme, the remote logo) are dropped so the browser waits on nothing.
+Vega from the plots page's vendor folder), and the purely cosmetic ones with no local copy (icon font, whose two status
+icons get text stand-ins; dark theme; the remote logo) are dropped so the browser waits on nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ LOCAL = {
     r"bootstrap-table-filter-control(\.min)?\.js": "bootstrap-table-filter-control.min.js",
     r"https://unpkg\.com/bootstrap-table@1\.[0-9.]+/dist/extensions/filter-control/"
     r"bootstrap-table-filter-control(\.min)?\.css": "bootstrap-table-filter-control.min.css",
+    r"https://cdnjs\.cloudflare\.com/ajax/libs/bootstrap-datepicker/1\.[0-9.]+/js/bootstrap-datepicker(\.min)?\.js":
+        "bootstrap-datepicker.min.js",  # the index table's run-time filter: without it the table stays empty
+    r"https://cdnjs\.cloudflare\.com/ajax/libs/bootstrap-datepicker/1\.[0-9.]+/css/bootstrap-datepicker(\.min)?\.css":
+        "bootstrap-datepicker.min.css",
     r"https://cdn\.jsdelivr\.net/npm/vega@5[^\"']*": "vega.min.js",
     r"https://cdn\.jsdelivr\.net/npm/vega-lite@5[^\"']*": "vega-lite.min.js",
     r"https://cdn\.jsdelivr\.net/npm/vega-embed@6[^\"']*": "vega-embed.min.js",
@@ -65,6 +69,11 @@ def rewrite(html: str, prefix: str) -> tuple[str, list[str]]:
     return ASSET.sub(sub, html), dropped
 
 
+# stand-ins for the two Font Awesome icons GX uses (pass/fail status), whose font is not vendored
+ICONS = ('<style>.fas.fa-check-circle::before{content:"\\2714"}.fas.fa-times::before{content:"\\2716"}'
+         '.fas{font-style:normal;font-weight:bold}</style>')
+
+
 def make_offline(site: Path) -> dict[str, int]:
     """Copy the vendored files into `site/static/vendor/` and rewrite every page of the site."""
     dest = site / "static" / "vendor"
@@ -76,6 +85,7 @@ def make_offline(site: Path) -> dict[str, int]:
     for page in sorted(site.rglob("*.html")):
         depth = len(page.relative_to(site).parts) - 1
         text, gone = rewrite(page.read_text(encoding="utf-8"), "../" * depth + "static/vendor/")
+        text = text.replace("</head>", ICONS + "</head>", 1)
         page.write_text(text, encoding="utf-8")
         pages += 1
         dropped += len(gone)
