@@ -9,7 +9,7 @@ import pytest
 
 from .conftest import PERSONA, read_jsonl
 
-pytestmark = pytest.mark.trainers
+pytestmark = [pytest.mark.trainers, pytest.mark.timeout(2400)]
 MAX_LEN = 1024
 
 
