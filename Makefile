@@ -42,7 +42,28 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not trainers"
+
+# LLaMA-Factory and axolotl load the exported formats (tests/trainers, marker `trainers`), each from its own
+# virtualenv (their transformers/datasets/trl pins differ from ours) holding the same CPU torch as .venv.
+# PyPI's torchvision is built for CUDA torch and fails to load with it: it is removed (neither trainer needs
+# it for text); torchaudio (imported by LLaMA-Factory's multimodal plugin, unused for text) keeps its Python
+# code without its compiled ops, built for another torch.
+TRAINER_VENVS := .venv-trainers
+LLAMAFACTORY_PIN ?= llamafactory==0.9.5
+AXOLOTL_PIN ?= axolotl==0.19.0
+TORCH_PIN = torch==$(shell $(PY) -c 'import torch; print(torch.__version__)')
+.PHONY: test-trainers
+test-trainers: $(STAMP) $(TRAINER_VENVS)/llamafactory/.installed $(TRAINER_VENVS)/axolotl/.installed
+	$(PY) -m pytest -m trainers tests/trainers
+
+$(TRAINER_VENVS)/%/.installed: $(STAMP)
+	$(VENV)/bin/uv venv -q --allow-existing -p $(PY) $(TRAINER_VENVS)/$*
+	$(VENV)/bin/uv pip install -q -p $(TRAINER_VENVS)/$*/bin/python --find-links $(FIND_LINKS) \
+	  "$(TORCH_PIN)" "$(if $(filter llamafactory,$*),$(LLAMAFACTORY_PIN),$(AXOLOTL_PIN))"
+	$(VENV)/bin/uv pip uninstall -q -p $(TRAINER_VENVS)/$*/bin/python torchvision || true
+	rm -f $(TRAINER_VENVS)/$*/lib/python3.11/site-packages/torchaudio/lib/*.so
+	touch $@
 
 bench: bench-dedup bench-llm bench-stats
 

@@ -27,8 +27,19 @@ def write_metrics(d: Path) -> None:
                                               "near_duplicates": 45, "contaminated": 5, "wall_s": 9.9,
                                               "rejects_by_reason": {"exact_duplicate": 40, "near_duplicate": 45,
                                                                     "contaminated": 5}}))
-    (d / "stats.json").write_text(json.dumps({"recommended_max_length": 1024,
-                                              "sft": {"full": {"p50": 210, "p99": 980}}}))
+    # the stats stage's shape: a flat headline, the per-format lengths in the details file beside it
+    (d / "stats.json").write_text(json.dumps({"recommended_max_length": 1024, "token_p99": 980, "wall_s": 2.5}))
+    (d / "stats.details.json").write_text(json.dumps({
+        "inputs": ["data/export/sft/messages.jsonl", "data/export/dpo/trl.jsonl"], "tokenizer": "smollm2",
+        "recommended_from": "p99 of full sequences, rounded up to a multiple of 64",
+        "overall": {"sft": {k: {"count": 900, "min": 3, "mean": 200.5, "p50": p50, "p95": p95, "p99": p99,
+                                "max": mx, "truncated_share": {"1024": 0.01}}
+                            for k, p50, p95, p99, mx in (("full", 210, 700, 980, 2684), ("prompt", 70, 208, 526, 2205),
+                                                         ("completion", 72, 250, 430, 2012))},
+                    "dpo": {k: {"count": 300, "p50": p50, "p95": p95, "p99": p99, "max": mx}
+                            for k, p50, p95, p99, mx in (("prompt", 96, 372, 622, 1272), ("chosen", 192, 653, 951, 1879),
+                                                         ("rejected", 183, 627, 909, 1723))}},
+        "by_bucket": {f"bucket{i}": {"sft": {"full": {"p50": i}}} for i in range(40)}}))
     (d / "train_eval.json").write_text(json.dumps({"eval_loss_before": 2.31, "eval_loss_after": 1.87,
                                                    "train_runtime": 77.1}))
     (d / "synth_tools.json").write_text(json.dumps({"records_in": 50, "records_out": 48, "rejected": 2,
@@ -84,7 +95,7 @@ def test_card_with_metrics_and_export(mix_dir, tmp_path):
     assert "| export | 18 | 18 | 0 | - |" in text
     assert "| synth_tools | 50 | 48 | 2 | bad_tool_call=2 |" in text, "a stage not known to the card still shows"
     assert "| near_duplicates | 45 |" in text and "| contaminated | 5 |" in text
-    assert "Recommended `max_length`: **1024**." in text and "| sft.full.p99 | 980 |" in text
+    assert "Recommended `max_length`: **1024** (p99 of full sequences, rounded up to a multiple of 64)." in text
     assert "| eval_loss_after | 1.87 |" in text
     assert "wall_s" not in text and "train_runtime" not in text and "1.234" not in text
     assert "`dataset: distillery_sft_messages`" in text and "Not registered: `dpo/trl.jsonl`" in text
@@ -156,3 +167,67 @@ def test_card_names_gzip_only_formats_as_not_registered(mix_dir, tmp_path):
     assert "No file LLaMA-Factory reads was exported" in text
     assert "Not registered: `sft/chatml_text.jsonl.gz` (LLaMA-Factory reads .jsonl and .parquet files, not gzip" in text
     assert 'sft = load_dataset("json", data_files="' in text and "dpo = load_dataset" not in text
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:end if end > 0 else None]
+
+
+def test_card_token_stats_are_one_short_table_per_format(tmp_path):
+    write_metrics(tmp_path / "metrics")
+    sec = _section(card(tmp_path / "export", tmp_path / "metrics"), "## Token statistics")
+    assert "| file | tokens of | rows | p50 | p95 | p99 | max |" in sec
+    assert "| `sft/messages.jsonl` | full sequence | 900 | 210 | 700 | 980 | 2684 |" in sec
+    assert "| `sft/messages.jsonl` | completion | 900 | 72 | 250 | 430 | 2012 |" in sec
+    assert "| `dpo/trl.jsonl` | prompt + chosen | 300 | 192 | 653 | 951 | 1879 |" in sec
+    # six rows, not the flattened per-bucket keys (40 buckets here; the real details file has 536 leaves)
+    assert sec.count("\n| `") == 6 and "bucket0" not in sec and "by_bucket" not in sec
+
+
+def test_card_token_stats_without_details_say_so(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/stats.json").write_text(json.dumps({"recommended_max_length": 512}))
+    sec = _section(card(tmp_path / "export", tmp_path / "metrics"), "## Token statistics")
+    assert "Recommended `max_length`: **512**." in sec and "No per-format token lengths" in sec
+
+
+NC_SOURCES = SOURCES | {"code_alpaca": {"dataset": "code_alpaca", "license": "CC-BY-NC-4.0", "revision": "x@1",
+                                        "adapter": "alpaca", "path": "data/raw/code_alpaca/x.json"}}
+
+
+def _provenance(export_dir: Path, sources: dict[str, int]) -> None:
+    export_dir.mkdir(parents=True, exist_ok=True)
+    prov = {"train": {"records": sum(sources.values()), "by_kind": {"sft": sum(sources.values())},
+                      "sources": {ds: {"records": n, "revisions": {}} for ds, n in sources.items()}}}
+    (export_dir / "provenance.json").write_text(json.dumps(prov))
+
+
+def test_card_flags_non_commercial_share_at_the_top(tmp_path):
+    export_dir = tmp_path / "export"
+    _provenance(export_dir, {"code_alpaca": 394, "gsm8k": 411, "hh_harmless": 694, "distill": 1})
+    text = card(export_dir, tmp_path / "metrics", sources=NC_SOURCES)
+    flag = ("**Non-commercial data: 394 of 1,500 train records (26%) are under a non-commercial license: "
+            "CC-BY-NC-4.0 (code_alpaca: 394).**")
+    assert flag in text
+    assert text.index(flag) < text.index("## Files"), "the flag is at the top, before any table"
+    assert "Licenses of the 1,500 train records: MIT 1,105 (74%), CC-BY-NC-4.0 394 (26%), unknown 1 (0%)." in text
+
+
+def test_card_license_summary_without_non_commercial_data(tmp_path):
+    export_dir = tmp_path / "export"
+    _provenance(export_dir, {"gsm8k": 30, "hh_harmless": 10})
+    text = card(export_dir, tmp_path / "metrics")
+    assert "No train record is under a non-commercial license" in text and "Non-commercial data" not in text
+    assert "Licenses of the 40 train records: MIT 40 (100%)." in text
+
+
+def test_non_commercial_license_names():
+    from distillery.export.card_summary import is_non_commercial
+
+    for name in ("CC-BY-NC-4.0", "CC BY-NC-SA 4.0", "cc-by-nc-nd-3.0", "Non-commercial research license",
+                 "research-only"):
+        assert is_non_commercial(name), name
+    for name in ("MIT", "Apache-2.0", "CC-BY-4.0", "CC-BY-SA-4.0", "ODC-BY", "unknown", "", "LLAMA 2 COMMUNITY"):
+        assert not is_non_commercial(name), name

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from ..core.io import DETAILS_SUFFIX, read_stage_metrics
 from .card_evals import evals_section
+from .card_summary import license_summary, token_stats_section
 from .config import FILE_TYPES
 from .registry import AXOLOTL_DPO, AXOLOTL_DPO_ORDER, AXOLOTL_SFT, AXOLOTL_SFT_ORDER, TRL_DPO_ORDER, \
     TRL_SFT_ORDER, loader, not_registered, pick
@@ -314,6 +315,7 @@ def build_card(export_dir: str | Path, metrics_dir: str | Path, mix_dir: str | P
     mix_comp = _load(Path(mix_dir) / "composition.json") if mix_dir else None
     lines = ["---", "tags: [distillery, sft, dpo]", "---", "", f"# {card.title}", "", card.description, ""]
     lines += [f"License of the export: {card.license or 'the licenses of the sources below apply, per record'}.", ""]
+    lines += license_summary(ingest_sources, prov)
     lines += _files_section(export_dir, prov)
     lines += _composition(prov, mix_comp, _metrics(metrics_dir / "mix.json"))
     lines += _sources(ingest_sources, prov)
@@ -321,11 +323,7 @@ def build_card(export_dir: str | Path, metrics_dir: str | Path, mix_dir: str | P
     lines += _filters(metrics_dir)
     lines += ["## Deduplication and decontamination", ""] + _kv_section(_metrics(metrics_dir / "dedup.json"),
                                                                        "metrics/dedup.json")
-    stats = _metrics(metrics_dir / "stats.json")
-    lines += ["## Token statistics", ""]
-    if isinstance(stats, dict) and "recommended_max_length" in stats:
-        lines += [f"Recommended `max_length`: **{stats['recommended_max_length']}**.", ""]
-    lines += _kv_section(stats, "metrics/stats.json")
+    lines += token_stats_section(_metrics(metrics_dir / "stats.json"), _table)
     lines += evals_section(metrics_dir, _metrics, _kv_section)
     lines += ["## Validation", ""] + _kv_section(_metrics(metrics_dir / "validate.json"), "metrics/validate.json")
     lines += ["## Intended use", "", card.intended_use, "", "## Limitations", ""]

@@ -22,6 +22,7 @@ from ..core.io import atomic_dir, read_json
 from ..mix.config import MixParams
 from .config import ValidateParams
 from .flatten import BOOLEAN_COLUMNS, FlatStore, Table
+from .offline import make_offline
 from .suites import dpo_suite, mix_records_suite, mix_shares_suite, sft_suite
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ def run_validate(export_dir: str | Path | None, mix_dir: str | Path | None, outp
         finally:
             store.close()
             shutil.rmtree(work, ignore_errors=True)
+        make_offline(tmp)  # the CDN scripts GX links to, served from the site itself
     metrics: dict[str, Any] = {
         "success": all(not r.failures for r in results),
         "expectations_evaluated": sum(r.evaluated for r in results),
