@@ -176,7 +176,10 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
             os.unlink(tmp)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid runs on this host (one whose owner differs counts as alive)."""
+    if not pid:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -200,7 +203,7 @@ def remove_stale_tmp(folder: str | os.PathLike) -> int:
         if not (p.name.startswith(".") and p.name.endswith(TMP_SUFFIX)):
             continue
         m = re.search(r"\.(\d+)-[^.]*\.tmp$", p.name)
-        if m and _pid_alive(int(m.group(1))):
+        if m and pid_alive(int(m.group(1))):
             continue
         try:
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()

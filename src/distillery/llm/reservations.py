@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ..core.io import pid_alive
+
 EPS = 1e-12
 
 
@@ -28,16 +30,6 @@ class Claim(str, Enum):
     BUSY = "busy"          # another live process is calling it: wait for its answer
     WAIT = "wait"          # the overall budget is held by in-flight calls that may settle lower
     REFUSED = "refused"    # cannot fit the overall budget even if nothing more is spent
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..core.io import pid_alive
+
 log = logging.getLogger("distillery.track")
 
 SPOOL_DIR = Path(".cache") / "tracking" / "spool"
@@ -94,18 +96,6 @@ def flush(root: Path) -> int:
     return n
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def run_flusher(root: Path, watch_pid: int | None, idle_exit_s: float = 2.0) -> None:
     """Hold the lock and drain the spool until the watched dvc process is gone and nothing is left."""
     from filelock import Timeout
@@ -120,7 +110,7 @@ def run_flusher(root: Path, watch_pid: int | None, idle_exit_s: float = 2.0) -> 
         while True:
             if flush(root):
                 idle_since = time.time()
-            elif not _alive(watch_pid) and time.time() - idle_since >= idle_exit_s:
+            elif not pid_alive(watch_pid) and time.time() - idle_since >= idle_exit_s:
                 if not pending(root):
                     return
             time.sleep(0.3)
