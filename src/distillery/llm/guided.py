@@ -126,7 +126,8 @@ def decode(model: Any, tok: Any, prompt_ids: list[int], steps: list[_Step]) -> t
                 pending += head
                 logits = step()                 # the cache now ends where the values branch
                 probs = value_probs(model, node, logits, lambda: past, tuple(head))
-                walked = list(max(probs, key=probs.__getitem__))
+                best: tuple[int, ...] = max(probs, key=lambda s: probs[s])
+                walked = list(best)
                 pending += walked[len(head):]
                 mean = sum(p * float(st.value_of[s]) for s, p in probs.items())
                 out.append(f"{st.literal} {mean:.2f}{st.end}")
