@@ -4,6 +4,8 @@ with the local SmolLM2 teacher on a small sample."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from ..core.params import BucketName, Section, TeacherName
@@ -238,6 +240,10 @@ class JudgeParams(Section):
     on_parse_failure: str = Field("quarantine", pattern="^(keep|quarantine)$")
     guided: bool = Field(False, description="local judge teachers: decode the scores / winner under their JSON "
                                             "schema, so every answer parses (worth it with a model that can judge)")
+    guided_scores: Literal["expected", "greedy"] = Field(
+        "expected", description="with `guided`: each score is the probability-weighted mean over 1..10 under the "
+                                "judge's distribution (G-Eval; a float, separates answers a small judge scores alike) "
+                                "or the greedy integer")
     max_records: int = Field(8, ge=0, description="records without generation lineage judged at most")
     batch_size: int = Field(16, gt=0)
     gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.0, max_tokens=96))

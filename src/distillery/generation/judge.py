@@ -52,11 +52,14 @@ _WINS: dict[Outcome, dict[str, float]] = {"x": {"x": 1.0, "y": 0.0}, "y": {"x": 
 _TEXT_ERRORS = ("truncated", "parse_error")
 
 
-def rubric_schema(dimensions: Sequence[str]) -> dict:
-    """The rubric as a JSON schema; every key required, so what the engine accepts the parser accepts."""
+def rubric_schema(dimensions: Sequence[str], scores: Literal["expected", "greedy"] = "greedy") -> dict:
+    """The rubric as a JSON schema; every key required, so what the engine accepts the parser accepts.
+    `expected`: each score is a number in [1, 10] that a local guided judge writes as its expected
+    score over the integers 1..10 (`llm/guided.py`, "x-guided"); an API judge may write any number."""
     keys = [*dimensions, "overall"]
-    return {"type": "object", "properties": {d: {"type": "integer", "minimum": 1, "maximum": 10} for d in keys},
-            "required": keys}
+    prop: dict = {"type": "integer", "minimum": 1, "maximum": 10} if scores == "greedy" else \
+        {"type": "number", "minimum": 1, "maximum": 10, "x-guided": "expected"}
+    return {"type": "object", "properties": {d: dict(prop) for d in keys}, "required": keys}
 
 
 def transcript(messages: list[dict]) -> str:
@@ -252,7 +255,7 @@ class Judge:
             if j is not None:
                 calls.append((i, JudgeCall(key, self._messages(self.pointwise, prompt=prompt, answer=answer),
                                            teacher=j)))
-        self._run([c for _, c in calls], f"{self.stage}:judge", rubric_schema(self.dims),
+        self._run([c for _, c in calls], f"{self.stage}:judge", rubric_schema(self.dims, self.p.guided_scores),
                   lambda t: parse_scores(t, self.dims), RETRY_MESSAGE)
         for i, c in calls:
             out[i] = Verdict(c.scores, c.reason, c.teacher, self._lineage(c, self.pointwise), results=c.results)
