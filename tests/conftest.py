@@ -46,3 +46,15 @@ def run_script(repo_root):
                               cwd=cwd or repo_root, env=e, capture_output=True, text=True, timeout=timeout)
 
     return _run
+
+
+@pytest.fixture(autouse=True)
+def _keep_mlflow_uri():
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; one test calling it must not redirect every
+    later test's runs to its store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before

@@ -107,10 +107,12 @@ def test_repro_builds_the_export_bundle_offline(project):
             "heldout_loss_delta_ci_high", "heldout_loss_verdict"} <= set(te)
     assert te["heldout_loss_delta_ci_low"] <= te["heldout_loss_delta"] <= te["heldout_loss_delta_ci_high"]
     # MLflow: one parent run for this repro, children per stage
-    import mlflow
+    # a client of its own: mlflow.set_tracking_uri would also export MLFLOW_TRACKING_URI to every later
+    # test's subprocesses in this pytest process
+    from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     stages = {r.data.tags.get("distillery.stage") for r in runs}
     assert {"dedup", "mix", "export"} <= stages
 

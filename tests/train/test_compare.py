@@ -72,6 +72,7 @@ def two_commits(tmp_path) -> tuple[Path, str, str, str]:
 def _compare(proj: Path, *args: str, tracking: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     env["DISTILLERY_TRACKING"] = "1" if tracking else "0"
+    env.pop("MLFLOW_TRACKING_URI", None)    # the project's own mlflow.db, whatever the caller's shell points at
     return subprocess.run([sys.executable, "-c", "from distillery.cli import main; main()", "compare", *args],
                           cwd=proj, env=env, capture_output=True, text=True, timeout=300)
 
