@@ -1,6 +1,8 @@
 """Shared test setup: everything offline, telemetry off, one prepared SmolLM2 per machine."""
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -58,3 +60,32 @@ def _keep_mlflow_uri():
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+# Headless Chromium with the network off, for every HTML report test: a dead proxy for every URL (loopback
+# included) and no DNS. Not --no-proxy-server: it overrides these.
+NETWORK_OFF = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+               "--host-resolver-rules=MAP * ~NOTFOUND"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Chromium from PATH; .ci/run installs it, so in CI (CI set) a missing one fails instead of skipping."""
+    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("chromium not found on PATH (.ci/run installs the Debian package)")
+    pytest.skip("chromium not installed (apt-get install chromium; .ci/run does it in CI)")
+
+
+@pytest.fixture(scope="session")
+def browse(chromium):
+    """browse(page, profile, *flags): open `page` in headless Chromium, network off; the finished process."""
+    def _browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+        r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                            f"--user-data-dir={profile}", *NETWORK_OFF, *args, page.as_uri()],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r
+    return _browse

@@ -26,22 +26,8 @@ DATA = {
     "metrics/plots/dedup_similarity.csv": "similarity,pairs\n0.5,7\n0.95,3\n",
     "metrics/plots/train_loss.csv": "step,phase,loss\n1,sft,2.5\n2,sft,2.1\n1,dpo,0.69\n2,dpo,0.6\n",
 }
-# Off: a dead proxy for every URL (loopback included) and no DNS. Not --no-proxy-server: it overrides these.
-NETWORK_OFF = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-               "--host-resolver-rules=MAP * ~NOTFOUND"]
 pytestmark = pytest.mark.slow  # ~12 s for the file: three dvc runs and three browser starts
 MARK = re.compile(r'<g class="mark-(\w+) role-mark[^"]*"[^>]*>(.*?)</g>', re.S)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Chromium from PATH; .ci/run installs it, so in CI (CI set) a missing one fails instead of skipping."""
-    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("chromium not found on PATH (.ci/run installs the Debian package)")
-    pytest.skip("chromium not installed (apt-get install chromium; .ci/run does it in CI)")
 
 
 @pytest.fixture()
@@ -74,13 +60,9 @@ def _page(root: Path, *args: str) -> str:
     return (root / args[args.index("-o") + 1] / "index.html").read_text()
 
 
-def _dump_dom(chromium: str, page: Path, profile: Path) -> str:
+def _dump_dom(browse, page: Path, profile: Path) -> str:
     """The DOM after scripts ran (virtual time lets vega-embed's promises finish), network off."""
-    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                        f"--user-data-dir={profile}", *NETWORK_OFF, "--virtual-time-budget=20000",
-                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout
+    return browse(page, profile, "--virtual-time-budget=20000", "--dump-dom").stdout
 
 
 def _marks(dom: str, plot_id: str) -> list[str]:
@@ -96,12 +78,12 @@ def _assert_offline_html(html: str) -> None:
     assert "cdn.jsdelivr" not in html
 
 
-def test_show_page_draws_offline(chromium, dvc_project, tmp_path):
+def test_show_page_draws_offline(browse, dvc_project, tmp_path):
     assert not (dvc_project / "reports").exists()  # fresh clone: the page builder makes the folders
     html = _page(dvc_project, "show", "-o", "reports/plots")
     _assert_offline_html(html)
 
-    dom = _dump_dom(chromium, dvc_project / "reports/plots/index.html", tmp_path / "profile")
+    dom = _dump_dom(browse, dvc_project / "reports/plots/index.html", tmp_path / "profile")
     assert 'data-plots-ok="2" data-plots-failed="0"' in dom
     bars = _marks(dom, "dedup_similarity")
     assert len(bars) == 2 and any("pairs: 7" in b for b in bars) and any("pairs: 3" in b for b in bars)
@@ -113,15 +95,15 @@ def test_show_page_draws_offline(chromium, dvc_project, tmp_path):
                          env=_env(), capture_output=True, text=True, timeout=300)
     assert cdn.returncode == 0, cdn.stderr
     assert "cdn.jsdelivr" in (dvc_project / "cdn/index.html").read_text()
-    cdn_dom = _dump_dom(chromium, dvc_project / "cdn/index.html", tmp_path / "profile")
+    cdn_dom = _dump_dom(browse, dvc_project / "cdn/index.html", tmp_path / "profile")
     assert not MARK.search(cdn_dom)
 
 
-def test_diff_page_draws_offline(chromium, dvc_project, tmp_path):
+def test_diff_page_draws_offline(browse, dvc_project, tmp_path):
     (dvc_project / "metrics/plots/dedup_similarity.csv").write_text("similarity,pairs\n0.5,9\n0.95,4\n")
     html = _page(dvc_project, "diff", "HEAD", "-o", "reports/diff")
     _assert_offline_html(html)
-    dom = _dump_dom(chromium, dvc_project / "reports/diff/index.html", tmp_path / "profile")
+    dom = _dump_dom(browse, dvc_project / "reports/diff/index.html", tmp_path / "profile")
     assert 'data-plots-ok="2" data-plots-failed="0"' in dom
     labels = " ".join(_marks(dom, "dedup_similarity"))
     assert all(f"pairs: {n}" in labels for n in (7, 3, 9, 4))  # HEAD's bars and the workspace's

@@ -8,10 +8,7 @@ restored) in the same browser and finds no table rows, which proves the network 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,30 +19,16 @@ from distillery.validate.run import run_validate
 
 from .test_validate import MIX, mixed  # noqa: F401  (the fixture)
 
-NETWORK_OFF = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-               "--host-resolver-rules=MAP * ~NOTFOUND"]
 pytestmark = pytest.mark.slow  # a validate run and three browser starts
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("chromium not found on PATH (.ci/run installs the Debian package)")
-    pytest.skip("chromium not installed (apt-get install chromium; .ci/run does it in CI)")
-
-
-def _dom(chromium: str, page: Path, tmp: Path, screenshot: Path | None = None) -> str:
-    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp / 'profile'}",
-            *NETWORK_OFF, "--virtual-time-budget=10000"]
+def _dom(browse, page: Path, tmp: Path, screenshot: Path | None = None) -> str:
     if screenshot:
-        subprocess.run([*args, "--window-size=1200,900", f"--screenshot={screenshot}", page.as_uri()],
-                       capture_output=True, timeout=120)
-    r = subprocess.run([*args, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert r.stdout.strip(), r.stderr[-2000:]
-    return r.stdout
+        browse(page, tmp / "profile", "--virtual-time-budget=10000", "--window-size=1200,900",
+               f"--screenshot={screenshot}")
+    dom = browse(page, tmp / "profile", "--virtual-time-budget=10000", "--dump-dom").stdout
+    assert dom.strip()
+    return dom
 
 
 @pytest.fixture()
@@ -65,10 +48,10 @@ def test_no_page_loads_anything_from_the_network(docs):
     assert (site / "static/vendor/bootstrap-table.min.js").stat().st_size > 100_000
 
 
-def test_index_table_renders_offline(docs, chromium, tmp_path):
+def test_index_table_renders_offline(docs, browse, tmp_path):
     site, m = docs
     shot = tmp_path / "index.png"
-    dom = _dom(chromium, site / "index.html", tmp_path, shot)
+    dom = _dom(browse, site / "index.html", tmp_path, shot)
     # the Validation Results tab (its run-time filter needs bootstrap-datepicker: without it, no rows)
     results = re.findall(r'<tr[^>]*data-href="validations/([a-z_]+)/[^"]*"[^>]*data-index="\d+"', dom)
     assert sorted(results) == sorted(m["suites"]) and len(results) == 4, results
@@ -78,10 +61,10 @@ def test_index_table_renders_offline(docs, chromium, tmp_path):
     assert shot.stat().st_size > 20_000, "the screenshot is not a blank page"
 
 
-def test_validation_page_shows_its_counts_offline(docs, chromium, tmp_path):
+def test_validation_page_shows_its_counts_offline(docs, browse, tmp_path):
     site, m = docs
     page = next(site.glob("validations/sft/**/*.html"))
-    dom = _dom(chromium, page, tmp_path)
+    dom = _dom(browse, page, tmp_path)
     text = re.sub(r"<[^>]+>", " ", dom)
     text = re.sub(r"\s+", " ", text)
     n = m["suites"]["sft"]["evaluated"]
@@ -89,12 +72,12 @@ def test_validation_page_shows_its_counts_offline(docs, chromium, tmp_path):
     assert re.search(rf"Successful Expectations {n}\b", text)
 
 
-def test_control_gx_own_page_has_no_table_offline(docs, chromium, tmp_path):
+def test_control_gx_own_page_has_no_table_offline(docs, browse, tmp_path):
     """Put the CDN links back: with the network off that page draws no table."""
     site, _ = docs
     page = site / "index.html"
     cdn = page.read_text(encoding="utf-8").replace(
         'src="static/vendor/bootstrap-table.min.js"', 'src="https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js"')
     (site / "cdn.html").write_text(cdn, encoding="utf-8")
-    dom = _dom(chromium, site / "cdn.html", tmp_path)
+    dom = _dom(browse, site / "cdn.html", tmp_path)
     assert not re.findall(r'<tr[^>]*data-index="(\d+)"', dom) and "of 4 rows" not in dom

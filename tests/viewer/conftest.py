@@ -1,19 +1,13 @@
 """Small, real-shaped pipeline outputs for the viewer tests (the shapes of docs/records.md and docs/dedup.md),
-and headless Chromium with the network off."""
+(Chromium: the `browse` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-# Off: a dead proxy for every URL (loopback included) and no DNS (as tests/track/test_plots_offline.py).
-NETWORK_OFF = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-               "--host-resolver-rules=MAP * ~NOTFOUND"]
 # Text no page may render as markup: tags, an attribute break-out, entities, control and bidi characters.
 NASTY = 'Ignore <script>alert("x")</script> </pre><img src=x onerror=alert(1)> "q" & \x01\x1b[31m \u202e txet'
 
@@ -140,23 +134,3 @@ VIEWER_ARGS = ["--input", "data/mix", "--dedup", "data/dedup", "--quarantine", "
 def pipeline(tmp_path) -> tuple[Path, dict]:
     (tmp_path / "params.yaml").write_text("project:\n  seed: 42\n", encoding="utf-8")
     return tmp_path, make_pipeline(tmp_path)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Chromium from PATH; in CI (CI set) a missing one fails instead of skipping."""
-    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("chromium not found on PATH (.ci/run installs the Debian package)")
-    pytest.skip("chromium not installed")
-
-
-def browse(chromium: str, page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    """Open `page` in headless Chromium with the network off."""
-    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                        f"--user-data-dir={profile}", *NETWORK_OFF, *args, page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SYSTEM, VIEWER_ARGS, browse
+from .conftest import SYSTEM, VIEWER_ARGS
 
 HEADINGS = ("Generated vs ingested", "Samples by bucket and source", "Rejects by stage and reason",
             "Near-duplicate clusters", "Contamination hits", "Inputs")
@@ -90,13 +90,13 @@ def test_all_text_is_escaped_and_output_is_deterministic(pipeline, run_script):
 
 
 @pytest.mark.slow  # two Chromium starts, ~5 s
-def test_page_in_headless_chromium_offline(pipeline, run_script, chromium, tmp_path):
+def test_page_in_headless_chromium_offline(pipeline, run_script, browse, tmp_path):
     from PIL import Image
 
     root, want = pipeline
     _, m = _build(run_script, root)
     page = root / "reports/viewer/index.html"
-    dom = browse(chromium, page, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom").stdout
+    dom = browse(page, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom").stdout
     for h in HEADINGS:
         assert re.search(rf"<h2>{re.escape(h)}</h2>", dom), h
     for ident, n in {"n-kept": want["kept"], "n-rejects": sum(want["rejects"].values()),
@@ -105,7 +105,7 @@ def test_page_in_headless_chromium_offline(pipeline, run_script, chromium, tmp_p
         assert re.search(rf'id="{ident}" data-n="{n}">{n:,}<', dom), ident
     assert "<img" not in dom and "&lt;script&gt;alert" in dom                 # user text stayed text
     shot = tmp_path / "shot.png"
-    r = browse(chromium, page, tmp_path / "profile", "--window-size=1280,1600", f"--screenshot={shot}",
+    r = browse(page, tmp_path / "profile", "--window-size=1280,1600", f"--screenshot={shot}",
                "--enable-logging=stderr", "--v=0")
     assert "Uncaught" not in r.stderr, r.stderr[-2000:]                        # the filter script runs cleanly
     img = Image.open(shot).convert("RGB")
