@@ -10,13 +10,28 @@ import click
 
 from distillery.core.stage import stage_options, stage_run
 
+# shared with prompt_dedup, which runs the same library on prompts
+input_option = click.option("--input", "inputs", multiple=True, required=True, type=click.Path(),
+                            help="Record file or directory (every records.jsonl below it, sorted). Repeatable.")
+output_option = click.option("--output", required=True, type=click.Path(file_okay=False),
+                             help="Output directory: records, quarantine, clusters and contamination JSONL.")
+
+
+def count_bad_input_only(run, metrics: dict) -> None:
+    """The gate counts bad input only: duplicates and benchmark items are removed on purpose (quarantined
+    with the id they duplicate), so they are not rejects. Moves the counts into the stage counter."""
+    run.counter.records_in, run.counter.records_out = metrics.pop("records_in"), metrics.pop("records_out")
+    run.counter.rejects.update(metrics.pop("bad_input_by_reason"))
+
+
+def finish_dedup(run, metrics: dict, out: Path) -> None:
+    run.finish(metrics, [out / "clusters.jsonl", out / "contamination.jsonl"], outputs=[out])
+
 
 @click.command()
 @stage_options
-@click.option("--input", "inputs", multiple=True, required=True, type=click.Path(),
-              help="Record file or directory (every records.jsonl below it, sorted). Repeatable.")
-@click.option("--output", required=True, type=click.Path(file_okay=False),
-              help="Output directory for records/quarantine/clusters/contamination JSONL.")
+@input_option
+@output_option
 @click.option("--key", type=click.Choice(["prompt", "response", "conversation", "prompt_chosen"]), default=None,
               help="What counts as the same text (dedup.key; default conversation).")
 @click.option("--threshold", type=float, default=None,
@@ -48,14 +63,12 @@ def main(params_path, overrides, inputs, output, key, threshold, num_perm, shing
         out = Path(output)
         res = run_dedup(run.params, inputs, out, plots_path=run.plots_dir / "dedup_similarity.csv")
         m = dict(res.metrics)
-        # the gate counts bad input only: duplicates are removed on purpose (quarantined with duplicate_of)
-        run.counter.records_in, run.counter.records_out = m["records_in"], m["records_out"]
-        run.counter.rejects.update(m.pop("bad_input_by_reason"))
+        count_bad_input_only(run, m)
         m["settings"] = {k: m.pop(k) for k in ("bands", "rows", "num_perm", "threshold", "workers") if k in m}
-        click.echo(f"dedup: {m['records_in']} in, {m['records_out']} out; exact {m['exact_duplicates']}, "
+        click.echo(f"dedup: {run.counter.records_in} in, {run.counter.records_out} out; exact {m['exact_duplicates']}, "
                    f"near {m['near_duplicates']}, contaminated {m['contaminated']}, "
                    f"semantic {m['semantic_duplicates']}", err=True)
-        run.finish(m, [out / "clusters.jsonl", out / "contamination.jsonl"], outputs=[out])
+        finish_dedup(run, m, out)
 
 
 if __name__ == "__main__":

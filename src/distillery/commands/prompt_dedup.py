@@ -8,15 +8,14 @@ from pathlib import Path
 
 import click
 
+from distillery.commands.dedup import count_bad_input_only, finish_dedup, input_option, output_option
 from distillery.core.stage import stage_options, stage_run
 
 
 @click.command()
 @stage_options
-@click.option("--input", "inputs", multiple=True, required=True, type=click.Path(),
-              help="Record file or directory (every records.jsonl below it, sorted), e.g. data/ingest. Repeatable.")
-@click.option("--output", required=True, type=click.Path(file_okay=False),
-              help="Output directory: records.jsonl (the prompts to answer), quarantine, clusters, contamination.")
+@input_option
+@output_option
 @click.option("--threshold", type=float, default=None,
               help="Jaccard at or above which two prompts are near-duplicates (prompt_dedup.threshold; 0.8).")
 @click.option("--decontaminate/--no-decontaminate", default=None,
@@ -30,13 +29,11 @@ def main(params_path, overrides, inputs, output, threshold, decontaminate):
 
         out = Path(output)
         m = run_prompt_dedup(run.params, inputs, out, plots_path=run.plots_dir / "prompt_dedup_similarity.csv")
-        # the gate counts bad input only: duplicates and benchmark items are removed on purpose
-        run.counter.records_in, run.counter.records_out = m.pop("records_in"), m.pop("records_out")
-        run.counter.rejects.update(m.pop("bad_input_by_reason"))
+        count_bad_input_only(run, m)
         click.echo(f"prompt_dedup: {m['prompts_in']} prompts, {m['unique_prompts']} to answer; "
                    f"duplicates {m['duplicates_skipped']}, contaminated {m['contaminated_skipped']}; "
                    f"saves ~{m['calls_saved']} calls (~${m['usd_saved_estimate']:.4f})", err=True)
-        run.finish(m, [out / "clusters.jsonl", out / "contamination.jsonl"], outputs=[out])
+        finish_dedup(run, m, out)
 
 
 if __name__ == "__main__":
