@@ -39,6 +39,7 @@ from dedup_corpus import generate  # noqa: E402
 from measure import run_measured  # noqa: E402
 
 from distillery.dedup.shingle import shingle_strings  # noqa: E402
+from distillery.testing.jaccard_ref import union_find_labels  # noqa: E402
 
 
 def load_texts(path: Path, which: set[int] | None = None) -> dict[int, str]:
@@ -116,21 +117,10 @@ def accuracy(corpus: Path, out: Path, source_of: np.ndarray, ids: list[str], thr
                 pred.add(pos[r["id"]])
                 pairs.add((min(k, pos[r["id"]]), max(k, pos[r["id"]])))
     # injected clusters: union of dup -> source
-    parent = list(range(n))
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i in np.flatnonzero(source_of >= 0):
-        a, b = find(int(i)), find(int(source_of[i]))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+    dups = np.flatnonzero(source_of >= 0)
     groups = defaultdict(list)
-    for i in range(n):
-        groups[find(i)].append(i)
+    for i, label in enumerate(union_find_labels(n, zip(dups, source_of[dups]))):
+        groups[label].append(i)
     direct = {(int(min(i, s)), int(max(i, s))) for i, s in enumerate(source_of) if s >= 0}
     for g in groups.values():
         if 1 < len(g) <= 60:

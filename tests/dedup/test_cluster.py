@@ -4,23 +4,11 @@ import numpy as np
 import pytest
 
 from distillery.dedup.cluster import components
+from distillery.testing.jaccard_ref import union_find_labels
 
 
 def _reference(n: int, u, v) -> np.ndarray:
-    """Union-find, label = smallest node of the component."""
-    parent = list(range(n))
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in zip(u, v):
-        ra, rb = find(int(a)), find(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(i) for i in range(n)])
+    return np.array(union_find_labels(n, zip(u, v)))
 
 
 @pytest.mark.parametrize("seed", range(6))
