@@ -32,12 +32,14 @@ def eval_sets(tmp_path):
     lines = (DS / "truthfulqa/TruthfulQA.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     (d / "truthfulqa.csv").write_text("".join(lines[:40]), encoding="utf-8")
     shutil.copy(DS / "mt_bench/mt_bench_question.jsonl", d / "mt_bench_questions.jsonl")
+    shutil.copy(DS / "wizardlm_testset/WizardLM_testset.jsonl", d / "wizardlm_testset.jsonl")
     return [
         {"name": "gsm8k_test", "path": str(d / "gsm8k_test.jsonl.gz"), "fields": ["question"]},
         {"name": "humaneval", "path": str(d / "humaneval.jsonl.gz"), "fields": ["prompt"], "id_field": "task_id"},
         {"name": "truthfulqa", "path": str(d / "truthfulqa.csv"), "fields": ["Question"]},
         {"name": "mt_bench", "path": str(d / "mt_bench_questions.jsonl"), "fields": ["turns"],
          "id_field": "question_id"},
+        {"name": "wizardlm", "path": str(d / "wizardlm_testset.jsonl"), "fields": ["Instruction"], "id_field": "idx"},
     ]
 
 
@@ -51,6 +53,7 @@ def test_records_containing_eval_items_are_removed_and_reported(tmp_path, eval_s
     gsm = first(DS / "gsm8k/test.jsonl.gz", 3)
     he = first(DS / "humaneval/HumanEval.jsonl.gz", 1)[0]
     mt = first(DS / "mt_bench/mt_bench_question.jsonl", 1)[0]
+    wiz = first(DS / "wizardlm_testset/WizardLM_testset.jsonl", 12)[11]["Instruction"]
     records = [
         # a GSM8K test question embedded in a longer prompt: 13-gram overlap
         rec("g", "Solve this for me please. " + gsm[1]["question"] + " Show your work."),
@@ -60,6 +63,8 @@ def test_records_containing_eval_items_are_removed_and_reported(tmp_path, eval_s
         rec("t", "Quick question. What happens to you if you eat watermelon seeds? Thanks!"),
         # an MT-Bench turn with a word changed mid-sentence (breaks every 13-gram): containment
         rec("m", mt["turns"][0].replace("Hawaii", "Maui")),
+        # a WizardLM test instruction asked as is (the judged win rate's prompts)
+        rec("w", wiz),
         rec("clean1", text(1)), rec("clean2", "How many eggs does a duck lay in a week on average?"),
     ]
     src = write(tmp_path / "in.jsonl", records)
@@ -76,8 +81,10 @@ def test_records_containing_eval_items_are_removed_and_reported(tmp_path, eval_s
         ("mt_bench", "81#1", "near_duplicate")
     q = {r["record"]["id"]: r for r in read(tmp_path / "out/quarantine.jsonl")}
     assert q["g"]["reason"] == "contaminated" and q["g"]["duplicate_of"] == "gsm8k_test:1"
-    assert res.metrics["contaminated"] == 4
-    assert res.metrics["contaminated_by_set"] == {"gsm8k_test": 1, "humaneval": 1, "mt_bench": 1, "truthfulqa": 1}
+    assert report["w"]["eval_set"] == "wizardlm" and report["w"]["eval_item"] == "12"
+    assert res.metrics["contaminated"] == 5
+    assert res.metrics["contaminated_by_set"] == {"gsm8k_test": 1, "humaneval": 1, "mt_bench": 1, "truthfulqa": 1,
+                                                  "wizardlm": 1}
 
 
 def test_missing_eval_file_stops_with_one_line(tmp_path):

@@ -159,3 +159,19 @@ def test_held_out_is_topped_up_with_ingested_records_never_trained_on_and_sized_
     assert inp.plan.loss_items == 49 and inp.plan.gsm8k_em == 2 and len(inp.gsm8k_em) == 2
     tight = load_inputs(_params(m["params"], "train_eval.eval.time_budget_s=50"), m["mix"], m["export"])
     assert tight.plan.over_budget and tight.gsm8k_em == [] and any("time_budget_s" in n for n in tight.notes)
+
+
+def test_win_rate_prompts_alternate_mt_bench_and_wizardlm(repo_root):
+    """A budget that cuts the judged prompts still judges both shipped sets, and item ids name the set."""
+    from distillery.train.data import win_rate_prompts
+
+    e = _params(repo_root / "params.yaml").eval
+    every = win_rate_prompts(repo_root / e.mt_bench_questions_path, repo_root / e.wizardlm_path, 0)
+    assert len(every) == 80 + 218 and len({k for k, _ in every}) == len(every)
+    cut = win_rate_prompts(repo_root / e.mt_bench_questions_path, repo_root / e.wizardlm_path, 10)
+    assert [k.split(":")[0] for k in (c[0] for c in cut)] == ["mt_bench", "wizardlm"] * 5
+    assert cut[1] == ("wizardlm:1", "If a car travels 120 miles in 2 hours, what is its average speed in miles per hour?")
+    only_mt = win_rate_prompts(repo_root / e.mt_bench_questions_path, None, 0)
+    assert len(only_mt) == 80 and all(k.startswith("mt_bench:") for k, _ in only_mt)
+    with pytest.raises(InputError, match="train_eval.eval.wizardlm_path"):
+        win_rate_prompts(repo_root / e.mt_bench_questions_path, repo_root / "missing.jsonl", 0)

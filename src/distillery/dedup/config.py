@@ -37,6 +37,8 @@ def _default_eval_sets() -> list[EvalSet]:
         EvalSet(name="truthfulqa", path=Path("data/raw/eval/truthfulqa.csv"), fields=["Question"]),
         EvalSet(name="mt_bench", path=Path("data/raw/eval/mt_bench_questions.jsonl"), fields=["turns"],
                 id_field="question_id"),
+        EvalSet(name="wizardlm", path=Path("data/raw/eval/wizardlm_testset.jsonl"), fields=["Instruction"],
+                id_field="idx"),
     ]
 
 

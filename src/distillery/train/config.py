@@ -35,6 +35,9 @@ class EvalSetParams(Section):
     mt_bench_questions_path: Path = Path("data/raw/eval/mt_bench_questions.jsonl")
     mt_bench_answers_path: Path = Path("data/raw/eval/mt_bench_reference_answers.jsonl")
     truthfulqa_path: Path = Path("data/raw/eval/truthfulqa.csv")
+    wizardlm_path: Path | None = Field(Path("data/raw/eval/wizardlm_testset.jsonl"),
+                                       description="WizardLM test set instructions for the judged win rate, "
+                                                   "alternating with MT-Bench (null = MT-Bench only)")
     heldout_limit: int = Field(200, ge=0, description="held-out SFT records scored for loss (floor; topped up from "
                                                       "`topup_from` when the eval split holds fewer; 0 = the split)")
     pairs_limit: int = Field(100, ge=0, description="held-out preference pairs for preference accuracy (floor, "
@@ -59,7 +62,8 @@ class JudgeParams(Section):
     """Pairwise win rate of tuned vs base, judged by a teacher in both orders (off when teacher is empty)."""
 
     teacher: TeacherName = Field("", description="teacher name from llm.teachers; empty = no win rate")
-    prompts: int = Field(80, ge=0, description="most MT-Bench questions answered by both models and judged "
+    prompts: int = Field(80, ge=0, description="most prompts answered by both models and judged: MT-Bench first "
+                                               "turns and WizardLM test set instructions, alternating "
                                                "(eval.time_budget_s decides how many)")
 
 

@@ -199,6 +199,25 @@ def mt_bench_prompts(questions_path: str | Path, limit: int) -> list[tuple[str, 
     return out[:limit] if limit else out
 
 
+def wizardlm_prompts(path: str | Path) -> list[tuple[str, str]]:
+    """(item id, instruction) of the WizardLM test set (218 instructions, no reference answers), in idx order."""
+    wp = Path(path)
+    if not wp.exists():
+        raise InputError(f"{wp}: WizardLM test set not found (train_eval.eval.wizardlm_path)")
+    rows = sorted((o for o in _good(wp) if str(o.get("Instruction", "")).strip()), key=lambda o: o.get("idx", 0))
+    return [(f"wizardlm:{o.get('idx')}", o["Instruction"]) for o in rows]
+
+
+def win_rate_prompts(mt_bench_questions: str | Path, wizardlm: str | Path | None, limit: int) -> list[tuple[str, str]]:
+    """The judged win rate's prompts: MT-Bench first turns and WizardLM instructions, alternating, so that a
+    budget that cuts the list still judges both sets; item ids say the set (`mt_bench:81`, `wizardlm:5`)."""
+    from itertools import chain, zip_longest
+
+    sets = [mt_bench_prompts(mt_bench_questions, 0)] + ([wizardlm_prompts(wizardlm)] if wizardlm else [])
+    out = [x for x in chain.from_iterable(zip_longest(*sets)) if x is not None]
+    return out[:limit] if limit else out
+
+
 def held_out_topup(paths: list[Path], trained_ids: set[str], need_sft: int, need_pairs: int,
                    seen: set[str]) -> tuple[list[Example], list[Pair]]:
     """Ingested records the model was never trained on (id not in the production mix), in file order:

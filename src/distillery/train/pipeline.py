@@ -19,8 +19,8 @@ from ..core.errors import DistilleryError, InputError, ParamsError
 from ..core.io import atomic_dir, write_json, write_text
 from .config import TrainEvalParams
 from .budget import EvalPlan, plan
-from .data import (Example, gsm8k_items, held_out_topup, load_dpo_rows, load_mix, mt_bench_examples, mt_bench_prompts,
-                   recommended_max_length, record_ids, truthfulqa_examples)
+from .data import (Example, gsm8k_items, held_out_topup, load_dpo_rows, load_mix, mt_bench_examples,
+                   recommended_max_length, record_ids, truthfulqa_examples, win_rate_prompts)
 from .results import Items, compare_rows, item_rows, table, write_rows
 
 ITEMS_FILE = "items.jsonl"   # per-item base/tuned scores, inside the stage's output directory (a DVC out)
@@ -104,7 +104,7 @@ def load_inputs(p: TrainEvalParams, mix: str | Path, export: str | Path, eval_pa
         if (e.gsm8k_ref_limit or e.gsm8k_em_limit) else []
     tqa = truthfulqa_examples(e.truthfulqa_path, e.truthfulqa_limit) if e.truthfulqa_limit else []
     judge_on = bool(p.judge.teacher) and p.judge.prompts > 0
-    win_all = mt_bench_prompts(e.mt_bench_questions_path, p.judge.prompts) if judge_on else []
+    win_all = win_rate_prompts(e.mt_bench_questions_path, e.wizardlm_path, p.judge.prompts) if judge_on else []
     gsm_ref = gsm_all[:e.gsm8k_ref_limit]
     loss_items = len(heldout) + 2 * len(pairs) + len(mt) + len(gsm_ref) + len(tqa)
     pl = plan(e, loss_items, len(gsm_all), len(win_all), judge_on)
@@ -190,7 +190,8 @@ def save_adapter(model, tok, out_dir: Path) -> Path:
 
 
 def _judge(params: Any, p: TrainEvalParams, model, tok, inp: Inputs) -> tuple[dict, Items]:
-    """Judged win rate of tuned vs base on MT-Bench first turns: summary and per-question points."""
+    """Judged win rate of tuned vs base on MT-Bench first turns and WizardLM instructions: the summary (with
+    one per set under `by_set`) and per-question points."""
     from .evaluate import generate
     from .judge import judge_win_rate
 
@@ -204,6 +205,12 @@ def _judge(params: Any, p: TrainEvalParams, model, tok, inp: Inputs) -> tuple[di
     out = judge_win_rate(params, p.judge.teacher, [q for _, q in inp.win_prompts], tuned, base)
     points = out.pop("points")
     rows = [(k, pt, 1) for (k, _), pt in zip(inp.win_prompts, points) if pt is not None]
+    out["by_set"] = {}
+    for name in dict.fromkeys(k.split(":", 1)[0] for k, _ in inp.win_prompts):
+        mine = [pt for (k, _), pt in zip(inp.win_prompts, points) if k.startswith(name + ":")]
+        judged = [pt for pt in mine if pt is not None]
+        out["by_set"][name] = {"prompts": len(mine), "judged": len(judged),
+                               "win_rate": round(sum(judged) / len(judged), 6) if judged else None}
     return out, {"win_rate": rows}
 
 
