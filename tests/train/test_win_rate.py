@@ -79,3 +79,14 @@ def test_unparsed_reply_is_reasked_once_then_counted(tmp_path):
 def test_win_rate_counts_a_question_only_when_both_orders_agree(verdicts, want):
     out = win_rate(verdicts)
     assert {k: out[k] for k in want} == want
+
+
+def test_each_eval_set_gets_its_own_win_rate():
+    """Pooled 0.5 hides that the tuned model wins MT-Bench and loses WizardLM; unjudged prompts are counted apart."""
+    from distillery.train.judge import win_rate_by_set
+
+    ids = ["mt_bench:81", "wizardlm:1", "mt_bench:82", "wizardlm:2", "mt_bench:83"]
+    assert win_rate_by_set(ids, [1.0, 0.0, 1.0, 0.0, None]) == {
+        "mt_bench": {"prompts": 3, "judged": 2, "win_rate": 1.0},
+        "wizardlm": {"prompts": 2, "judged": 2, "win_rate": 0.0}}
+    assert win_rate_by_set(["wizardlm:1"], [None]) == {"wizardlm": {"prompts": 1, "judged": 0, "win_rate": None}}

@@ -15,7 +15,7 @@ from ..generation.judge import Judge, Winner, parse_verdict, swap_verdict
 if TYPE_CHECKING:
     from ..core.params import Params
 
-__all__ = ["TEMPLATE", "judge_win_rate", "parse_verdict", "win_rate"]
+__all__ = ["TEMPLATE", "judge_win_rate", "parse_verdict", "win_rate", "win_rate_by_set"]
 
 TEMPLATE = "prompts/judge/win_rate.j2"
 KEY = "train_eval.judge"
@@ -43,6 +43,18 @@ def win_rate(verdicts: Sequence[Winner | None]) -> dict[str, float | int | None]
             "judged": len(judged), "wins": wins, "losses": losses, "ties": ties, "inconsistent": inconsistent,
             "unparsed": sum(v is None for v in verdicts),
             "order_consistency": round(1 - inconsistent / len(judged), 6) if judged else None}
+
+
+def win_rate_by_set(item_ids: Sequence[str], points: Sequence[float | None]) -> dict[str, dict]:
+    """Each eval set's own win rate (the set is the item id's prefix, `mt_bench:81` -> mt_bench): the pooled
+    rate can hide a set where the tuned model loses."""
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(k.split(":", 1)[0] for k in item_ids):
+        mine = [pt for k, pt in zip(item_ids, points) if k.split(":", 1)[0] == name]
+        judged = [pt for pt in mine if pt is not None]
+        out[name] = {"prompts": len(mine), "judged": len(judged),
+                     "win_rate": round(sum(judged) / len(judged), 6) if judged else None}
+    return out
 
 
 def judge_win_rate(params: Params, teacher: str, questions: Sequence[str], tuned: Sequence[str],

@@ -193,7 +193,7 @@ def _judge(params: Any, p: TrainEvalParams, model, tok, inp: Inputs) -> tuple[di
     """Judged win rate of tuned vs base on MT-Bench first turns and WizardLM instructions: the summary (with
     one per set under `by_set`) and per-question points."""
     from .evaluate import generate
-    from .judge import judge_win_rate
+    from .judge import judge_win_rate, win_rate_by_set
 
     if not inp.win_prompts:
         return {}, {}
@@ -205,12 +205,7 @@ def _judge(params: Any, p: TrainEvalParams, model, tok, inp: Inputs) -> tuple[di
     out = judge_win_rate(params, p.judge.teacher, [q for _, q in inp.win_prompts], tuned, base)
     points = out.pop("points")
     rows = [(k, pt, 1) for (k, _), pt in zip(inp.win_prompts, points) if pt is not None]
-    out["by_set"] = {}
-    for name in dict.fromkeys(k.split(":", 1)[0] for k, _ in inp.win_prompts):
-        mine = [pt for (k, _), pt in zip(inp.win_prompts, points) if k.startswith(name + ":")]
-        judged = [pt for pt in mine if pt is not None]
-        out["by_set"][name] = {"prompts": len(mine), "judged": len(judged),
-                               "win_rate": round(sum(judged) / len(judged), 6) if judged else None}
+    out["by_set"] = win_rate_by_set([k for k, _ in inp.win_prompts], points)
     return out, {"win_rate": rows}
 
 
