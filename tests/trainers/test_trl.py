@@ -20,7 +20,7 @@ def _load(path):
 
 
 def _args(cls, out, max_length=TRAIN_LEN, **kw):
-    """CPU float32: TRL's configs default to bf16, which CPUs without native bf16 emulate ~10x slower."""
+    """CPU float32: TRL's configs default to bf16, which CPUs without native bf16 emulate several times slower."""
     return cls(output_dir=str(out), max_steps=2, per_device_train_batch_size=1, learning_rate=1e-5, logging_steps=1,
                save_strategy="no", report_to=[], use_cpu=True, bf16=False, seed=0, max_length=max_length, **kw)
 
