@@ -141,7 +141,6 @@ def iter_line_blocks(path: str | os.PathLike, lines_per_block: int, read_bytes: 
 # the object goes through the json module instead.
 _DIGIT_RUNS = bytes.maketrans(b"0123456789", b"0" * 10)
 _LONG_INT = b"0" * 19  # 19+ digits in a row may be an integer beyond 64 bits: orjson reads it as a float
-_STD_DUMPS_MARKS = (b"null", b"e-", b"0.0000")  # orjson: NaN/inf as null; |x| < 1e-4 spelt differently
 
 
 def fast_loads(raw: bytes) -> Any:
@@ -161,7 +160,7 @@ def dumps(obj: Any) -> str:
         out = orjson.dumps(obj)
     except TypeError:  # non-string keys, integers beyond 64 bits, lone surrogates, types json refuses
         out = b"null"
-    if any(mark in out for mark in _STD_DUMPS_MARKS):
+    if b"null" in out or b"e-" in out or b"0.0000" in out:  # orjson: NaN/inf as null; |x| < 1e-4 spelt differently
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     return out.decode("utf-8")
 
