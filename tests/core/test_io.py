@@ -112,3 +112,36 @@ def test_binary_outputs_are_atomic_with_normal_permissions(tmp_path):
     with atomic_file(p) as fh:
         fh.write(b"new\n")
     assert p.read_bytes() == b"new\n" and p.stat().st_mode & 0o044 == 0o044
+
+
+# orjson reads and writes records; where it differs from the json module (which the files were always
+# spelt by) the json module must decide: these are the values where the two differ.
+JSON_EDGE_VALUES = [
+    {"big": 123456789012345678901234567890, "neg": -9223372036854775809, "u64": 18446744073709551615},
+    {"tiny": 2.5e-05, "tinier": 2.5640282347574327e-07, "small": 0.0001, "huge": 1e16, "neg0": -0.0},
+    {"nan": float("nan"), "inf": float("-inf")},
+    {"none": None, "text": "é \u2028 \x1f \x7f 😀", "nested": [{"a": [1, 2.5, True]}]},
+    {1: "int key", None: "null key"},
+]
+
+
+@pytest.mark.parametrize("obj", JSON_EDGE_VALUES)
+def test_dumps_spells_records_as_the_json_module_does(obj):
+    import json
+
+    from distillery.core.io import dumps
+
+    assert dumps(obj) == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_reader_reads_what_the_json_module_reads(tmp_path):
+    import json
+
+    lines = ['{"big": 123456789012345678901234567890}', '{"n": NaN, "i": -Infinity}', '{"s": "\\ud800"}',
+             '{"x": 1E400}', '{"a": 1, "b": 2, "a": 3}', '{"f": 0.1000000000000000055511151231257827, "z": -0}',
+             '{"t": "caf\\u00e9 \u00e9"}']
+    p = tmp_path / "edge.jsonl"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    got = [obj for _, obj in iter_jsonl(p)]
+    want = [json.loads(line) for line in lines]
+    assert repr(got) == repr(want)  # repr: NaN != NaN, and 1 == 1.0 would hide an int read as a float

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Iterator
 
+import orjson
+
 from .errors import InputError, OutputError
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -67,6 +69,10 @@ def iter_jsonl(path: str | os.PathLike, max_line_bytes: int = DEFAULT_MAX_LINE_B
                 if len(raw) > max_line_bytes:
                     yield lineno, BadLine("record_too_large", lineno, raw[:200].decode("utf-8", "replace"),
                                           f"{len(raw)} bytes > limit {max_line_bytes}")
+                    continue
+                obj = fast_loads(raw)
+                if type(obj) is dict:
+                    yield lineno, obj
                     continue
                 try:
                     text = raw.decode("utf-8")
@@ -130,8 +136,33 @@ def iter_line_blocks(path: str | os.PathLike, lines_per_block: int, read_bytes: 
         yield first, b"".join(pending)
 
 
+# Every stage reads and writes its records here, so both directions go through orjson (2-3x less CPU
+# than the json module) with the json module's exact result: where orjson would differ, the line or
+# the object goes through the json module instead.
+_DIGIT_RUNS = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_INT = b"0" * 19  # 19+ digits in a row may be an integer beyond 64 bits: orjson reads it as a float
+
+
+def fast_loads(raw: bytes) -> Any:
+    """The object `json.loads` reads from one line, or None when only `json.loads` can say (orjson
+    rejects NaN/Infinity, lone surrogates, invalid UTF-8, and reads integers beyond 64 bits as floats)."""
+    if _LONG_INT in raw.translate(_DIGIT_RUNS):
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, non-ASCII kept: byte for byte `json.dumps(obj, ensure_ascii=False, separators=(",", ":"))`."""
+    try:
+        out = orjson.dumps(obj)
+    except TypeError:  # non-string keys, integers beyond 64 bits, lone surrogates, types json refuses
+        out = b"null"
+    if b"null" in out or b"e-" in out or b"0.0000" in out:  # orjson: NaN/inf as null; |x| < 1e-4 spelt differently
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return out.decode("utf-8")
 
 
 TMP_SUFFIX = ".tmp"

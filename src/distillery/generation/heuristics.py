@@ -8,7 +8,6 @@ one in CHECK_ORDER is the reject reason.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Any
 
 from ..core.records import response_text
@@ -54,9 +53,8 @@ def repeated_trigram_ratio(text: str) -> float:
     words = text.lower().split()
     if len(words) < 8:
         return 0.0
-    grams = Counter(zip(words, words[1:], words[2:]))
     total = len(words) - 2
-    return (total - len(grams)) / total
+    return (total - len(set(zip(words, words[1:], words[2:])))) / total
 
 
 def is_truncated(rec: dict) -> bool:
@@ -92,6 +90,11 @@ class HeuristicScorer:
     def __init__(self, params: HeuristicParams, identity: IdentityParams, generated_stages: list[str]):
         self.p = params
         self.leak = identity_leak_pattern(identity)
+        # An ASCII answer can only match the leak pattern (case-insensitive) if it holds one of the names
+        # in lower case: a substring test skips the slow regex scan for almost every record. Not for other
+        # text: re.I also equates i with dotless ı, s with long ſ.
+        names = [n.lower() for n in identity.forbidden if n.strip()]
+        self.leak_names = tuple(names) if all(n.isascii() for n in names) else None
         self.generated_stages = tuple(generated_stages)
         self.required = [(re.compile(r.pattern, re.I | re.M), set(r.buckets), set(r.stages)) for r in params.required]
 
@@ -120,10 +123,15 @@ class HeuristicScorer:
         out["repeated_trigram_ratio"] = round(rep, 4)
         if rep > p.max_repeated_trigram_ratio:
             out["repetition"] = True
-        leak = find_identity_leak(everything, self.leak)
-        if leak:
-            out["identity_leak"] = leak[:120]
-        if p.reject_ai_disclaimer and AI_DISCLAIMER.search(everything):
+        ascii_lower = everything.lower() if everything.isascii() else None
+        if self.leak is not None and not (ascii_lower is not None and self.leak_names is not None
+                                          and not any(n in ascii_lower for n in self.leak_names)):
+            leak = find_identity_leak(everything, self.leak)
+            if leak:
+                out["identity_leak"] = leak[:120]
+        # every AI_DISCLAIMER match ends with "model" (the same substring shortcut for ASCII text)
+        if (p.reject_ai_disclaimer and (ascii_lower is None or "model" in ascii_lower)
+                and AI_DISCLAIMER.search(everything)):
             out["ai_disclaimer"] = True
         if p.reject_refusals and rec.get("bucket") not in p.refusal_exempt_buckets and REFUSAL.search(answer):
             out["refusal"] = True

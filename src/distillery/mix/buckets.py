@@ -4,7 +4,8 @@ Order of evidence: the record's own bucket (set at ingest) -> `buckets.source_de
 dataset -> the first matching rule -> the optional embedding classifier (applied in batches by the
 caller, see `embed.py`) -> the default bucket. A record whose bucket is in `buckets.refine` (a
 generic one such as instruction) is still offered to the rules and the classifier. Each rule's
-patterns are compiled once into a single alternation: one regex scan per rule and record.
+patterns are compiled once into a single alternation: one regex scan per rule and record, and only
+when the (ASCII) text holds one of the substrings a pattern cannot match without (`core.regex_prefilter`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from ..core.records import prompt_messages, response_text
+from ..core.regex_prefilter import Needles, may_match, required_substrings
 from .config import BucketRule, BucketsParams
 
 UNRESOLVED = None
@@ -25,20 +27,27 @@ class _CompiledRule:
     min_hits: int
     single: re.Pattern | None
     each: list[re.Pattern]
+    needles: list[Needles]  # per pattern
 
     def matches(self, prompt: str, response: str) -> bool:
         text = prompt if self.text == "prompt" else response if self.text == "response" else f"{prompt}\n{response}"
+        low = text.lower() if text.isascii() else None
         if self.single is not None:
+            if low is not None and not any(may_match(low, n) for n in self.needles):
+                return False
             return self.single.search(text) is not None
-        return sum(1 for p in self.each if p.search(text)) >= self.min_hits
+        return sum(1 for p, n in zip(self.each, self.needles)
+                   if (low is None or may_match(low, n)) and p.search(text)) >= self.min_hits
 
 
 def _compile(rule: BucketRule) -> _CompiledRule:
     flags = re.IGNORECASE | re.MULTILINE
+    needles = [required_substrings(p, flags) for p in rule.patterns]
     if rule.min_hits == 1:
         joined = "|".join(f"(?:{p})" for p in rule.patterns)
-        return _CompiledRule(rule.bucket, rule.text, 1, re.compile(joined, flags), [])
-    return _CompiledRule(rule.bucket, rule.text, rule.min_hits, None, [re.compile(p, flags) for p in rule.patterns])
+        return _CompiledRule(rule.bucket, rule.text, 1, re.compile(joined, flags), [], needles)
+    return _CompiledRule(rule.bucket, rule.text, rule.min_hits, None, [re.compile(p, flags) for p in rule.patterns],
+                         needles)
 
 
 def record_texts(rec: dict) -> tuple[str, str]:
