@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillery.core.io import BadLine, iter_jsonl
+from distillery.core.io import BadLine, iter_jsonl, parse_line
 from distillery.stats import run as run_mod
 from distillery.stats.config import StatsParams
 from distillery.stats.lengths import TemplateLengths, parts
-from distillery.stats.rows import parse_line, to_row
+from distillery.stats.rows import to_row
 from distillery.stats.run import _batches, run_stats
 from distillery.stats.summary import Hist, describe
 
@@ -135,8 +135,8 @@ def test_stage_fast_path_equals_the_plain_path(smollm2_path, meter, tmp_path, mo
 
 
 def test_reader_matches_iter_jsonl(tmp_path):
-    """Blocks of lines + parse_line read a file as core.io.iter_jsonl does: same lines, same records,
-    same bad-line reasons (the bad-record corpus, a BOM, blank lines, an over-long line)."""
+    """Blocks of lines + the one line parser read a file as core.io.iter_jsonl does: same lines, same records,
+    same bad-line reasons (the bad-record corpus, a BOM, blank lines, an over-long line), ids exact."""
     f = tmp_path / "x.jsonl"
     f.write_bytes(b"\xef\xbb\xbf" + CORPUS.read_bytes() + b"\n\n   \n" + b'{"id": "' + b"x" * 300 + b'"}\n'
                   + b'{"id": 123456789012345678901234567890, "messages": []}\n[1, 2]\n{"a": NaN}')
@@ -148,7 +148,7 @@ def test_reader_matches_iter_jsonl(tmp_path):
             assert isinstance(g, BadLine) and (g.reason, g.line, g.raw, g.detail) == (w.reason, w.line, w.raw, w.detail)
         else:
             assert isinstance(g, dict) and to_row(g) == to_row(w)
-    exact = [parse_line(raw, ln, 1 << 20, exact=True) for _, lines in _batches([f], 7) for ln, raw in lines]
+    exact = [parse_line(raw, ln, 1 << 20) for _, lines in _batches([f], 7) for ln, raw in lines]
     assert {"id": 123456789012345678901234567890, "messages": []} in exact
 
 

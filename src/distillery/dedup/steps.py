@@ -8,15 +8,14 @@ are handed to a `spill` callback instead of being returned: the parent keeps onl
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import numpy as np
-import orjson
 import xxhash
 
-from ..core.io import UTF8_BOM
+from ..core.io import UTF8_BOM, BadLine
+from ..core.io import parse_line as core_parse_line
 from ..core.records import check_record
 from .config import DedupParams
 from .decontam import EvalIndex
@@ -54,30 +53,12 @@ class Prepared:
 
 def parse_line(raw: bytes, max_line_bytes: int) -> dict | tuple[str, str, str]:
     """A record dict, or (reason, raw excerpt, detail) for a line that is not one (a UTF-8 BOM, which can
-    only open a file's first line, is skipped as `iter_jsonl` skips it)."""
+    only open a file's first line, is skipped as `iter_jsonl` skips it). Ids stay exact: the one parser
+    reads integers beyond 64 bits with the json module."""
     if raw[:3] == UTF8_BOM:
         raw = raw[3:]
-    if len(raw) > max_line_bytes:
-        return "record_too_large", raw[:200].decode("utf-8", "replace"), f"{len(raw)} bytes > limit {max_line_bytes}"
-    try:  # orjson is ~2x faster; anything it refuses gets the standard parser's verdict (and reason)
-        obj = orjson.loads(raw)
-        # orjson turns integers beyond 64 bits into floats: an id must stay exact (it names the record in
-        # clusters and quarantine), so such a line is parsed again. Lines themselves are copied verbatim.
-        if isinstance(obj, dict) and not isinstance(obj.get("id"), float):
-            return obj
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return "invalid_utf8", raw[:500].decode("utf-8", "replace"), str(e)
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        return "malformed_json", text[:500], str(e)
-    if not isinstance(obj, dict):
-        return "not_an_object", text[:500], type(obj).__name__
-    return obj
+    obj = core_parse_line(raw, 0, max_line_bytes)
+    return (obj.reason, obj.raw, obj.detail) if isinstance(obj, BadLine) else obj
 
 
 def source_salt(sources: list[str]) -> np.ndarray:

@@ -8,12 +8,10 @@ files by id, else by the first user turn's text.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 import xxhash
 
 from ..core.io import BadLine, iter_jsonl
@@ -74,34 +72,6 @@ def to_row(obj: dict) -> Row | str:
             return "bad_sft_row"
         return Row("sft", rid, bucket, msgs[:-1], [msgs[-1:]], _first_user(msgs))
     return "unknown_row_format"
-
-
-def parse_line(raw: bytes, lineno: int, max_line_bytes: int, exact: bool = False) -> dict | BadLine:
-    """One non-blank line as `core.io.iter_jsonl` reads it (same BadLine reasons; the reader removes a
-    BOM opening the file), through orjson when it can. orjson turns integers beyond 64 bits into
-    floats; nothing a row is measured by is a number, but a quarantined record is echoed, so
-    `exact=True` (rejects) parses with the standard library."""
-    if len(raw) > max_line_bytes:
-        return BadLine("record_too_large", lineno, raw[:200].decode("utf-8", "replace"),
-                       f"{len(raw)} bytes > limit {max_line_bytes}")
-    if not exact:
-        try:
-            obj = orjson.loads(raw)
-            if isinstance(obj, dict):
-                return obj
-        except orjson.JSONDecodeError:
-            pass
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return BadLine("invalid_utf8", lineno, raw[:500].decode("utf-8", "replace"), str(e))
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        return BadLine("malformed_json", lineno, text[:500], str(e))
-    if not isinstance(obj, dict):
-        return BadLine("not_an_object", lineno, text[:500], type(obj).__name__)
-    return obj
 
 
 class BucketLookup:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.io import BadLine
+from ..core.io import BadLine, parse_line
 from .lengths import TemplateLengths
-from .rows import Row, parse_line, text_key, to_row
+from .rows import Row, text_key, to_row
 
 REJECT = "!"   # kind of a result line that is a reject: (line, REJECT, reason, record or BadLine, detail)
 
@@ -35,14 +35,14 @@ def measure_lines(lines: list[tuple[int, bytes]]) -> list[tuple]:
             continue
         row = to_row(obj)
         if isinstance(row, str):
-            out.append((ln, REJECT, row, parse_line(raw, ln, max_line_bytes, exact=True), ""))
+            out.append((ln, REJECT, row, obj, ""))
             continue
-        rows.append((len(out), ln, row))
+        rows.append((len(out), ln, row, obj))
         out.append(None)
-    measured = meter.measure([r for _, _, r in rows])
-    for (i, ln, row), m in zip(rows, measured):
+    measured = meter.measure([r for _, _, r, _ in rows])
+    for (i, ln, row, obj), m in zip(rows, measured):
         if isinstance(m, str):
-            out[i] = (ln, REJECT, "template_error", parse_line(lines[i][1], ln, max_line_bytes, exact=True), m)
+            out[i] = (ln, REJECT, "template_error", obj, m)
         else:
             out[i] = (ln, row.kind, row.id, row.bucket, text_key(row.first_user), m)
     return out
