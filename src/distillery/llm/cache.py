@@ -198,6 +198,11 @@ class ResponseCache:
         """Claim a paid call for `key` (atomic with the cache and overall-budget checks)."""
         return self._write(rsv.claim, self.conn, self.owner, key, stage, worst_usd, max_usd, refresh)
 
+    def claim_many(self, wanted: list[tuple[str, float]], stage: str, max_usd: float | None,
+                   refresh: bool = False) -> list[Claim]:
+        """`claim` for several (key, worst_usd) in one transaction (one commit)."""
+        return self._write(rsv.claim_many, self.conn, self.owner, wanted, stage, max_usd, refresh)
+
     def held_elsewhere(self, key: str) -> bool:
         return rsv.held_elsewhere(self.conn, self.owner, key)
 
