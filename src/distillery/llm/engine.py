@@ -334,9 +334,10 @@ class Engine:
             if row is None or row[2] in not_ok:
                 rest.append(i)
                 continue
-            results[i] = ChatResult(True, t.name, t.model, row[1], None, row[2],
-                                    usage={"prompt_tokens": row[3], "completion_tokens": row[4]}, cached=True,
-                                    sent=sent)
+            # positional (ok, teacher, model, text, parsed, finish_reason, truncated, error, detail, usage,
+            # cost_usd, cached, sent): a fifth cheaper than keywords, 50k times
+            results[i] = ChatResult(True, t.name, t.model, row[1], None, row[2], False, None, None,
+                                    {"prompt_tokens": row[3], "completion_tokens": row[4]}, 0.0, True, sent)
             hit_teachers.append(t.name)
         for f in frames.values():
             if f is not None:
