@@ -33,7 +33,7 @@ from typing import Any, Iterator, Protocol, Sequence
 from ..core.errors import DistilleryError
 from .backend import AsyncLoop, Backend, Got, Outcomes, Services
 from .budget import Budget
-from .cache import ResponseCache, canonical, key_frame, key_from_parts, payload_utf8, payload_json, request_key
+from .cache import ResponseCache, canonical, key_frame, key_from_parts, payload_json, payload_utf8, request_key
 from .config import GEN_KEYS, LLMParams, TeacherParams
 from .dryrun import stand_in
 from .failed import FailedLog
