@@ -21,7 +21,10 @@ import sqlite3
 import time
 from json.encoder import encode_basestring as _enc  # what json.dumps(ensure_ascii=False) uses for a str
 from pathlib import Path
+from itertools import chain
 from typing import Any, Iterable
+
+import orjson
 
 from . import reservations as rsv
 from .cache_db import connect, open_cache_db
@@ -31,6 +34,7 @@ from .reservations import Claim, Owner
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 4000         # keys per `IN (...)` query (SQLite's default limit is 32766 variables)
+SCAN_RATIO = 1.5            # read the whole table when it holds at most this many rows per wanted key
 _WRITE_FAILURES = {13: "disk full", 8: "read-only", 10: "I/O error", 14: "cannot open", 3: "no permission"}
 
 
@@ -58,6 +62,22 @@ def key_from_parts(url_json: str, model_json: str, payload_js: str, gen_json: st
     """sha256 of canonical({"u", "m", "p", "g", "s"}) assembled from its parts' canonical JSON (sorted keys)."""
     blob = f'{{"g":{gen_json},"m":{model_json},"p":{payload_js},"s":{schema_json},"u":{url_json}}}'
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def key_frame(url_json: str, model_json: str, gen_json: str, schema_json: str) -> tuple[bytes, bytes]:
+    """The bytes before and after the payload in `key_from_parts`' blob, so a bulk pass over many requests
+    of one teacher/gen/schema hashes `before + payload + after` without rebuilding the rest each time."""
+    return (f'{{"g":{gen_json},"m":{model_json},"p":'.encode(), f',"s":{schema_json},"u":{url_json}}}'.encode())
+
+
+def payload_utf8(payload: list[dict[str, str]] | str) -> bytes | None:
+    """`payload_json(payload)` as UTF-8 bytes via orjson, for a prompt string or {role, content} string
+    pairs (sorted keys; byte for byte what json.dumps gives for str values), or None when a string cannot
+    be encoded (a lone surrogate: the slow path decides)."""
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
 
 
 def request_key(base_url: str, model: str, payload: Any, gen: dict, schema: Any) -> str:
@@ -98,35 +118,45 @@ class ResponseCache:
         return st.f_bavail * st.f_frsize
 
     # responses ---------------------------------------------------------------------------------
-    def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
-        """Bulk lookup: one `IN (...)` query per LOOKUP_CHUNK keys, so a fully cached rerun costs a few
-        queries, not one per request."""
-        keys = list(keys)
-        out: dict[str, dict] = {}
-        cols = "key, teacher, model, text, finish_reason, prompt_tokens, completion_tokens, cost_usd"
-        full = f"SELECT {cols} FROM responses WHERE key IN ({','.join('?' * LOOKUP_CHUNK)})"
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[i:i + LOOKUP_CHUNK]
+    def _select(self, cols: str, keys: set[str]) -> Iterable[tuple]:
+        """Rows (`key` first, then `cols`) that hold the stored keys among `keys`, and possibly others: the
+        caller keeps those in `keys`. When the wanted keys are most of the table, one sequential read beats
+        a B-tree probe per key (a fully cached rerun: a probe plus its row cost about twice a scanned row);
+        otherwise one `IN (...)` query per LOOKUP_CHUNK keys."""
+        if not keys:
+            return ()
+        top = self.conn.execute("SELECT max(rowid) FROM responses").fetchone()[0] or 0  # >= the row count
+        if top <= SCAN_RATIO * len(keys):
+            return self.conn.execute(f"SELECT key, {cols} FROM responses")
+        ks = list(keys)
+        full = f"SELECT key, {cols} FROM responses WHERE key IN ({','.join('?' * LOOKUP_CHUNK)})"
+        parts = []
+        for i in range(0, len(ks), LOOKUP_CHUNK):
+            chunk = ks[i:i + LOOKUP_CHUNK]
             q = full if len(chunk) == LOOKUP_CHUNK else \
-                f"SELECT {cols} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
-            for k, t, m, text, fr, pt, ct, c in self.conn.execute(q, chunk):
-                out[k] = {"teacher": t, "model": m, "text": text, "finish_reason": fr, "prompt_tokens": pt,
-                          "completion_tokens": ct, "cost_usd": c}
-        return out
+                f"SELECT key, {cols} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+            parts.append(self.conn.execute(q, chunk).fetchall())
+        return chain.from_iterable(parts)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict]:
+        """Bulk lookup (see `_select`): a fully cached rerun costs a few queries, not one per request."""
+        want = set(keys)
+        cols = "teacher, model, text, finish_reason, prompt_tokens, completion_tokens, cost_usd"
+        return {k: {"teacher": t, "model": m, "text": text, "finish_reason": fr, "prompt_tokens": pt,
+                    "completion_tokens": ct, "cost_usd": c}
+                for k, t, m, text, fr, pt, ct, c in self._select(cols, want) if k in want}
 
     def lookup(self, keys: Iterable[str]) -> dict[str, Outcome]:
-        """`get_many` as Outcomes (the engine's hot path: a fully cached rerun builds nothing else)."""
-        keys = list(keys)
-        out: dict[str, Outcome] = {}
-        cols = "key, text, finish_reason, prompt_tokens, completion_tokens, model"
-        full = f"SELECT {cols} FROM responses WHERE key IN ({','.join('?' * LOOKUP_CHUNK)})"
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[i:i + LOOKUP_CHUNK]
-            q = full if len(chunk) == LOOKUP_CHUNK else \
-                f"SELECT {cols} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
-            for k, text, fr, pt, ct, m in self.conn.execute(q, chunk):
-                out[k] = Outcome(text, fr, pt, ct, m)
-        return out
+        """`get_many` as Outcomes (what the engine's rounds use)."""
+        want = set(keys)
+        cols = "text, finish_reason, prompt_tokens, completion_tokens, model"
+        return {k: Outcome(text, fr, pt, ct, m) for k, text, fr, pt, ct, m in self._select(cols, want) if k in want}
+
+    def answers(self, keys: set[str]) -> dict[str, tuple[str, str | None, str | None, int, int]]:
+        """key -> (key, text, finish_reason, prompt_tokens, completion_tokens) of the stored keys among
+        `keys`: the bulk cached pass's lookup, which builds nothing per row beyond SQLite's own tuple."""
+        return {r[0]: r for r in self._select("text, finish_reason, prompt_tokens, completion_tokens", keys)
+                if r[0] in keys}
 
     def get(self, key: str) -> dict | None:
         return self.get_many([key]).get(key)
@@ -167,6 +197,11 @@ class ResponseCache:
     def claim(self, key: str, stage: str, worst_usd: float, max_usd: float | None, refresh: bool = False) -> Claim:
         """Claim a paid call for `key` (atomic with the cache and overall-budget checks)."""
         return self._write(rsv.claim, self.conn, self.owner, key, stage, worst_usd, max_usd, refresh)
+
+    def claim_many(self, wanted: list[tuple[str, float]], stage: str, max_usd: float | None,
+                   refresh: bool = False) -> list[Claim]:
+        """`claim` for several (key, worst_usd) in one transaction (one commit)."""
+        return self._write(rsv.claim_many, self.conn, self.owner, wanted, stage, max_usd, refresh)
 
     def held_elsewhere(self, key: str) -> bool:
         return rsv.held_elsewhere(self.conn, self.owner, key)

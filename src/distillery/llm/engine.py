@@ -20,17 +20,20 @@ guard, budget and counters through a `Services` object; nothing here reaches int
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import logging
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 from ..core.errors import DistilleryError
 from .backend import AsyncLoop, Backend, Got, Outcomes, Services
 from .budget import Budget
-from .cache import ResponseCache, canonical, key_from_parts, payload_json, request_key
+from .cache import ResponseCache, canonical, key_frame, key_from_parts, payload_json, payload_utf8, request_key
 from .config import GEN_KEYS, LLMParams, TeacherParams
 from .dryrun import stand_in
 from .failed import FailedLog
@@ -48,6 +51,20 @@ from .types import ChatRequest, ChatResult
 log = logging.getLogger(__name__)
 
 _NOT_OK = ("length", "content_filter")   # finish reasons that make an answer a failure
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a bulk pass that allocates a few acyclic objects per request
+    (nothing for it to free): left on, it walks every live object again and again while 50k results are
+    built, about 40% of a fully cached rerun's CPU."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 class HasLLM(Protocol):
@@ -122,6 +139,25 @@ class Engine:
                    progress=progress)
 
     # preparation --------------------------------------------------------------------------------
+    def _teacher_gen(self, req: ChatRequest) -> tuple[tuple[TeacherParams, str, str], tuple[dict[str, Any], str]] | str:
+        """(teacher, its endpoint and model as canonical JSON), (merged gen params, their canonical JSON),
+        worked out once per distinct teacher/gen in a `run` (`self._memo`); or why the gen is bad."""
+        memo = self._memo
+        tm = memo.get(req.teacher)
+        if tm is None:
+            t = self.llm.teacher(req.teacher)
+            tm = memo[req.teacher] = (t, canonical(endpoint_id(t)), canonical(t.model))
+        gkey = gen_key(tm[0].name, req.gen)
+        gm = memo.get(gkey)
+        if gm is None:
+            bad = sorted(set(req.gen or {}) - GEN_KEYS)
+            if bad:
+                return f"unknown generation key {bad[0]!r}"
+            gen = {**tm[0].gen, **(req.gen or {})}
+            gen = {k: gen[k] for k in sorted(gen) if gen[k] is not None}
+            gm = memo[gkey] = (gen, canonical(gen), req.gen)      # keeps req.gen alive: its id stays unique
+        return tm, (gm[0], gm[1])
+
     def resolve(self, i: int, req: ChatRequest) -> Item | str:
         """The request resolved against its teacher (what is sent, under which cache key), or why it is a
         bad request. Unknown teacher -> ParamsError (one line). No side effects.
@@ -129,21 +165,10 @@ class Engine:
         The teacher, its merged generation params and the schema are worked out once per distinct
         object in a `run` (`self._memo`), so a large rerun pays per request only for its messages."""
         memo = self._memo
-        tm = memo.get(req.teacher)
-        if tm is None:
-            t = self.llm.teacher(req.teacher)
-            tm = memo[req.teacher] = (t, canonical(endpoint_id(t)), canonical(t.model))
-        t, url_js, model_js = tm
-        gkey = gen_key(t.name, req.gen)
-        gm = memo.get(gkey)
-        if gm is None:
-            bad = sorted(set(req.gen or {}) - GEN_KEYS)
-            if bad:
-                return f"unknown generation key {bad[0]!r}"
-            gen = {**t.gen, **(req.gen or {})}
-            gen = {k: gen[k] for k in sorted(gen) if gen[k] is not None}
-            gm = memo[gkey] = (gen, canonical(gen), req.gen)      # keeps req.gen alive: its id stays unique
-        gen, gen_js = gm[0], gm[1]
+        parts = self._teacher_gen(req)
+        if isinstance(parts, str):
+            return parts
+        (t, url_js, model_js), (gen, gen_js) = parts
         if (req.messages is None) == (req.prompt is None):
             return "give exactly one of messages or prompt"
         payload: Any
@@ -195,21 +220,32 @@ class Engine:
         self.down.setdefault(teacher, why)
 
     def run(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
-        """Answer every request (same order). Per-request failures come back as ok=False results."""
+        """Answer every request (same order). Per-request failures come back as ok=False results.
+
+        The cache hits are answered first, in bulk and before any event loop (`_answer_hits`); only the
+        rest go through Items and rounds."""
         results: list[ChatResult | None] = [None] * len(requests)
         if self.dry_run:
             self.dry_requests.extend(requests)
         pending: list[Item] = []
         self._memo = {}
-        for i, req in enumerate(requests):
-            it = self._item(i, req)
-            if isinstance(it, ChatResult):
-                results[i] = it
-            else:
-                pending.append(it)
-        self._memo = {}
+        try:
+            todo: Sequence[int] = range(len(requests))
+            if not self.refresh:
+                with gc_paused():
+                    todo = self._answer_hits(requests, results)
+            for i in todo:
+                it = self._item(i, requests[i])
+                if isinstance(it, ChatResult):
+                    results[i] = it
+                else:
+                    pending.append(it)
+        finally:
+            self._memo = {}
         bar = Progress(len(requests), enabled=self.show_progress and not self.dry_run, desc=self.stage)
-        for r in results:
+        bar.cached_ok(len(requests) - len(todo))
+        for i in todo:
+            r = results[i]
             if r is not None:
                 bar.result(r)
         try:
@@ -240,6 +276,81 @@ class Engine:
         if self.guard.halted is not None:
             raise CacheFullError(self.guard.message())
         return results  # type: ignore[return-value]
+
+    def _hit_frame(self, req: ChatRequest) -> tuple[TeacherParams, bytes, bytes] | None:
+        """The teacher and the key bytes around the payload of a request without schema (None: a bad gen)."""
+        parts = self._teacher_gen(req)
+        if isinstance(parts, str):
+            return None
+        (t, url_js, model_js), (_, gen_js) = parts
+        return (t, *key_frame(url_js, model_js, gen_js, canonical(None)))
+
+    def _answer_hits(self, requests: Sequence[ChatRequest], results: list[ChatResult | None]) -> list[int]:
+        """The bulk cached pass: every plain request's cache key in one tight pass (the same bytes as
+        `resolve`'s, so existing caches are read), all hits in one read (`ResponseCache.answers`), and their
+        results built directly. Returns the indices left for the full path: misses, schema requests (they
+        are parsed), truncated or filtered answers, and anything `resolve` must judge."""
+        frames: dict[Any, tuple[TeacherParams, bytes, bytes] | None] = {}
+        sha256, utf8 = hashlib.sha256, payload_utf8
+        keyed: list[tuple[int, str, Any, TeacherParams]] = []
+        rest: list[int] = []
+        for i, req in enumerate(requests):
+            msgs, prompt, gen = req.messages, req.prompt, req.gen
+            fk = gen_key(req.teacher, gen) if gen else req.teacher
+            if fk in frames:
+                frame = frames[fk]
+            else:
+                frame = frames[fk] = self._hit_frame(req)
+            if frame is None or req.schema is not None:
+                rest.append(i)
+                continue
+            sent: Any = None
+            if type(msgs) is list and prompt is None:
+                sent = []
+                for m in msgs:
+                    if type(m) is not dict or len(m) != 2:
+                        break
+                    role, content = m.get("role"), m.get("content")
+                    if type(role) is not str or type(content) is not str:
+                        break
+                    sent.append({"role": role, "content": content})
+                else:
+                    pj = utf8(sent)
+                    if pj is not None:
+                        keyed.append((i, sha256(frame[1] + pj + frame[2]).hexdigest(), sent, frame[0]))
+                        continue
+            elif type(prompt) is str and msgs is None:
+                pj = utf8(prompt)
+                if pj is not None:
+                    keyed.append((i, sha256(frame[1] + pj + frame[2]).hexdigest(), prompt, frame[0]))
+                    continue
+            rest.append(i)
+        rows = self.cache.answers({k[1] for k in keyed}) if keyed else {}
+        hit_teachers: list[str] = []
+        teachers: dict[str, TeacherParams] = {}
+        not_ok = _NOT_OK
+        for i, key, sent, t in keyed:
+            row = rows.get(key)
+            if row is None or row[2] in not_ok:
+                rest.append(i)
+                continue
+            # positional (ok, teacher, model, text, parsed, finish_reason, truncated, error, detail, usage,
+            # cost_usd, cached, sent): a fifth cheaper than keywords, 50k times
+            results[i] = ChatResult(True, t.name, t.model, row[1], None, row[2], False, None, None,
+                                    {"prompt_tokens": row[3], "completion_tokens": row[4]}, 0.0, True, sent)
+            hit_teachers.append(t.name)
+        for f in frames.values():
+            if f is not None:
+                teachers[f[0].name] = f[0]
+        hits = Counter(hit_teachers)
+        for name, n in hits.items():
+            self.services.stat(teachers[name]).count_cached_ok(n)
+        if self.failed:   # failures of earlier runs of this engine that these answers resolve
+            for i, key, _, _ in keyed:
+                if results[i] is not None:
+                    self.failed.resolve(requests[i], key)
+        rest.sort()
+        return rest
 
     def _finish_item(self, it: Item, got: tuple[Outcome, bool] | CallError | None) -> tuple[ChatResult, bool]:
         """Turn a round's outcome into a result, or schedule a repair round (returns again=True)."""

@@ -31,6 +31,14 @@ class Progress:
             self.bar.update(1)
             self._postfix()
 
+    def cached_ok(self, n: int) -> None:
+        """`result` for n ok answers straight from the cache (the bulk cached pass)."""
+        self.done += n
+        self.cached += n
+        if self.bar is not None and n:
+            self.bar.update(n)
+            self._postfix()
+
     def tokens(self, n: int, usd: float) -> None:
         self.tokens_n += n
         self.usd += usd

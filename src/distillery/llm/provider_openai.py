@@ -10,6 +10,8 @@ import asyncio
 import json
 from typing import Any
 
+import orjson
+
 from .config import TeacherParams
 from .outcome import CallError, Outcome
 from .parsing import schema_json, schema_name
@@ -51,7 +53,7 @@ class DirectClient:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.limit),
                                                   timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         try:
-            async with self._session.post(self.base + path, data=json.dumps(body).encode(),
+            async with self._session.post(self.base + path, data=body_bytes(body),
                                           headers=self.headers) as r:
                 data: bytes = await r.read()
                 if r.status >= 400:
@@ -69,6 +71,15 @@ class DirectClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def body_bytes(body: dict[str, Any]) -> bytes:
+    """The request body as JSON bytes: orjson (a tenth of `json.dumps`' CPU per request; UTF-8 rather than
+    \\u escapes, both valid JSON), or `json.dumps` for what orjson refuses (a lone surrogate)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body).encode()
 
 
 def status_error(status: int, msg: str, headers: Any) -> CallError:

@@ -31,6 +31,12 @@ class TeacherStats:
         if not r.ok:
             self.failed[r.error or "unknown"] += 1
 
+    def count_cached_ok(self, n: int) -> None:
+        """`count_result` for n ok answers straight from the cache (the bulk cached pass)."""
+        self.requests += n
+        self.ok += n
+        self.cached += n
+
     def add_usage(self, pt: int, ct: int, usd: float) -> None:
         self.prompt_tokens += pt
         self.completion_tokens += ct
