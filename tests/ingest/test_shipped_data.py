@@ -14,6 +14,7 @@ EVAL = {  # path -> records; used by dedup decontamination and train_eval
     "data/raw/eval/truthfulqa.csv": 817,
     "data/raw/eval/mt_bench_questions.jsonl": 80,
     "data/raw/eval/mt_bench_reference_answers.jsonl": 30,
+    "data/raw/eval/wizardlm_testset.jsonl": 218,
 }
 
 
@@ -34,7 +35,7 @@ def test_eval_sets_are_complete(repo_root, rel, n):
 def test_every_shipped_file_matches_the_sha256_in_its_source_note(repo_root):
     raw = repo_root / "data/raw"
     files = sorted(p for p in raw.rglob("*") if p.is_file() and p.suffix in (".gz", ".json", ".jsonl", ".csv"))
-    assert len(files) == 10
+    assert len(files) == 11
     for f in files:
         note = (f.parent / "SOURCE.md").read_text(encoding="utf-8")
         row = next(line for line in note.splitlines() if f"`{f.name}`" in line and "|" in line)
