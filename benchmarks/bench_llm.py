@@ -79,6 +79,36 @@ def two_processes(url: str, cache: Path, n: int, cap: float) -> list[dict]:
     return out
 
 
+def bare_aiohttp(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    """The transport's ceiling: (wall s, client CPU s) of n posts to the same server by `concurrency` plain
+    aiohttp workers (one session, orjson bodies, no cache, claims, budget or retries)."""
+    import asyncio
+
+    import aiohttp
+    import orjson
+
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench-not-a-real-key"}
+
+    def body(i: int) -> bytes:
+        return orjson.dumps({"model": "bench-model", "messages": [{"role": "user", "content": f"bare question {i}"}],
+                             "temperature": 0.0, "max_tokens": 64})
+
+    async def go() -> tuple[float, float]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+            async with s.post(url + "/chat/completions", data=body(-1), headers=headers) as r:   # warm-up
+                await r.read()
+            todo = iter(range(n))
+
+            async def worker() -> None:
+                for i in todo:
+                    async with s.post(url + "/chat/completions", data=body(i), headers=headers) as r:
+                        orjson.loads(await r.read())
+            c0, t0 = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return time.perf_counter() - t0, time.process_time() - c0
+    return asyncio.run(go())
+
+
 def timed_run(p, reqs, stage="bench", refresh=False):
     with Engine.from_params(p, stage=stage, refresh=refresh) as eng:
         eng.run(reqs[:1] and [ChatRequest(teacher="bench", messages=[{"role": "user", "content": "warm-up"}])])
@@ -115,6 +145,10 @@ def main() -> None:
                          f"{rps:.0f} req/s = {rps / ideal:.2f} of ideal {ideal:.0f}", ">= 0.95",
                          "PASS" if rps / ideal >= 0.95 and ok == a.n else "FAIL"))
             rows.append(("client CPU per request", f"{cpu_ms:.2f} ms", "-", "-"))
+            bwall, bcpu = bare_aiohttp(srv.url, a.n, a.concurrency)
+            rows.append(("anchor: bare aiohttp loop, same server (no cache, claims, budget)",
+                         f"{a.n / bwall:.0f} req/s = {a.n / bwall / ideal:.2f} of ideal, "
+                         f"{bcpu / a.n * 1000:.2f} ms client CPU per request", "-", "-"))
             both = (cpu + server_cpu) / a.n
             rows.append(("client + test-server CPU per request", f"{both * 1000:.2f} ms -> CPU-bound ceiling on "
                          f"{os.cpu_count()} idle cores: {os.cpu_count() / both:.0f} req/s", "-", "-"))

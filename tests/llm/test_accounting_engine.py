@@ -106,9 +106,13 @@ def test_a_request_another_owner_is_paying_for_is_waited_on_not_paid(srv, make_p
 def test_an_answer_that_cannot_be_stored_halts_before_the_next_payment(srv, make_params, monkeypatch):
     p = make_params(srv.url, teacher={"max_concurrency": 1})
     with Engine.from_params(p, stage="s") as eng:
-        def full(*_a, **_k):
-            raise CacheWriteError("disk full: database or disk is full")
-        monkeypatch.setattr(eng.cache, "put_many", full)
+        commit = eng.cache.commit
+
+        def full(rows, *a, **k):   # a commit that stores an answer fails; claims alone still land
+            if rows:
+                raise CacheWriteError("disk full: database or disk is full")
+            return commit(rows, *a, **k)
+        monkeypatch.setattr(eng.cache, "commit", full)
         with pytest.raises(CacheFullError, match=r"cannot store LLM answers \(disk full.*1 paid answer"):
             eng.run([chat(i) for i in range(5)])
     assert len(srv.requests()) == 1                                  # one paid and lost, none after it

@@ -22,7 +22,7 @@ import time
 from json.encoder import encode_basestring as _enc  # what json.dumps(ensure_ascii=False) uses for a str
 from pathlib import Path
 from itertools import chain
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import orjson
 
@@ -30,6 +30,9 @@ from . import reservations as rsv
 from .cache_db import connect, open_cache_db
 from .outcome import Outcome
 from .reservations import Claim, Owner
+
+# (key, teacher, model, text, finish_reason, prompt_tokens, completion_tokens, cost_usd)
+AnswerRow = tuple[str, str, str, 'str | None', 'str | None', int, int, float]
 
 log = logging.getLogger(__name__)
 
@@ -165,43 +168,47 @@ class ResponseCache:
             prompt_tokens: int, completion_tokens: int, cost_usd: float, stage: str | None = None) -> None:
         """Store one completed response, add its cost to the stage's ledger and drop this process's
         reservation for it, in one commit. Raises CacheWriteError when it cannot be stored."""
-        self._write(self._put, key, teacher, model, text, finish_reason, prompt_tokens, completion_tokens,
-                    cost_usd, stage)
+        self.commit([(key, teacher, model, text, finish_reason, prompt_tokens, completion_tokens, cost_usd)], stage)
 
-    def _put(self, key: str, teacher: str, model: str, text: str | None, finish_reason: str | None,
-             prompt_tokens: int, completion_tokens: int, cost_usd: float, stage: str | None) -> None:
-        self._put_many([(key, teacher, model, text, finish_reason, prompt_tokens, completion_tokens, cost_usd)],
-                       stage)
-
-    def put_many(self, rows: list[tuple[str, str, str, str | None, str | None, int, int, float]],
-                 stage: str | None = None) -> None:
+    def put_many(self, rows: list[AnswerRow], stage: str | None = None) -> None:
         """`put` for several answers in one commit: rows of (key, teacher, model, text, finish_reason,
         prompt_tokens, completion_tokens, cost_usd)."""
-        self._write(self._put_many, rows, stage)
+        self.commit(rows, stage)
 
-    def _put_many(self, rows: list[tuple[str, str, str, str | None, str | None, int, int, float]],
-                  stage: str | None) -> None:
-        now = time.time()
-        usd = sum(r[7] for r in rows)
-        with self.conn:
-            self.conn.execute("BEGIN")
-            self.conn.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?)",
-                                  [(*r, now) for r in rows])
-            if stage is not None and usd:
-                self.conn.execute("INSERT INTO spend VALUES (?, ?) ON CONFLICT(stage) DO UPDATE "
-                                  "SET usd = usd + excluded.usd", (stage, usd))
-            self.conn.executemany("DELETE FROM reservations WHERE key=? AND owner=?",
-                                  [(r[0], self.owner.token) for r in rows])
+    def commit(self, rows: list[AnswerRow], stage: str | None, wanted: Sequence[tuple[str, float]] = (),
+               max_usd: float | None = None, refresh: bool = False) -> list[Claim]:
+        """Store answers, then claim `wanted` (key, worst_usd) in order, in one transaction: a worker
+        that got an answer claims its next request in the same commit, and a claim is never made
+        unless the answers before it are stored. Raises CacheWriteError when it cannot be written."""
+        return self._write(self._commit, rows, stage, wanted, max_usd, refresh)
+
+    def _commit(self, rows: list[AnswerRow], stage: str | None, wanted: Sequence[tuple[str, float]],
+                max_usd: float | None, refresh: bool) -> list[Claim]:
+        conn = self.conn
+        with conn:
+            conn.execute("BEGIN IMMEDIATE" if wanted else "BEGIN")
+            if rows:
+                now = time.time()
+                usd = sum(r[7] for r in rows)
+                conn.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?)",
+                                 [(*r, now) for r in rows])
+                if stage is not None and usd:
+                    conn.execute("INSERT INTO spend VALUES (?, ?) ON CONFLICT(stage) DO UPDATE "
+                                 "SET usd = usd + excluded.usd", (stage, usd))
+                conn.executemany("DELETE FROM reservations WHERE key=? AND owner=?",
+                                 [(r[0], self.owner.token) for r in rows])
+            return [rsv.claim_in(conn, self.owner, key, stage or "", worst, max_usd, refresh)
+                    for key, worst in wanted]
 
     # in-flight reservations (see reservations.py) ----------------------------------------------
     def claim(self, key: str, stage: str, worst_usd: float, max_usd: float | None, refresh: bool = False) -> Claim:
         """Claim a paid call for `key` (atomic with the cache and overall-budget checks)."""
-        return self._write(rsv.claim, self.conn, self.owner, key, stage, worst_usd, max_usd, refresh)
+        return self.commit([], stage, [(key, worst_usd)], max_usd, refresh)[0]
 
     def claim_many(self, wanted: list[tuple[str, float]], stage: str, max_usd: float | None,
                    refresh: bool = False) -> list[Claim]:
         """`claim` for several (key, worst_usd) in one transaction (one commit)."""
-        return self._write(rsv.claim_many, self.conn, self.owner, wanted, stage, max_usd, refresh)
+        return self.commit([], stage, wanted, max_usd, refresh)
 
     def held_elsewhere(self, key: str) -> bool:
         return rsv.held_elsewhere(self.conn, self.owner, key)

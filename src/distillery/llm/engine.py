@@ -231,15 +231,15 @@ class Engine:
         self._memo = {}
         try:
             todo: Sequence[int] = range(len(requests))
-            if not self.refresh:
-                with gc_paused():
+            with gc_paused():
+                if not self.refresh:
                     todo = self._answer_hits(requests, results)
-            for i in todo:
-                it = self._item(i, requests[i])
-                if isinstance(it, ChatResult):
-                    results[i] = it
-                else:
-                    pending.append(it)
+                for i in todo:
+                    it = self._item(i, requests[i])
+                    if isinstance(it, ChatResult):
+                        results[i] = it
+                    else:
+                        pending.append(it)
         finally:
             self._memo = {}
         bar = Progress(len(requests), enabled=self.show_progress and not self.dry_run, desc=self.stage)

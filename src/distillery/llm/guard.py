@@ -40,9 +40,9 @@ class PayGuard:
         self.halted: CacheWriteError | None = None
         self.lost = 0             # paid answers that could not be stored
         self.in_flight = 0
-        self._pending: list[tuple[str, str, str, Outcome, float]] = []
-        self._flushed: asyncio.Future[None] | None = None
-        self._claims: list[tuple[str, float, asyncio.Future[Claim]]] = []
+        self._pending: list[tuple[str, str, str, Outcome, float]] = []    # answers for the next commit
+        self._claims: list[tuple[str, float, asyncio.Future[Claim]]] = []  # claims for the next commit
+        self._flushed: asyncio.Future[None] | None = None                  # that commit, once scheduled
 
     def halt(self, err: CacheWriteError) -> None:
         if self.halted is None:
@@ -85,28 +85,21 @@ class PayGuard:
             await asyncio.sleep(WAIT_POLL_S)
 
     async def _claim_batched(self, key: str, worst_usd: float) -> Claim:
-        """`cache.claim`, with the claims asked for in the same event-loop turn in one transaction: the
-        workers a wave of answers frees up share one commit (a commit each was the client's largest
-        SQLite cost per paid request)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Claim] = loop.create_future()
+        """`cache.claim`, made in the next commit (`flush`) together with every answer and claim queued in
+        the same event-loop turn: the workers a wave of answers frees up store those answers and claim
+        their next requests in one commit (a commit each was the client's largest SQLite cost)."""
+        fut: asyncio.Future[Claim] = asyncio.get_running_loop().create_future()
         self._claims.append((key, worst_usd, fut))
-        if len(self._claims) == 1:
-            loop.call_soon(self._claim_pending)
+        self._next_commit()
         return await fut
 
-    def _claim_pending(self) -> None:
-        batch, self._claims = self._claims, []
-        try:
-            got = self.cache.claim_many([(k, w) for k, w, _ in batch], self.stage, self.max_usd, self.refresh)
-        except Exception as e:  # noqa: BLE001 - every waiter gets the failure (CacheWriteError halts the guard)
-            for *_, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e)
-            return
-        for (*_, fut), c in zip(batch, got):
-            if not fut.done():
-                fut.set_result(c)
+    def _next_commit(self) -> asyncio.Future[None]:
+        """The commit that queued answers and claims go into (scheduled for the end of this loop turn)."""
+        if self._flushed is None:
+            loop = asyncio.get_running_loop()
+            self._flushed = loop.create_future()
+            loop.call_soon(self.flush)
+        return self._flushed
 
     async def answer_elsewhere(self, key: str) -> Outcome | bool:
         """Wait for the answer of a request another process holds: the answer, True when its claim ended
@@ -132,25 +125,43 @@ class PayGuard:
         if rows:
             self._commit(rows)
 
-    async def store_async(self, key: str, teacher: str, model: str, o: Outcome, cost: float) -> None:
-        """Store an answer together with the others that arrive in the same event-loop turn: one commit
-        for all of them (the per-response commit was most of the client's SQLite time). Returns once
-        it is committed, so the caller pays for nothing more before its answer is stored."""
+    def store_soon(self, key: str, teacher: str, model: str, o: Outcome, cost: float) -> asyncio.Future[None]:
+        """Queue an answer for the next commit and return that commit's future. The caller awaits it before
+        it pays for anything more; a worker that claims its next request in the same loop turn has that
+        claim in the same commit, after the answer (so the claim fails if the answer cannot be stored)."""
         self._pending.append((key, teacher, model, o, cost))
-        if self._flushed is None:
-            loop = asyncio.get_running_loop()
-            self._flushed = loop.create_future()
-            loop.call_soon(self.flush)
-        await asyncio.shield(self._flushed)
+        return self._next_commit()
+
+    async def store_async(self, key: str, teacher: str, model: str, o: Outcome, cost: float) -> None:
+        """`store_soon`, returning once the answer is committed."""
+        await asyncio.shield(self.store_soon(key, teacher, model, o, cost))
 
     def flush(self) -> None:
-        """Commit the answers waiting in `store_async` (and wake their callers)."""
+        """Commit the queued answers, then the queued claims, in one transaction; wake their callers."""
         rows, self._pending = self._pending, []
+        claims, self._claims = self._claims, []
         fut, self._flushed = self._flushed, None
-        if rows:
-            self._commit(rows)
+        got: list[Claim] = []
+        err: Exception | None = None
+        if rows or claims:
+            try:
+                got = self.cache.commit([(k, t, m, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens, c)
+                                         for k, t, m, o, c in rows], self.stage,
+                                        [(k, w) for k, w, _ in claims], self.max_usd, self.refresh)
+            except CacheWriteError as e:
+                self.lost += sum(int(c > 0) for *_, c in rows)
+                self.halt(e)
+                err = e
+            except Exception as e:  # noqa: BLE001 - every waiter gets the failure
+                err = e
+        for i, (*_, cf) in enumerate(claims):
+            if not cf.done():
+                cf.set_exception(err) if err is not None else cf.set_result(got[i])
         if fut is not None and not fut.done():
-            fut.set_result(None)
+            if err is not None and not isinstance(err, CacheWriteError):
+                fut.set_exception(err)   # the answers are not stored: their callers fail loudly
+            else:
+                fut.set_result(None)     # stored, or the guard is halted and says so
 
     def _commit(self, rows: list[tuple[str, str, str, Outcome, float]]) -> None:
         try:

@@ -99,14 +99,19 @@ class OnlineBackend:
         queue = iter(items)
         elsewhere: list[Item] = []      # being paid for by another process: wait for its answer
 
-        async def one(it: Item) -> None:
+        async def one(it: Item, stored: asyncio.Future[None] | None = None) -> asyncio.Future[None] | None:
+            """Claim, pay for and queue the answer of one request. `stored`: the commit of this worker's
+            previous answer, awaited before this call is paid for (normally this claim's own commit).
+            Returns the commit its answer goes into, for the worker's next call to await."""
             if guard.halted is not None:
-                return
+                return stored
             worst = worst_cost(it)
             if not await budget.reserve(worst):
                 out[it.index] = s.refused(worst)
-                return
+                return stored
             claim = await guard.claim(it.key, worst, it.max_tokens)
+            if stored is not None:
+                await asyncio.shield(stored)
             if claim is not Claim.MINE:
                 budget.settle(worst, 0.0, t.name)
                 if claim is Claim.BUSY:
@@ -116,7 +121,11 @@ class OnlineBackend:
                     out[it.index] = s.refused(worst)
                 elif isinstance(claim, Outcome):
                     out[it.index] = (claim, True)
-                return
+                return None
+            if guard.halted is not None:     # the claim landed, but an answer before it could not be stored
+                budget.settle(worst, 0.0, t.name)
+                s.cache.release(it.key)
+                return None
             start = time.perf_counter()
             guard.in_flight += 1
             try:
@@ -128,17 +137,17 @@ class OnlineBackend:
                 budget.settle(worst, 0.0, t.name)
                 s.cache.release(it.key)
                 out[it.index] = e
-                return
+                return None
             finally:
                 guard.in_flight -= 1
                 it.latency += time.perf_counter() - start
             c = cost_usd(t, o.prompt_tokens, o.completion_tokens)
             it.cost += c
             budget.settle(worst, c, t.name)
-            await guard.store_async(it.key, t.name, t.model, o, c)
             st.add_usage(o.prompt_tokens, o.completion_tokens, c)
             bar.tokens(o.prompt_tokens + o.completion_tokens, c)
             out[it.index] = (o, False)
+            return guard.store_soon(it.key, t.name, t.model, o, c)
 
         async def await_elsewhere(it: Item) -> None:
             """Another process is paying for it: take its answer; call here only if its claim ends without one."""
@@ -146,14 +155,19 @@ class OnlineBackend:
             if isinstance(got, Outcome):
                 out[it.index] = (got, True)
             elif got:
-                await one(it)
+                stored = await one(it)
+                if stored is not None:
+                    await asyncio.shield(stored)
             elif guard.halted is None:
                 out[it.index] = CallError("in_flight_elsewhere", f"another process held this request for more than "
                                                                  f"llm.inflight_wait_s={s.llm.inflight_wait_s:g}s")
 
         async def worker() -> None:
+            stored = None
             for it in queue:
-                await one(it)
+                stored = await one(it, stored)
+            if stored is not None:
+                await asyncio.shield(stored)
             while elsewhere:
                 await await_elsewhere(elsewhere.pop(0))
 

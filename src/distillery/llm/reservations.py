@@ -61,25 +61,11 @@ def _live_held(conn: sqlite3.Connection, me: Owner) -> float:
     return held
 
 
-def claim(conn: sqlite3.Connection, me: Owner, key: str, stage: str, worst_usd: float,
-          max_usd: float | None, refresh: bool = False) -> Claim:
-    """Claim `key` for a paid call, atomically with the cache and overall-budget checks
-    (`refresh`: a stored answer does not count, the caller wants a new one)."""
-    return claim_many(conn, me, [(key, worst_usd)], stage, max_usd, refresh)[0]
-
-
-def claim_many(conn: sqlite3.Connection, me: Owner, wanted: list[tuple[str, float]], stage: str,
-               max_usd: float | None, refresh: bool = False) -> list[Claim]:
-    """`claim` for several (key, worst_usd) in one transaction, in order (each sees the ones before it):
-    the calls a wave of answers frees up cost one commit, not one each."""
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
-        return [_claim(conn, me, key, stage, worst_usd, max_usd, refresh) for key, worst_usd in wanted]
-
-
-def _claim(conn: sqlite3.Connection, me: Owner, key: str, stage: str, worst_usd: float,
-           max_usd: float | None, refresh: bool) -> Claim:
-    """One claim inside the caller's write transaction."""
+def claim_in(conn: sqlite3.Connection, me: Owner, key: str, stage: str, worst_usd: float,
+             max_usd: float | None, refresh: bool = False) -> Claim:
+    """Claim `key` for a paid call inside the caller's write transaction (`BEGIN IMMEDIATE`), atomically
+    with the cache and overall-budget checks (`refresh`: a stored answer does not count, the caller wants
+    a new one). `ResponseCache.commit` makes several in order, each seeing the ones before it."""
     if not refresh and conn.execute("SELECT 1 FROM responses WHERE key=?", (key,)).fetchone():
         return Claim.HAVE
     row = conn.execute("SELECT owner, pid, host, created FROM reservations WHERE key=?", (key,)).fetchone()
