@@ -28,6 +28,7 @@ import orjson
 
 from . import reservations as rsv
 from .cache_db import connect, open_cache_db
+from .checkpointer import Checkpointer
 from .outcome import Outcome
 from .reservations import Claim, Owner
 
@@ -104,6 +105,7 @@ class ResponseCache:
         self.path = Path(path)
         self.conn = open_cache_db(self.path)
         self.owner = Owner(stale_after_s=stale_after_s)
+        self.checkpointer = Checkpointer(self.path, self.conn)
 
     def _write(self, fn: Any, *args: Any) -> Any:
         """Run a write; a full disk or read-only file becomes CacheWriteError (the engine stops on it)."""
@@ -294,6 +296,7 @@ class ResponseCache:
         return len(self) - before
 
     def close(self) -> None:
+        self.checkpointer.stop()
         try:
             rsv.release_all(self.conn, self.owner)
         except sqlite3.Error:

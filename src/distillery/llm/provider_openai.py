@@ -189,9 +189,12 @@ async def call(client: Any, teacher: TeacherParams, mode: str, payload: Any, gen
     except Exception as e:  # noqa: BLE001 - every failure becomes a reason code
         raise classify(e) from None
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CallError("malformed_response", "answer is not valid JSON", retryable=True) from None
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:   # what orjson refuses but json reads (NaN, integers past 64 bits): as lenient as before
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CallError("malformed_response", "answer is not valid JSON", retryable=True) from None
     if not isinstance(data, dict):
         raise CallError("malformed_response", "answer is not a JSON object", retryable=True)
     return outcome_from_body(data, mode)
