@@ -50,7 +50,11 @@ def find_identity_leak(text: str, pattern: re.Pattern | None) -> str:
 
 def repeated_trigram_ratio(text: str) -> float:
     """Share of word trigrams that are repeats of an earlier trigram (0 = none, ->1 = a loop)."""
-    words = text.lower().split()
+    return _repeated_share(text.lower().split())
+
+
+def _repeated_share(words: list[str]) -> float:
+    """`repeated_trigram_ratio` of the lower-cased words (split once for the word count too)."""
     if len(words) < 8:
         return 0.0
     total = len(words) - 2
@@ -109,7 +113,8 @@ class HeuristicScorer:
         answers = self.answers(rec)
         answer = response_text(rec)
         everything = "\n".join(answers)
-        words = len(answer.split())
+        lower_words = answer.lower().split()   # as many as answer.split(): no character cases into a space
+        words = len(lower_words)
         out: dict[str, Any] = {"words": words}
         if not answer.strip() or any(not a.strip() for a in answers):
             out["empty_response"] = True
@@ -119,7 +124,7 @@ class HeuristicScorer:
             out["too_short"] = True
         if words > p.max_response_words:
             out["too_long"] = True
-        rep = repeated_trigram_ratio(answer)
+        rep = _repeated_share(lower_words)
         out["repeated_trigram_ratio"] = round(rep, 4)
         if rep > p.max_repeated_trigram_ratio:
             out["repetition"] = True

@@ -38,8 +38,8 @@ import numpy as np
 import xxhash
 
 from ..core.errors import DistilleryError, InputError, ParamsError
-from ..core.io import (UTF8_BOM, AtomicWriter, BadLine, dumps, input_files, iter_jsonl, open_binary, output_error,
-                       write_json)
+from ..core.io import (UTF8_BOM, AtomicWriter, BadLine, dumps, fast_loads, input_files, iter_jsonl, open_binary,
+                       output_error, write_json)
 from ..core.quarantine import Gate, Quarantine, StageCounter
 from ..core.records import check_record, check_roles
 from ..core.stage import progress
@@ -415,7 +415,8 @@ def _read_lines(path: Path, wanted: Iterator[tuple]) -> Iterator[tuple[tuple, di
                     continue
                 if lineno == 1 and raw.startswith(UTF8_BOM):
                     raw = raw[len(UTF8_BOM):]
-                yield item, json.loads(raw.decode("utf-8"))
+                obj = fast_loads(raw)
+                yield item, obj if type(obj) is dict else json.loads(raw.decode("utf-8"))
                 item = next(wanted, None)
                 if item is None:
                     return
