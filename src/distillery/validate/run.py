@@ -115,8 +115,7 @@ def run_suite(ctx: Any, name: str, data: Any, expectations: list, examples: int,
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_validation", data=batch_def,
                                                                 suite=suite))
     cp = ctx.checkpoints.add(gx.Checkpoint(
-        name=f"{name}_checkpoint", validation_definitions=[vd],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+        name=f"{name}_checkpoint", validation_definitions=[vd], actions=[],   # Data Docs: once, after all suites
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": examples,
                        "unexpected_index_column_names": ["row", "id"]}))
     result = cp.run(batch_parameters=params)
@@ -177,6 +176,7 @@ def run_validate(export_dir: str | Path | None, mix_dir: str | Path | None, outp
             for name, table, exps in tables:
                 log.info("validate: suite %s (%d rows, %d expectations)", name, table.rows, len(exps))
                 results.append(run_suite(ctx, name, table, exps, p.examples, source=source))
+            ctx.build_data_docs()   # one build of the site for every suite (a build per suite cost ~2 s each)
         finally:
             store.close()
             shutil.rmtree(work, ignore_errors=True)
