@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from distillery.core.io import BadLine, iter_jsonl, parse_line
-from distillery.stats import run as run_mod
 from distillery.stats.config import StatsParams
 from distillery.stats.lengths import TemplateLengths, parts
 from distillery.stats.rows import to_row
-from distillery.stats.run import _batches, run_stats
+import distillery.core.parallel as parallel_mod
+from distillery.core.parallel import line_blocks
+from distillery.stats.run import run_stats
 from distillery.stats.summary import Hist, describe
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad_records.jsonl"
@@ -97,7 +98,7 @@ def test_stage_fast_path_equals_the_plain_path(smollm2_path, meter, tmp_path, mo
     plain = StatsParams(**base, workers=1, cache_path=None, fast_count=False)
     run_stats([exp], tmp_path / "plain", plain, mix, 1 << 22, tmp_path / "plain_plots")
 
-    monkeypatch.setattr(run_mod, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel_mod, "POOL_MIN_BYTES", 0)
     fast = StatsParams(**base, workers=2, cache_path=str(tmp_path / "cache" / "lengths.sqlite"))
     m1 = run_stats([exp], tmp_path / "fast", fast, mix, 1 << 22, tmp_path / "fast_plots")
     assert m1["run"]["workers"] == 2 and m1["run"]["rows_tokenised"] == len(sft) + len(dpo)
@@ -141,14 +142,14 @@ def test_reader_matches_iter_jsonl(tmp_path):
     f.write_bytes(b"\xef\xbb\xbf" + CORPUS.read_bytes() + b"\n\n   \n" + b'{"id": "' + b"x" * 300 + b'"}\n'
                   + b'{"id": 123456789012345678901234567890, "messages": []}\n[1, 2]\n{"a": NaN}')
     want = list(iter_jsonl(f, 200))
-    got = [(ln, parse_line(raw, ln, 200)) for f_no, lines in _batches([f], 7) for ln, raw in lines]
+    got = [(ln, parse_line(raw, ln, 200)) for f_no, lines in line_blocks([f], 7) for ln, raw in lines]
     assert [ln for ln, _ in got] == [ln for ln, _ in want]
     for (ln, g), (_, w) in zip(got, want):
         if isinstance(w, BadLine):
             assert isinstance(g, BadLine) and (g.reason, g.line, g.raw, g.detail) == (w.reason, w.line, w.raw, w.detail)
         else:
             assert isinstance(g, dict) and to_row(g) == to_row(w)
-    exact = [parse_line(raw, ln, 1 << 20) for _, lines in _batches([f], 7) for ln, raw in lines]
+    exact = [parse_line(raw, ln, 1 << 20) for _, lines in line_blocks([f], 7) for ln, raw in lines]
     assert {"id": 123456789012345678901234567890, "messages": []} in exact
 
 

@@ -8,9 +8,10 @@ import heapq
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from ..core.io import BadLine, input_files, iter_jsonl
+from ..core.io import DEFAULT_MAX_LINE_BYTES, BadLine, input_files, parse_line
+from ..core.parallel import OrderedPool, line_blocks, worker_count
 from ..core.quarantine import Quarantine, StageCounter
 from ..core.records import check_record, check_roles
 from .routing import unit_hash
@@ -58,33 +59,70 @@ def read_records(paths: list[str | Path], quarantine: Quarantine, counter: Stage
     that are not of the record model (`check_record`), invalid role sequences and a second record
     with an id already seen go to the quarantine. A rejected input line is an item the stage took:
     it is counted in the quarantine's counter (in and rejected), so in = out + rejected holds."""
-    kw = {"max_line_bytes": max_line_bytes} if max_line_bytes else {}
+    for rec, _ in read_annotated(paths, quarantine, counter, max_line_bytes):
+        yield rec
+
+
+_ANNOTATE: list[Callable[[dict], Any] | None] = [None]   # set in the parent before the pool forks
+
+
+def _check_lines(job: tuple[list[tuple[int, bytes]], int]) -> list[tuple[int, Any, str | None, Any]]:
+    """(line, record or BadLine, reject reason or None, its detail or else the annotation) per line:
+    parsed, checked against the record model and the role rules, annotated when good (in a worker)."""
+    lines, max_line_bytes = job
+    annotate = _ANNOTATE[0]
+    out: list[tuple[int, Any, str | None, Any]] = []
+    for ln, raw in lines:
+        obj = parse_line(raw, ln, max_line_bytes)
+        if isinstance(obj, BadLine):
+            out.append((ln, obj, obj.reason, ""))
+            continue
+        invalid = check_record(obj)
+        if invalid is not None:
+            out.append((ln, obj, invalid.reason, invalid.detail))
+            continue
+        reason = check_roles(obj.get("kind", ""), obj["messages"], obj.get("chosen"), obj.get("rejected"))
+        if reason:
+            out.append((ln, obj, reason, ""))
+            continue
+        out.append((ln, obj, None, annotate(obj) if annotate is not None else None))
+    return out
+
+
+def read_annotated(paths: list[str | Path], quarantine: Quarantine, counter: StageCounter | None = None,
+                   max_line_bytes: int | None = None, annotate: Callable[[dict], Any] | None = None,
+                   workers: int = 1, block_lines: int = 2000) -> Iterator[tuple[dict, Any]]:
+    """`read_records` yielding (record, annotate(record)). With `workers` != 1 (0: every core) a large
+    input is parsed, checked and annotated in forked workers, `annotate` included (set it up before);
+    the quarantine, the counts and the duplicate-id check stay here, in input order, so the output is
+    the same whatever the number of workers."""
+    files = input_files(paths)
+    n = 1 if workers == 1 else worker_count(workers, files)
+    limit = max_line_bytes or DEFAULT_MAX_LINE_BYTES
     seen: set[str] = set()
-    for f in input_files(paths):
-        for lineno, obj in iter_jsonl(f, **kw):
-            if counter is not None:
-                counter.records_in += 1
-            if isinstance(obj, BadLine):
-                if counter is not quarantine.counter:
-                    quarantine.counter.records_in += 1
-                quarantine.reject_bad_line(obj, str(f))
-                continue
-            invalid = check_record(obj)
-            if invalid is not None:
-                if counter is not quarantine.counter:
-                    quarantine.counter.records_in += 1
-                quarantine.reject(invalid.reason, obj, file=str(f), line=lineno, detail=invalid.detail)
-                continue
-            reason = check_roles(obj.get("kind", ""), obj["messages"], obj.get("chosen"), obj.get("rejected"))
-            if reason is None and obj["id"] in seen:
-                reason = "duplicate_id"
-            if reason:
-                if counter is not quarantine.counter:
-                    quarantine.counter.records_in += 1
-                quarantine.reject(reason, obj, file=str(f), line=lineno)
-                continue
-            seen.add(obj["id"])
-            yield obj
+    _ANNOTATE[0] = annotate
+    try:
+        with OrderedPool(n) as pool:
+            jobs = ((f_no, (lines, limit)) for f_no, lines in line_blocks(files, block_lines))
+            for f_no, results in pool.map(_check_lines, jobs):
+                f = str(files[f_no])
+                for ln, obj, reason, extra in results:
+                    if counter is not None:
+                        counter.records_in += 1
+                    if reason is None and obj["id"] in seen:
+                        reason, extra = "duplicate_id", ""
+                    if reason is not None:
+                        if counter is not quarantine.counter:
+                            quarantine.counter.records_in += 1
+                        if isinstance(obj, BadLine):
+                            quarantine.reject_bad_line(obj, f)
+                        else:
+                            quarantine.reject(reason, obj, file=f, line=ln, detail=extra)
+                        continue
+                    seen.add(obj["id"])
+                    yield obj, extra
+    finally:
+        _ANNOTATE[0] = None
 
 
 def hash_sample(records: Iterable[dict], n: int, seed: int, salt: str, why_not: Any,

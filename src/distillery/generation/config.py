@@ -283,6 +283,8 @@ class ScoreParams(Section):
     generated_stages: list[str] = Field(default_factory=lambda: ["distill", "multiturn", "scenarios",
                                                                  "completion", "preferences"])
     plots_dir: str = "metrics/plots"
+    workers: int = Field(0, ge=0, description="processes reading and checking records and running the heuristics "
+                                              "(0 = every core); inputs under 2 MB are read in one process")
     max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..core.io import AtomicWriter
 from ..core.quarantine import StageCounter
-from .common import JudgeStats, read_records
+from .common import JudgeStats, read_annotated
 from .config import ScoreParams
 from .heuristics import HeuristicScorer, generated_by, record_teacher
 from ..dedup.keys import exact_hash
@@ -97,8 +97,8 @@ def run_score(params: Any, inputs: list[str | Path], output: str | Path, engine:
                     sink.keep(rec, taken=False)
             chunk.clear()
 
-        for rec in read_records(inputs, sink.quarantine, counter, params.project.max_line_bytes):
-            flags = scorer.flags(rec)
+        for rec, flags in read_annotated(inputs, sink.quarantine, counter, params.project.max_line_bytes,
+                                         scorer.flags, workers=p.workers):
             for k in flags:
                 if k not in ("words", "repeated_trigram_ratio"):
                     flags_seen[k] += 1

@@ -12,16 +12,16 @@ order; it keeps only exact length histograms, so memory does not grow with the n
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
-from collections import defaultdict, deque
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.io import UTF8_BOM, AtomicWriter, BadLine, input_files, iter_line_blocks, split_lines, write_json
+from ..core.io import AtomicWriter, BadLine, input_files, write_json
+from ..core.parallel import OrderedPool, line_blocks, worker_count
 from ..core.quarantine import Quarantine, StageCounter
 from ..core.stage import progress
 from .cache import LengthCache, open_cache
@@ -33,7 +33,6 @@ from .work import REJECT, init_worker, measure_lines
 
 log = logging.getLogger(__name__)
 FULL_PARTS = {"sft": ("full",), "dpo": ("chosen", "rejected")}
-POOL_MIN_BYTES = 2 << 20     # smaller inputs are measured in the parent (a pool costs more than it saves)
 
 
 def find_inputs(inputs: list[str | Path], params: StatsParams) -> list[Path]:
@@ -79,25 +78,6 @@ class LengthTable:
                 if (kind, part) in self.overall:
                     h.merge(self.overall[(kind, part)])
         return h
-
-
-def _batches(files: list[Path], batch_size: int) -> Iterator[tuple[int, list[tuple[int, bytes]]]]:
-    """(file number, [(line number, raw)] of its non-blank lines), `batch_size` lines at a time."""
-    for f_no, path in enumerate(files):
-        for first, blob in iter_line_blocks(path, batch_size):
-            lines = split_lines(blob)
-            if first == 1 and lines and lines[0].startswith(UTF8_BOM):
-                lines[0] = lines[0][len(UTF8_BOM):]     # as iter_jsonl: a BOM opening the file is not data
-            yield f_no, [(ln, raw) for ln, raw in enumerate(lines, start=first) if raw.strip()]
-
-
-def _workers(params: StatsParams, files: list[Path]) -> int:
-    """params.workers (0: every core this process may use), or 1 for a small input."""
-    if sum(f.stat().st_size for f in files) < POOL_MIN_BYTES:
-        return 1
-    if params.workers:
-        return params.workers
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Sink:
@@ -163,45 +143,34 @@ def run_stats(inputs: list[str | Path], output: str | Path, params: StatsParams,
     files = find_inputs(inputs, params)
     out = Path(output)
     lookup = BucketLookup(mix_dir)
-    workers = _workers(params, files)
+    workers = worker_count(params.workers, files)
     if workers > 1:   # one tokenizer thread per worker process; and no warning when they fork
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
     meter = TemplateLengths(params.tokenizer, params.chat_template, fast=params.fast_count)
     counter = counter if counter is not None else StageCounter()
     init_worker(meter, max_line_bytes)
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None   # forked before any SQLite handle
     cache = None
-    try:
-        cache = open_cache(params.cache_path, meter.identity()) if params.cache_path else None
-        with Quarantine(out / "quarantine.jsonl", "stats", counter) as q, AtomicWriter(out / "lengths.jsonl") as lw:
-            sink = Sink(files, params, lookup, counter, q, lw, cache, max_line_bytes)
-            bar = progress(desc="stats: tokenise")
-            pending: deque = deque()
+    with OrderedPool(workers) as pool:   # forked before any SQLite handle
+        try:
+            cache = open_cache(params.cache_path, meter.identity()) if params.cache_path else None
+            with Quarantine(out / "quarantine.jsonl", "stats", counter) as q, \
+                    AtomicWriter(out / "lengths.jsonl") as lw:
+                sink = Sink(files, params, lookup, counter, q, lw, cache, max_line_bytes)
+                bar = progress(desc="stats: tokenise")
 
-            def drain(f_no, lines, keys, hits, res) -> None:   # res: the rows measured, or a pool's promise of them
-                sink.take(f_no, lines, keys, hits, res if isinstance(res, list) else res.get())
-                bar.update(len(lines))
+                def jobs() -> Iterator[tuple[tuple, list[tuple[int, bytes]]]]:
+                    """The lines the cache does not answer go to the workers (an empty list: no work)."""
+                    for f_no, lines in line_blocks(files, params.batch_size):
+                        keys, hits, todo = _lookup_cache(cache, lines, max_line_bytes)
+                        yield (f_no, lines, keys, hits), todo
 
-            for f_no, lines in _batches(files, params.batch_size):
-                keys, hits, todo = _lookup_cache(cache, lines, max_line_bytes)
-                res = [] if not todo else pool.apply_async(measure_lines, (todo,)) if pool is not None \
-                    else measure_lines(todo)
-                pending.append((f_no, lines, keys, hits, res))
-                if len(pending) > 2 * workers:
-                    drain(*pending.popleft())
-            while pending:
-                drain(*pending.popleft())
-            bar.close()
-    except BaseException:
-        if pool is not None:
-            pool.terminate()
-        raise
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-        if cache is not None:
-            cache.close()
+                for (f_no, lines, keys, hits), measured in pool.map(measure_lines, jobs()):
+                    sink.take(f_no, lines, keys, hits, measured)
+                    bar.update(len(lines))
+                bar.close()
+        finally:
+            if cache is not None:
+                cache.close()
     if not counter.records_out:
         raise InputError(f"{', '.join(map(str, files))}: no measurable SFT/DPO rows")
     log.info("stats: %d rows from the length cache, %d tokenised (%d workers, %s counter)", sink.from_cache,

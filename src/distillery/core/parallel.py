@@ -1,0 +1,104 @@
+"""An ordered process-parallel map over blocks of JSONL lines.
+
+Why: the per-record stages (score's heuristics, stats' token counts) spend their CPU in Python per
+record. Forked workers give every core a share of it while the parent keeps everything that has an
+order or a state (writers, quarantine, counters, ids seen), and takes results back in input order, so
+the outputs are the same bytes whatever the number of workers. Workers are forked when the pool is
+made, so what they need (a tokenizer, compiled rules) is set up in the parent before it, never loaded
+twice, and nothing is pickled but the lines and the results.
+"""
+
+from __future__ import annotations
+
+import gzip
+import multiprocessing as mp
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from .errors import InputError
+from .io import UTF8_BOM, iter_line_blocks, split_lines
+
+POOL_MIN_BYTES = 2 << 20     # smaller inputs are handled in the parent (a pool costs more than it saves)
+
+C = TypeVar("C")
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_count(requested: int, files: list[Path]) -> int:
+    """`requested` workers (0: every usable core), or 1 when the input is too small to be worth a pool."""
+    if sum(f.stat().st_size for f in files) < POOL_MIN_BYTES:
+        return 1
+    return requested or usable_cores()
+
+
+def line_blocks(files: list[Path], lines_per_block: int) -> Iterator[tuple[int, list[tuple[int, bytes]]]]:
+    """(file number, [(line number, raw line)] of its non-blank lines), `lines_per_block` lines at a time.
+    Lines and numbers as `core.io.iter_jsonl` reads them (a BOM opening a file is not data)."""
+    for f_no, path in enumerate(files):
+        blocks = iter_line_blocks(path, lines_per_block)
+        while True:
+            try:
+                first, blob = next(blocks)
+            except StopIteration:
+                break
+            except (OSError, EOFError, gzip.BadGzipFile) as e:
+                raise InputError(f"{path}: unreadable ({e})") from e
+            lines = split_lines(blob)
+            if first == 1 and lines and lines[0].startswith(UTF8_BOM):
+                lines[0] = lines[0][len(UTF8_BOM):]
+            yield f_no, [(ln, raw) for ln, raw in enumerate(lines, start=first) if raw.strip()]
+
+
+class _Done:
+    """A result computed in the parent, shaped like the pool's promise of one."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def get(self) -> Any:
+        return self.value
+
+
+class OrderedPool:
+    """`map(fn, jobs)`: fn(arg) for every (context, arg) job, back as (context, result) in job order; in
+    `workers` forked processes (at most `ahead` jobs per worker in flight), or in this process for one.
+    An empty arg (a block with nothing left to do) is run in the parent: no round trip for no work."""
+
+    def __init__(self, workers: int, ahead: int = 2):
+        self.workers = workers
+        self.ahead = ahead
+        self.pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+
+    def map(self, fn: Callable[[A], R], jobs: Iterable[tuple[C, A]]) -> Iterator[tuple[C, R]]:
+        if self.pool is None:
+            for ctx, arg in jobs:
+                yield ctx, fn(arg)
+            return
+        pending: deque[tuple[C, Any]] = deque()
+        for ctx, arg in jobs:
+            pending.append((ctx, self.pool.apply_async(fn, (arg,)) if arg else _Done(fn(arg))))
+            if len(pending) > self.ahead * self.workers:
+                done, res = pending.popleft()
+                yield done, res.get()
+        while pending:
+            done, res = pending.popleft()
+            yield done, res.get()
+
+    def __enter__(self) -> OrderedPool:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, *_: Any) -> None:
+        if self.pool is None:
+            return
+        if et is not None:
+            self.pool.terminate()
+        self.pool.close()
+        self.pool.join()
