@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from distillery.core import parallel
 from distillery.core.errors import InputError
 from distillery.core.quarantine import Gate
 from distillery.mix import run as mix_run
@@ -93,9 +94,11 @@ def test_files_equal_the_in_memory_order_with_caps_and_upsampled_copies(tmp_path
     assert len({r["id"] for r in prod}) == len(prod)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_duplicate_ids_across_blocks_keep_the_first_and_quarantine_in_line_order(tmp_path, records_factory,
-                                                                                 monkeypatch):
+                                                                                 monkeypatch, workers):
     monkeypatch.setattr(mix_run, "BLOCK", 3)           # duplicates in other blocks, digest runs merged often
+    monkeypatch.setattr(parallel, "POOL_MIN_BYTES", 0)  # workers=2: pass 1 in the process pool, small as it is
     recs = records_factory({"code": 40})
     lines = [json.dumps(r) for r in recs]
     dup_of = {10: 2, 25: 2, 33: 20}
@@ -105,7 +108,7 @@ def test_duplicate_ids_across_blocks_keep_the_first_and_quarantine_in_line_order
     inp = tmp_path / "in.jsonl"
     inp.write_text("\n".join(lines) + "\n")
     m = _run(inp, tmp_path / "m", MixParams(eval_fraction=0, production={"size": 37, "weights": {"code": 1}},
-                                             phases={}))
+                                             phases={}, workers=workers))
     q = _read(tmp_path / "m" / "quarantine.jsonl")
     assert [(e["reason"], e["line"]) for e in q] == [("malformed_json", 8), ("duplicate_id", 12),
                                                      ("duplicate_id", 27), ("duplicate_id", 35)]

@@ -66,26 +66,28 @@ def read_records(paths: list[str | Path], quarantine: Quarantine, counter: Stage
 _ANNOTATE: list[Callable[[dict], Any] | None] = [None]   # set in the parent before the pool forks
 
 
-def _check_lines(job: tuple[list[tuple[int, bytes]], int]) -> list[tuple[int, Any, str | None, Any]]:
-    """(line, record or BadLine, reject reason or None, its detail or else the annotation) per line:
-    parsed, checked against the record model and the role rules, annotated when good (in a worker)."""
+def _verdict(obj: dict | BadLine, annotate: Callable[[dict], Any] | None) -> tuple[str | None, Any]:
+    """(reject reason or None, its detail or else the annotation) of one parsed line."""
+    if isinstance(obj, BadLine):
+        return obj.reason, ""
+    invalid = check_record(obj)
+    if invalid is not None:
+        return invalid.reason, invalid.detail
+    reason = check_roles(obj.get("kind", ""), obj["messages"], obj.get("chosen"), obj.get("rejected"))
+    if reason:
+        return reason, ""
+    return None, annotate(obj) if annotate is not None else None
+
+
+def _check_lines(job: tuple[list[tuple[int, bytes]], int]) -> list[tuple[BadLine | None, str | None, Any]]:
+    """In a worker: (the BadLine or None, *verdict) per line. Records are not sent back: the parent parses
+    the line again, which costs less than pickling the record both ways."""
     lines, max_line_bytes = job
     annotate = _ANNOTATE[0]
-    out: list[tuple[int, Any, str | None, Any]] = []
+    out: list[tuple[BadLine | None, str | None, Any]] = []
     for ln, raw in lines:
         obj = parse_line(raw, ln, max_line_bytes)
-        if isinstance(obj, BadLine):
-            out.append((ln, obj, obj.reason, ""))
-            continue
-        invalid = check_record(obj)
-        if invalid is not None:
-            out.append((ln, obj, invalid.reason, invalid.detail))
-            continue
-        reason = check_roles(obj.get("kind", ""), obj["messages"], obj.get("chosen"), obj.get("rejected"))
-        if reason:
-            out.append((ln, obj, reason, ""))
-            continue
-        out.append((ln, obj, None, annotate(obj) if annotate is not None else None))
+        out.append((obj if isinstance(obj, BadLine) else None, *_verdict(obj, annotate)))
     return out
 
 
@@ -93,20 +95,32 @@ def read_annotated(paths: list[str | Path], quarantine: Quarantine, counter: Sta
                    max_line_bytes: int | None = None, annotate: Callable[[dict], Any] | None = None,
                    workers: int = 1, block_lines: int = 2000) -> Iterator[tuple[dict, Any]]:
     """`read_records` yielding (record, annotate(record)). With `workers` != 1 (0: every core) a large
-    input is parsed, checked and annotated in forked workers, `annotate` included (set it up before);
-    the quarantine, the counts and the duplicate-id check stay here, in input order, so the output is
-    the same whatever the number of workers."""
+    input is checked and annotated in forked workers, `annotate` included (set it up before); the
+    quarantine, the counts and the duplicate-id check stay here, in input order, so the output is the
+    same whatever the number of workers."""
     files = input_files(paths)
     n = 1 if workers == 1 else worker_count(workers, files)
     limit = max_line_bytes or DEFAULT_MAX_LINE_BYTES
     seen: set[str] = set()
+
+    def checked(pool: OrderedPool) -> Iterator[tuple[int, list[tuple[int, bytes]], list[tuple[Any, str | None, Any]]]]:
+        """(file number, lines, (record or BadLine, *verdict) per line), block by block."""
+        blocks = line_blocks(files, block_lines)
+        if n == 1:
+            for f_no, lines in blocks:
+                objs = [parse_line(raw, ln, limit) for ln, raw in lines]
+                yield f_no, lines, [(o, *_verdict(o, annotate)) for o in objs]
+            return
+        for (f_no, lines), results in pool.map(_check_lines, (((f_no, lines), (lines, limit)) for f_no, lines in blocks)):
+            yield f_no, lines, [(bad if bad is not None else parse_line(raw, ln, limit), reason, extra)
+                                for (ln, raw), (bad, reason, extra) in zip(lines, results)]
+
     _ANNOTATE[0] = annotate
     try:
         with OrderedPool(n) as pool:
-            jobs = ((f_no, (lines, limit)) for f_no, lines in line_blocks(files, block_lines))
-            for f_no, results in pool.map(_check_lines, jobs):
+            for f_no, lines, results in checked(pool):
                 f = str(files[f_no])
-                for ln, obj, reason, extra in results:
+                for (ln, _), (obj, reason, extra) in zip(lines, results):
                     if counter is not None:
                         counter.records_in += 1
                     if reason is None and obj["id"] in seen:

@@ -195,6 +195,8 @@ class MixParams(Section):
     strict: bool = Field(False, description="fail when any bucket cannot reach its target count")
     warn_unused_share: float = Field(0.1, ge=0, le=1, description=(
         "warn (one stderr line) when more than this share of the eligible records (not held out) is in no mix"))
+    workers: int = Field(0, ge=0, description="processes parsing, checking and bucketing records in pass 1 "
+                                              "(0 = every core); inputs under 2 MB are read in one process")
 
     @field_validator("phases")
     @classmethod

@@ -30,7 +30,6 @@ import tempfile
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,8 +37,9 @@ import numpy as np
 import xxhash
 
 from ..core.errors import DistilleryError, InputError, ParamsError
-from ..core.io import (UTF8_BOM, AtomicWriter, BadLine, dumps, fast_loads, input_files, iter_jsonl, open_binary,
-                       output_error, write_json)
+from ..core.io import (UTF8_BOM, AtomicWriter, BadLine, dumps, fast_loads, input_files, open_binary,
+                       output_error, parse_line, write_json)
+from ..core.parallel import OrderedPool, line_blocks, worker_count
 from ..core.quarantine import Gate, Quarantine, StageCounter
 from ..core.records import check_record, check_roles
 from ..core.stage import progress
@@ -174,6 +174,32 @@ class _Pass1Builder:
                      {k: np.frombuffer(v, dtype=np.uint64) for k, v in self.keys.items()}, self.how)
 
 
+_ASSIGNER: list[BucketAssigner | None] = [None]   # set in the parent before the pool forks
+
+
+def _bucket_lines(job: tuple[list[tuple[int, bytes]], int, bool]) -> list[tuple[int, Any, Any]]:
+    """Pass 1's per-record work on a block of lines, in a worker: parse, check, the id's digest and the
+    bucket rules. Per line (line, BadLine or reject reason or None, None or (digest, id, bucket, how,
+    prompt text when the embedding classifier will need it)); records stay here, only their verdicts go back."""
+    lines, max_line_bytes, want_text = job
+    assigner = _ASSIGNER[0]
+    assert assigner is not None
+    out: list[tuple[int, Any, Any]] = []
+    for ln, raw in lines:
+        obj = parse_line(raw, ln, max_line_bytes)
+        if isinstance(obj, BadLine):
+            out.append((ln, obj, None))
+            continue
+        reason = mix_problem(obj)
+        if reason is not None:
+            out.append((ln, reason, None))
+            continue
+        bucket, how = assigner.assign(obj)
+        text = record_texts(obj)[0] if want_text and (bucket is None or how == "refine") else None
+        out.append((ln, None, (id_digest(obj["id"]), obj["id"], bucket, how, text)))
+    return out
+
+
 def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, seed: int, max_line_bytes: int,
                 quarantine: Quarantine, counter: StageCounter) -> Pass1:
     """Pass 1: check, de-duplicate (first occurrence of an id wins) and bucket every record."""
@@ -199,47 +225,51 @@ def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, seed:
         pending.clear()
 
     bar = progress(desc="mix: bucket")
-    for fi, f in enumerate(files):
-        lines = iter_jsonl(f, max_line_bytes)
-        while block := list(islice(lines, BLOCK)):
-            bar.update(len(block))
-            counter.records_in += len(block)
-            reasons = [obj.reason if isinstance(obj, BadLine) else mix_problem(obj) for _, obj in block]
-            good = [i for i, r in enumerate(reasons) if r is None]
-            digests = [id_digest(block[i][1]["id"]) for i in good]
-            dup = seen.contains(np.array(digests, dtype="S16")) if digests else np.zeros(0, dtype=bool)
-            new: dict[bytes, None] = {}
-            for j, (i, d) in enumerate(zip(good, digests)):
-                if dup[j] or d in new:
-                    reasons[i] = "duplicate_id"
-                else:
-                    new[d] = None
-            seen.add(np.array(list(new), dtype="S16"))
-            dig = iter(digests)
-            for (lineno, obj), reason in zip(block, reasons):
-                if isinstance(obj, BadLine):
-                    quarantine.reject_bad_line(obj, str(f))
-                    continue
-                if reason is None or reason == "duplicate_id":
-                    d = next(dig)
-                if reason:
-                    quarantine.reject(reason, obj, file=str(f), line=lineno)
-                    continue
-                bucket, how = assigner.assign(obj)
-                if bucket is not None and bucket not in known:
-                    quarantine.reject("unknown_bucket", obj, detail=f"bucket {bucket!r} is not in the buckets list")
-                    continue
-                rid = obj["id"]
-                if bucket is None or how == "refine":
-                    fallback = bucket or bparams.default
-                    if bparams.embedding.enabled:
-                        pending.append((out.add(fi, lineno, d, rid, None), rid, record_texts(obj)[0], fallback))
-                        if len(pending) >= EMBED_BATCH:
-                            embed_pending()
+    _ASSIGNER[0] = assigner
+    try:
+        with OrderedPool(1 if mix.workers == 1 else worker_count(mix.workers, files)) as pool:
+            jobs = (((fi, lines), (lines, max_line_bytes, bparams.embedding.enabled))
+                    for fi, lines in line_blocks(files, BLOCK))
+            for (fi, lines), results in pool.map(_bucket_lines, jobs):
+                f = str(files[fi])
+                bar.update(len(lines))
+                counter.records_in += len(lines)
+                good = [j for j, r in enumerate(results) if r[1] is None]
+                digests = [results[j][2][0] for j in good]
+                dup = seen.contains(np.array(digests, dtype="S16")) if digests else np.zeros(0, dtype=bool)
+                new: dict[bytes, None] = {}
+                duplicate: set[int] = set()
+                for j, d, is_dup in zip(good, digests, dup):
+                    if is_dup or d in new:
+                        duplicate.add(j)
+                    else:
+                        new[d] = None
+                seen.add(np.array(list(new), dtype="S16"))
+                for j, ((lineno, raw), (_, problem, info)) in enumerate(zip(lines, results)):
+                    if isinstance(problem, BadLine):
+                        quarantine.reject_bad_line(problem, f)
                         continue
-                    bucket, how = fallback, how or "default"
-                out.add(fi, lineno, d, rid, bucket)
-                out.how[how.split("[")[0]] += 1
+                    if problem is not None or j in duplicate:   # the record itself goes to the quarantine
+                        quarantine.reject(problem or "duplicate_id", parse_line(raw, lineno, max_line_bytes),
+                                          file=f, line=lineno)
+                        continue
+                    d, rid, bucket, how, text = info
+                    if bucket is not None and bucket not in known:
+                        quarantine.reject("unknown_bucket", parse_line(raw, lineno, max_line_bytes),
+                                          detail=f"bucket {bucket!r} is not in the buckets list")
+                        continue
+                    if bucket is None or how == "refine":
+                        fallback = bucket or bparams.default
+                        if bparams.embedding.enabled:
+                            pending.append((out.add(fi, lineno, d, rid, None), rid, text, fallback))
+                            if len(pending) >= EMBED_BATCH:
+                                embed_pending()
+                            continue
+                        bucket, how = fallback, how or "default"
+                    out.add(fi, lineno, d, rid, bucket)
+                    out.how[how.split("[")[0]] += 1
+    finally:
+        _ASSIGNER[0] = None
     bar.close()
     if pending:
         embed_pending()
