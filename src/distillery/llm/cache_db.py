@@ -98,13 +98,27 @@ def _unusable(path: Path, e: BaseException) -> OutputError:
     return OutputError(f"{path}: cannot use the LLM response cache: {first}")
 
 
+def _prepare_when_free(path: Path, wait_s: float = 30.0) -> sqlite3.Connection:
+    """`_prepare`, tried again while another process holds the file: two processes creating the same new
+    cache race for the switch to WAL mode, and SQLite answers the loser "database is locked" at once,
+    without waiting on the busy timeout (seen in ~1 of 6 two-process runs)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _prepare(path)
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def open_cache_db(path: Path) -> sqlite3.Connection:
     """A ready connection to the cache at `path`; a damaged file is set aside and salvaged (one log line)."""
     from .salvage import copy_readable_rows
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return _prepare(path)
+        return _prepare_when_free(path)
     except sqlite3.DatabaseError as e:
         if not is_damage(e):
             raise _unusable(path, e) from None
