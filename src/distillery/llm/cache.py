@@ -99,7 +99,8 @@ def _write_failure(e: sqlite3.Error) -> CacheWriteError | None:
 
 
 class ResponseCache:
-    """A SQLite response cache. Use from one thread; every put is its own committed transaction."""
+    """A SQLite response cache, used from one thread (its checkpointer has a connection of its own); every
+    `commit` (answers, then claims) is one transaction."""
 
     def __init__(self, path: str | os.PathLike, *, stale_after_s: float = 900.0):
         self.path = Path(path)

@@ -132,10 +132,6 @@ class PayGuard:
         self._pending.append((key, teacher, model, o, cost))
         return self._next_commit()
 
-    async def store_async(self, key: str, teacher: str, model: str, o: Outcome, cost: float) -> None:
-        """`store_soon`, returning once the answer is committed."""
-        await asyncio.shield(self.store_soon(key, teacher, model, o, cost))
-
     def flush(self) -> None:
         """Commit the queued answers, then the queued claims, in one transaction; wake their callers."""
         rows, self._pending = self._pending, []
@@ -158,7 +154,7 @@ class PayGuard:
             if not cf.done():
                 cf.set_exception(err) if err is not None else cf.set_result(got[i])
         if fut is not None and not fut.done():
-            if err is not None and not isinstance(err, CacheWriteError):
+            if rows and err is not None and not isinstance(err, CacheWriteError):
                 fut.set_exception(err)   # the answers are not stored: their callers fail loudly
             else:
                 fut.set_result(None)     # stored, or the guard is halted and says so
