@@ -160,14 +160,16 @@ def test_chunked_equals_unchunked_and_failures_name_rows(mixed):
 def test_sql_verdicts_equal_whole_frame_verdicts(mixed):
     """The suites on the on-disk tables (GX SQL engine) give the verdicts GX gives on one pandas frame."""
     from distillery.validate.flatten import FlatStore
-    from distillery.validate.run import _context, build_tables, run_suite
+    from distillery.validate.run import SUITES, _context, flatten_tables, run_suite
 
     _break_export(mixed)
-    store = FlatStore(mixed / "flat.sqlite", chunk_rows=7)
-    tables = build_tables(store, mixed / "export", mixed / "mix", ValidateParams(), MIX, list(DEFAULT_BUCKETS))
+    path = mixed / "flat.sqlite"
+    tables = flatten_tables(path, mixed / "export", mixed / "mix", ValidateParams(chunk_rows=7), MIX)
+    store = FlatStore(path)
     ctx = _context((mixed / "docs").resolve())
-    source = ctx.data_sources.add_sqlite("flat", connection_string=store.url)
-    for name, table, exps in tables:
+    source = ctx.data_sources.add_sqlite("flat", connection_string=f"sqlite:///{path.resolve()}")
+    for name, table in tables:
+        exps = SUITES[name](table, ValidateParams(), list(DEFAULT_BUCKETS))
         sql = run_suite(ctx, name, table, exps, 5, source=source)
         frame = store.frame(table.name)
         assert len(frame) == table.rows
@@ -186,3 +188,26 @@ def test_mix_that_follows_the_data_passes_the_share_suite(tmp_path):
     m, failures = run_validate(None, tmp_path / "mix", tmp_path / "reports", ValidateParams(), follow,
                                list(DEFAULT_BUCKETS))
     assert failures == [] and m["suites"]["mix_records"]["rows"] > 400
+
+
+def test_flattening_in_workers_gives_the_same_tables(mixed, monkeypatch):
+    """Lines are parsed and flattened in a pool for a large input; the tables must not depend on it."""
+    import sqlite3
+
+    from distillery.core import parallel
+    from distillery.validate import flatten
+    from distillery.validate.run import flatten_tables
+
+    _break_export(mixed)     # invalid lines and failing rows flow through the workers too
+    monkeypatch.setattr(parallel, "POOL_MIN_BYTES", 0)     # a pool even for this small input
+    monkeypatch.setattr(flatten, "BLOCK_LINES", 3)         # and many blocks, so their order counts
+    dumps = {}
+    for workers in (1, 2):
+        path = mixed / f"flat{workers}.sqlite"
+        tables = flatten_tables(path, mixed / "export", mixed / "mix", ValidateParams(workers=workers), MIX)
+        con = sqlite3.connect(path)
+        dumps[workers] = (tables and [(n, t.rows, t.has) for n, t in tables],
+                          {n: con.execute(f'SELECT * FROM "{n}" ORDER BY rowid').fetchall() for n, _ in tables})
+        con.close()
+    assert dumps[1] == dumps[2]
+    assert dumps[2][1]["sft"] and dumps[2][1]["mix_records"]

@@ -143,6 +143,8 @@ class NormalizeParams(Section):
 class IngestDefaults(NormalizeParams):
     max_reject_rate: float | None = Field(
         None, ge=0, le=1, description="stop the source when more is rejected (default project.max_reject_rate)")
+    workers: int = Field(0, ge=0, description="processes adapting and checking rows (0 = all cores; an input "
+                                              "under 2 MB is read in one); the output is the same for any number")
 
 
 class SourceSpec(Section):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..core.errors import InputError
-from ..core.io import UTF8_BOM as BOM, BadLine, iter_jsonl, open_binary
+from ..core.io import UTF8_BOM as BOM, BadLine, iter_jsonl, open_binary, parse_line
 
 SUFFIXES = {".jsonl.gz": "jsonl.gz", ".json.gz": "json", ".jsonl": "jsonl", ".json": "json",
             ".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
@@ -170,3 +170,34 @@ def read_rows(path: Path, fmt: str, max_row_bytes: int) -> Iterator[Row]:
         return read_parquet(path, max_row_bytes)
     raise InputError(f"{path}: cannot tell the format from the suffix; set `format` "
                      f"(json, jsonl, jsonl.gz, csv, parquet)")
+
+
+RawRow = tuple[int, "bytes | dict | BadLine"]
+
+
+def read_row_blocks(path: Path, fmt: str, max_row_bytes: int, rows_per_block: int) -> Iterator[list[RawRow]]:
+    """`read_rows` in blocks of `rows_per_block`, for a pool to adapt: a JSONL row stays its raw line (the
+    worker parses it with `parse_row`, as `read_jsonl` would have), so the reading process does no
+    per-row work for the commonest format; other formats come parsed."""
+    from ..core.parallel import line_blocks    # numpy: only where blocks are read
+
+    if fmt == "auto":
+        fmt = detect_format(path) or ""
+    if fmt in ("jsonl", "jsonl.gz") and path.stat().st_size:
+        for _, lines in line_blocks([path], rows_per_block):
+            if lines:
+                yield list(lines)
+        return
+    block: list[RawRow] = []
+    for row in read_rows(path, fmt, max_row_bytes):
+        block.append(row)
+        if len(block) >= rows_per_block:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def parse_row(row: "bytes | dict | BadLine", line: int, max_row_bytes: int) -> "dict | BadLine":
+    """A row of `read_row_blocks` as `read_rows` yields it."""
+    return parse_line(row, line, max_row_bytes) if isinstance(row, bytes) else row

@@ -28,4 +28,6 @@ class ValidateParams(Section):
     examples: int = Field(5, gt=0, description="failing examples (row, id) named per failed expectation")
     chunk_rows: int = Field(50_000, gt=0, description=(
         "flattened rows inserted into the on-disk table at a time (memory is this many rows, not the file)"))
+    workers: int = Field(0, ge=0, description="processes parsing and flattening lines (0 = all cores; inputs under "
+                                              "2 MB in one)")
     # score_min <= score_max and min_chars <= max_chars: checked by Section for every min/max pair

@@ -19,16 +19,18 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import xxhash
 
-from ..core.io import BadLine, iter_jsonl
+from ..core.io import BadLine, parse_line
+from ..core.parallel import OrderedPool, line_blocks
 from ..mix.config import MixParams
 from ..mix.split import is_eval
 
 INVALID = "<invalid>"
 CHUNK_ROWS = 50_000
+BLOCK_LINES = 2_000     # lines a worker flattens at a time
 
 
 def _msgs(v: Any) -> list[dict] | None:
@@ -89,31 +91,69 @@ BOOLEAN_COLUMNS = {n for cols in (SFT_COLUMNS, DPO_COLUMNS, MIX_RECORD_COLUMNS, 
                    for n, t in cols if t == "BOOLEAN"}
 
 
-def sft_rows(path: Path) -> Iterator[tuple]:
+def sft_row(line: int, raw: dict) -> tuple:
     """(row, id, lookup id, own bucket, role_seq, user_turns, assistant_turns, empty_turns, chars, conversation)."""
-    for line, obj in iter_jsonl(path):
-        raw = {} if isinstance(obj, BadLine) else obj
-        msgs = _msgs(raw.get("messages"))
-        roles = [m.get("role") for m in msgs or []]
-        rid = raw.get("id")
-        yield (line, str(rid or ""), rid if isinstance(rid, str) else None,
-               raw["bucket"] if isinstance(raw.get("bucket"), str) else None, _roles(msgs),
-               roles.count("user"), roles.count("assistant"), _empty(msgs), _chars(msgs), _key(msgs))
+    msgs = _msgs(raw.get("messages"))
+    roles = [m.get("role") for m in msgs or []]
+    rid = raw.get("id")
+    return (line, str(rid or ""), rid if isinstance(rid, str) else None,
+            raw["bucket"] if isinstance(raw.get("bucket"), str) else None, _roles(msgs),
+            roles.count("user"), roles.count("assistant"), _empty(msgs), _chars(msgs), _key(msgs))
 
 
-def dpo_rows(path: Path) -> Iterator[tuple]:
+def dpo_row(line: int, raw: dict) -> tuple:
     """(row, id, lookup id, own bucket, prompt_roles, prompt_user_turns, chosen_roles, rejected_roles,
     empty_turns, chosen_chars, rejected_chars, chosen_equals_rejected)."""
-    for line, obj in iter_jsonl(path):
-        raw = {} if isinstance(obj, BadLine) else obj
-        prompt, chosen, rejected = _msgs(raw.get("prompt")), _msgs(raw.get("chosen")), _msgs(raw.get("rejected"))
-        ck, rk = _key(chosen), _key(rejected)
-        rid = raw.get("id")
-        yield (line, str(rid or ""), rid if isinstance(rid, str) else None,
-               raw["bucket"] if isinstance(raw.get("bucket"), str) else None, _roles(prompt),
-               [m.get("role") for m in prompt or []].count("user"), _roles(chosen), _roles(rejected),
-               _empty(prompt) + _empty(chosen) + _empty(rejected), _chars(chosen), _chars(rejected),
-               bool(ck) and ck == rk)
+    prompt, chosen, rejected = _msgs(raw.get("prompt")), _msgs(raw.get("chosen")), _msgs(raw.get("rejected"))
+    ck, rk = _key(chosen), _key(rejected)
+    rid = raw.get("id")
+    return (line, str(rid or ""), rid if isinstance(rid, str) else None,
+            raw["bucket"] if isinstance(raw.get("bucket"), str) else None, _roles(prompt),
+            [m.get("role") for m in prompt or []].count("user"), _roles(chosen), _roles(rejected),
+            _empty(prompt) + _empty(chosen) + _empty(rejected), _chars(chosen), _chars(rejected),
+            bool(ck) and ck == rk)
+
+
+def mix_record_row(line: int, rec: dict, phase: str, eval_fraction: float, eval_salt: str) -> tuple:
+    """phase, row, id, bucket, held-out flag of one record of a mix file."""
+    rid = str(rec.get("mix_copy_of") or rec.get("id") or "")
+    return (phase, line, str(rec.get("id") or ""), str(rec.get("bucket") or ""),
+            bool(rid) and is_eval(rid, eval_fraction, eval_salt))
+
+
+def mix_index_row(line: int, rec: dict) -> tuple | None:
+    """(id, bucket, judge score) of one mix record with an id (exports drop bucket and score)."""
+    if not isinstance(rec.get("id"), str):
+        return None
+    return rec["id"], _text(rec.get("bucket")), judge_score(rec)
+
+
+def _block_rows(job: tuple[Callable, tuple, list[tuple[int, bytes]]]) -> list[tuple]:
+    """In a worker: fn(line, record, *extra) of every line of a block (an unreadable line as {}), Nones left out."""
+    fn, extra, lines = job
+    out = []
+    for ln, raw in lines:
+        obj = parse_line(raw, ln)
+        row = fn(ln, {} if isinstance(obj, BadLine) else obj, *extra)
+        if row is not None:
+            out.append(row)
+    return out
+
+
+def file_rows(path: Path, fn: Callable[..., tuple | None], pool: OrderedPool, *extra: Any) -> Iterator[tuple]:
+    """fn's row of every non-blank line of `path`, in file order; the lines are parsed and flattened by
+    `pool` (the JSON parse and the conversation hash are most of validate's CPU)."""
+    jobs = ((None, (fn, extra, lines)) for _, lines in line_blocks([path], BLOCK_LINES))
+    for _, rows in pool.map(_block_rows, jobs):
+        yield from rows
+
+
+def sft_rows(path: Path, pool: OrderedPool | None = None) -> Iterator[tuple]:
+    return file_rows(path, sft_row, pool or OrderedPool(1))
+
+
+def dpo_rows(path: Path, pool: OrderedPool | None = None) -> Iterator[tuple]:
+    return file_rows(path, dpo_row, pool or OrderedPool(1))
 
 
 def mix_files(mix_dir: Path) -> list[tuple[str, Path]]:
@@ -123,17 +163,13 @@ def mix_files(mix_dir: Path) -> list[tuple[str, Path]]:
     return [(p, f) for p, f in files if f.exists()]
 
 
-def mix_record_rows(mix_dir: Path, mix: MixParams) -> Iterator[tuple]:
+def mix_record_rows(mix_dir: Path, mix: MixParams, pool: OrderedPool | None = None) -> Iterator[tuple]:
     """One row per record in production and every phase file: phase, row, id, bucket, held-out flag."""
     for phase, f in mix_files(mix_dir):
-        for line, rec in iter_jsonl(f):
-            rec = {} if isinstance(rec, BadLine) else rec
-            rid = str(rec.get("mix_copy_of") or rec.get("id") or "")
-            yield (phase, line, str(rec.get("id") or ""), str(rec.get("bucket") or ""),
-                   bool(rid) and is_eval(rid, mix.eval_fraction, mix.eval_salt))
+        yield from file_rows(f, mix_record_row, pool or OrderedPool(1), phase, mix.eval_fraction, mix.eval_salt)
 
 
-def mix_index_rows(mix_dir: Path | None) -> Iterator[tuple]:
+def mix_index_rows(mix_dir: Path | None, pool: OrderedPool | None = None) -> Iterator[tuple]:
     """(id, bucket, judge score) of every record of the mix stage's files (exports drop both), in the
     order production, eval, phases: the first one of an id wins."""
     if mix_dir is None or not Path(mix_dir).is_dir():
@@ -141,9 +177,7 @@ def mix_index_rows(mix_dir: Path | None) -> Iterator[tuple]:
     d = Path(mix_dir)
     for f in [d / "production.jsonl", d / "eval.jsonl", *sorted((d / "phases").glob("*.jsonl"))]:
         if f.exists():
-            for _, rec in iter_jsonl(f):
-                if not isinstance(rec, BadLine) and isinstance(rec.get("id"), str):
-                    yield rec["id"], _text(rec.get("bucket")), judge_score(rec)
+            yield from file_rows(f, mix_index_row, pool or OrderedPool(1))
 
 
 def mix_shares(counts: dict[tuple[str, str], int], composition: dict[str, Any], mix: MixParams) -> list[tuple]:
@@ -217,17 +251,14 @@ class Table:
 class FlatStore:
     """The SQLite file holding every flattened table (on disk: memory stays flat in the number of rows)."""
 
-    def __init__(self, path: Path, chunk_rows: int = CHUNK_ROWS):
+    def __init__(self, path: Path, chunk_rows: int = CHUNK_ROWS, pool: OrderedPool | None = None):
         self.path = Path(path)
         self.chunk_rows = chunk_rows
+        self.pool = pool or OrderedPool(1)
         self.con = sqlite3.connect(self.path)
         self.con.execute("PRAGMA journal_mode=OFF")
         self.con.execute("PRAGMA synchronous=OFF")
         self.con.execute("PRAGMA temp_store=FILE")
-
-    @property
-    def url(self) -> str:
-        return f"sqlite:///{self.path.resolve()}"
 
     def close(self) -> None:
         self.con.close()
@@ -258,7 +289,7 @@ class FlatStore:
         self.con.execute("CREATE TABLE mixinfo (id TEXT PRIMARY KEY, bucket TEXT, score REAL) WITHOUT ROWID")
         sql = "INSERT OR IGNORE INTO mixinfo VALUES (?, ?, ?)"       # first file of an id wins
         chunk = []
-        for r in mix_index_rows(mix_dir):
+        for r in mix_index_rows(mix_dir, self.pool):
             chunk.append(r)
             if len(chunk) >= self.chunk_rows:
                 self.con.executemany(sql, chunk)
@@ -289,14 +320,14 @@ class FlatStore:
         return self.table(name)
 
     def sft(self, path: Path) -> Table:
-        return self._export_table("sft", SFT_COLUMNS, sft_rows(path))
+        return self._export_table("sft", SFT_COLUMNS, sft_rows(path, self.pool))
 
     def dpo(self, path: Path) -> Table:
-        return self._export_table("dpo", DPO_COLUMNS, dpo_rows(path))
+        return self._export_table("dpo", DPO_COLUMNS, dpo_rows(path, self.pool))
 
     def mix_records(self, mix_dir: Path, mix: MixParams) -> Table:
         self._create("mix_records", MIX_RECORD_COLUMNS)
-        self.insert("mix_records", MIX_RECORD_COLUMNS, mix_record_rows(mix_dir, mix))
+        self.insert("mix_records", MIX_RECORD_COLUMNS, mix_record_rows(mix_dir, mix, self.pool))
         return self.table("mix_records")
 
     def mix_shares(self, composition: dict[str, Any], mix: MixParams) -> Table:
