@@ -195,12 +195,11 @@ def test_flattening_in_workers_gives_the_same_tables(mixed, monkeypatch):
     import sqlite3
 
     from distillery.core import parallel
-    from distillery.validate import flatten
     from distillery.validate.run import flatten_tables
 
     _break_export(mixed)     # invalid lines and failing rows flow through the workers too
     monkeypatch.setattr(parallel, "POOL_MIN_BYTES", 0)     # a pool even for this small input
-    monkeypatch.setattr(flatten, "BLOCK_LINES", 3)         # and many blocks, so their order counts
+    monkeypatch.setattr(parallel, "BLOCK_LINES", 3)        # and many blocks, so their order counts
     dumps = {}
     for workers in (1, 2):
         path = mixed / f"flat{workers}.sqlite"

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .errors import InputError
-from .io import UTF8_BOM, iter_line_blocks, split_lines
+from .io import UTF8_BOM, BadLine, iter_line_blocks, parse_line, split_lines
 
 POOL_MIN_BYTES = 2 << 20     # smaller inputs are handled in the parent (a pool costs more than it saves)
+BLOCK_LINES = 2_000          # lines per job of `record_rows`
 
 C = TypeVar("C")
 A = TypeVar("A")
@@ -102,3 +103,25 @@ class OrderedPool:
             self.pool.terminate()
         self.pool.close()
         self.pool.join()
+
+
+def _block_rows(job: tuple[Callable[..., Any], tuple, list[tuple[int, bytes]]]) -> list[Any]:
+    """In a worker: fn(line, record, *extra) of every line of a block (an unreadable line as {}), Nones left out."""
+    fn, extra, lines = job
+    out = []
+    for ln, raw in lines:
+        obj = parse_line(raw, ln)
+        row = fn(ln, {} if isinstance(obj, BadLine) else obj, *extra)
+        if row is not None:
+            out.append(row)
+    return out
+
+
+def record_rows(path: Path, fn: Callable[..., Any], pool: OrderedPool, *extra: Any) -> Iterator[Any]:
+    """fn(line, record, *extra) of every non-blank line of `path` (an unreadable line as {}), None results
+    left out, in file order: the lines are parsed and turned into rows by `pool`'s workers, so a stage that
+    only needs a few fields of each record (validate's flat tables, stats' bucket index) does not parse
+    them all in one process. `fn` must be a module-level function (it is pickled by name)."""
+    jobs = ((None, (fn, extra, lines)) for _, lines in line_blocks([path], BLOCK_LINES))
+    for _, rows in pool.map(_block_rows, jobs):
+        yield from rows

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from ..core.io import BadLine, iter_jsonl
+from ..core.parallel import OrderedPool, record_rows
 
 
 @dataclass
@@ -74,14 +74,23 @@ def to_row(obj: dict) -> Row | str:
     return "unknown_row_format"
 
 
+def _lookup_keys(line: int, rec: dict) -> tuple[str, int | None, int] | None:
+    """(bucket, id key or None, first-user key or 0) of a mix record with a bucket."""
+    if not isinstance(rec.get("bucket"), str):
+        return None
+    rid = rec.get("id")
+    return (rec["bucket"], id_key(rid) if isinstance(rid, str) else None,
+            text_key(_first_user(rec.get("messages") if _is_msgs(rec.get("messages")) else [])))
+
+
 class BucketLookup:
     """id -> bucket and first-user-turn -> bucket, from the mix stage's files.
 
     Kept as sorted 64-bit hashes with a bucket code each (16 bytes per mix record, not a dict of
     strings); the first mix record to name an id or a text wins."""
 
-    def __init__(self, mix_dir: str | Path | None):
-        self.names: list[str] = []
+    def __init__(self, mix_dir: str | Path | None, pool: OrderedPool | None = None):
+        """`pool`: workers that parse the mix files (the parent keeps only the keys)."""
         ids: list[int] = []
         texts: list[int] = []
         id_codes: list[int] = []
@@ -93,16 +102,13 @@ class BucketLookup:
         for f in files:
             if not f.exists():
                 continue
-            for _, rec in iter_jsonl(f):
-                if isinstance(rec, BadLine) or not isinstance(rec.get("bucket"), str):
-                    continue
-                code = codes.setdefault(rec["bucket"], len(codes))
-                if isinstance(rec.get("id"), str):
-                    ids.append(id_key(rec["id"]))
+            for bucket, ik, tk in record_rows(f, _lookup_keys, pool or OrderedPool(1)):
+                code = codes.setdefault(bucket, len(codes))
+                if ik is not None:
+                    ids.append(ik)
                     id_codes.append(code)
-                key = text_key(_first_user(rec.get("messages") if _is_msgs(rec.get("messages")) else []))
-                if key:
-                    texts.append(key)
+                if tk:
+                    texts.append(tk)
                     text_codes.append(code)
         self.names = list(codes)
         self.by_id = self._table(ids, id_codes)

@@ -142,7 +142,6 @@ def run_stats(inputs: list[str | Path], output: str | Path, params: StatsParams,
               max_line_bytes: int, plots_dir: str | Path | None, *, counter: StageCounter | None = None) -> dict[str, Any]:
     files = find_inputs(inputs, params)
     out = Path(output)
-    lookup = BucketLookup(mix_dir)
     workers = worker_count(params.workers, files)
     if workers > 1:   # one tokenizer thread per worker process; and no warning when they fork
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -151,6 +150,7 @@ def run_stats(inputs: list[str | Path], output: str | Path, params: StatsParams,
     init_worker(meter, max_line_bytes)
     cache = None
     with OrderedPool(workers) as pool:   # forked before any SQLite handle
+        lookup = BucketLookup(mix_dir, pool)
         try:
             cache = open_cache(params.cache_path, meter.identity()) if params.cache_path else None
             with Quarantine(out / "quarantine.jsonl", "stats", counter) as q, \

@@ -19,18 +19,16 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import xxhash
 
-from ..core.io import BadLine, parse_line
-from ..core.parallel import OrderedPool, line_blocks
+from ..core.parallel import OrderedPool, record_rows
 from ..mix.config import MixParams
 from ..mix.split import is_eval
 
 INVALID = "<invalid>"
 CHUNK_ROWS = 50_000
-BLOCK_LINES = 2_000     # lines a worker flattens at a time
 
 
 def _msgs(v: Any) -> list[dict] | None:
@@ -128,32 +126,12 @@ def mix_index_row(line: int, rec: dict) -> tuple | None:
     return rec["id"], _text(rec.get("bucket")), judge_score(rec)
 
 
-def _block_rows(job: tuple[Callable, tuple, list[tuple[int, bytes]]]) -> list[tuple]:
-    """In a worker: fn(line, record, *extra) of every line of a block (an unreadable line as {}), Nones left out."""
-    fn, extra, lines = job
-    out = []
-    for ln, raw in lines:
-        obj = parse_line(raw, ln)
-        row = fn(ln, {} if isinstance(obj, BadLine) else obj, *extra)
-        if row is not None:
-            out.append(row)
-    return out
-
-
-def file_rows(path: Path, fn: Callable[..., tuple | None], pool: OrderedPool, *extra: Any) -> Iterator[tuple]:
-    """fn's row of every non-blank line of `path`, in file order; the lines are parsed and flattened by
-    `pool` (the JSON parse and the conversation hash are most of validate's CPU)."""
-    jobs = ((None, (fn, extra, lines)) for _, lines in line_blocks([path], BLOCK_LINES))
-    for _, rows in pool.map(_block_rows, jobs):
-        yield from rows
-
-
 def sft_rows(path: Path, pool: OrderedPool | None = None) -> Iterator[tuple]:
-    return file_rows(path, sft_row, pool or OrderedPool(1))
+    return record_rows(path, sft_row, pool or OrderedPool(1))
 
 
 def dpo_rows(path: Path, pool: OrderedPool | None = None) -> Iterator[tuple]:
-    return file_rows(path, dpo_row, pool or OrderedPool(1))
+    return record_rows(path, dpo_row, pool or OrderedPool(1))
 
 
 def mix_files(mix_dir: Path) -> list[tuple[str, Path]]:
@@ -166,7 +144,7 @@ def mix_files(mix_dir: Path) -> list[tuple[str, Path]]:
 def mix_record_rows(mix_dir: Path, mix: MixParams, pool: OrderedPool | None = None) -> Iterator[tuple]:
     """One row per record in production and every phase file: phase, row, id, bucket, held-out flag."""
     for phase, f in mix_files(mix_dir):
-        yield from file_rows(f, mix_record_row, pool or OrderedPool(1), phase, mix.eval_fraction, mix.eval_salt)
+        yield from record_rows(f, mix_record_row, pool or OrderedPool(1), phase, mix.eval_fraction, mix.eval_salt)
 
 
 def mix_index_rows(mix_dir: Path | None, pool: OrderedPool | None = None) -> Iterator[tuple]:
@@ -177,7 +155,7 @@ def mix_index_rows(mix_dir: Path | None, pool: OrderedPool | None = None) -> Ite
     d = Path(mix_dir)
     for f in [d / "production.jsonl", d / "eval.jsonl", *sorted((d / "phases").glob("*.jsonl"))]:
         if f.exists():
-            yield from file_rows(f, mix_index_row, pool or OrderedPool(1))
+            yield from record_rows(f, mix_index_row, pool or OrderedPool(1))
 
 
 def mix_shares(counts: dict[tuple[str, str], int], composition: dict[str, Any], mix: MixParams) -> list[tuple]:
