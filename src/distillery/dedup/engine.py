@@ -181,6 +181,7 @@ class Table:
     nsh: list[np.ndarray] = field(default_factory=list)
     keys: list[np.ndarray] = field(default_factory=list)
     hits: list[tuple[int, int, str, float]] = field(default_factory=list)
+    _names: dict[str, str] = field(default_factory=dict, repr=False)
 
     def add(self, batch_no: int, file_no: int, prep: Prepared) -> None:
         base = len(self.ids)
@@ -190,19 +191,25 @@ class Table:
         self.batch_no.append(np.full(n, batch_no, np.int64))
         self.local.append(np.arange(n, dtype=np.int64))
         self.ids.extend(prep.ids)
-        self.sources.extend(prep.sources)
+        # a handful of source names: one string object each, not one per record (~57 bytes a record)
+        self.sources.extend(self._names.setdefault(s, s) for s in prep.sources)
         for name in ("scores", "hi", "lo", "keys"):
             getattr(self, name).append(getattr(prep, name))
         self.nsh.append(prep.n_shingles)
         self.hits.extend((base + d, i, m, o) for d, i, m, o in prep.hits)
 
     def freeze(self, bands: int) -> dict[str, Any]:
-        def cat(parts, dtype, shape=(0,)):
-            return np.concatenate(parts) if parts else np.zeros(shape, dtype)
-        return dict(file_no=cat(self.file_no, np.int32), line=cat(self.line, np.int64),
-                    batch_no=cat(self.batch_no, np.int64), local=cat(self.local, np.int64),
-                    scores=cat(self.scores, np.float64), hi=cat(self.hi, np.uint64), lo=cat(self.lo, np.uint64),
-                    nsh=cat(self.nsh, np.int64), keys=cat(self.keys, np.uint64, (0, bands)))
+        """The columns as whole arrays. Each column's batch parts are dropped once it is joined, so the
+        parent never holds a column twice."""
+        def cat(name, dtype, shape=(0,)):
+            parts = getattr(self, name)
+            out = np.concatenate(parts) if parts else np.zeros(shape, dtype)
+            parts.clear()
+            return out
+        return dict(file_no=cat("file_no", np.int32), line=cat("line", np.int64),
+                    batch_no=cat("batch_no", np.int64), local=cat("local", np.int64),
+                    scores=cat("scores", np.float64), hi=cat("hi", np.uint64), lo=cat("lo", np.uint64),
+                    nsh=cat("nsh", np.int64), keys=cat("keys", np.uint64, (0, bands)))
 
 
 @dataclass
@@ -296,7 +303,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
             if p.near and n:
                 active = (status == KEEP) & (cols["nsh"] > 0)
                 act = np.flatnonzero(active)
-                pairs = candidate_pairs(cols["keys"][act], rank[act], p.max_bucket_all_pairs)
+                pairs = candidate_pairs(cols["keys"], rank[act], p.max_bucket_all_pairs, rows=act)
                 n_candidates = len(pairs)
                 timings["lsh_s"] = time.perf_counter() - t
                 log.info("dedup: %d candidate pairs from LSH", n_candidates)

@@ -121,7 +121,6 @@ class BlockResult:
 class RowWork:
     """Everything turning a row into records needs; set before a pool forks, so workers inherit it."""
 
-    name: str
     spec: SourceSpec
     ctx: Ctx
     norm: Normalizer
@@ -129,8 +128,8 @@ class RowWork:
     max_row_bytes: int
 
     def block(self, job: tuple[Path, str, int, list[RawRow]]) -> BlockResult:
-        """Rows numbered from `first_row` of `file` -> records and rejects, as the reading order makes them."""
-        file, rel, row_idx, rows = job
+        """Rows of `file`, numbered from row_idx + 1, -> records and rejects, in reading order."""
+        file, rel, row_idx, rows = job      # row_idx: the number of the row before the first
         adapt, ctx, res, parts = ADAPTERS[self.spec.adapter], self.ctx, BlockResult(), []
         for line, raw in rows:
             row = parse_row(raw, line, self.max_row_bytes)
@@ -187,7 +186,7 @@ def ingest_source(name: str, spec: SourceSpec, defaults: IngestDefaults, output:
     whatever the number of workers."""
     digest = verify_sha256(name, spec)
     files = source_files(spec.path, spec.format)
-    work = RowWork(name, spec, Ctx.for_spec(spec, defaults.empty_input_values), Normalizer(defaults),
+    work = RowWork(spec, Ctx.for_spec(spec, defaults.empty_input_values), Normalizer(defaults),
                    RecordBuilder(name, spec), max_row_bytes)
     counter = counter if counter is not None else StageCounter()
     kinds: Counter[str] = Counter()
@@ -209,8 +208,9 @@ def ingest_source(name: str, spec: SourceSpec, defaults: IngestDefaults, output:
     q_path = output / "quarantine.jsonl"
     _WORK[0] = work
     try:
-        with AtomicWriter(output / "records.jsonl") as out, Quarantine(q_path, STAGE, counter) as q, \
-                OrderedPool(worker_count(defaults.workers, files)) as pool:
+        # the pool forks before the writers open: workers hold no copy of their files
+        with OrderedPool(worker_count(defaults.workers, files)) as pool, \
+                AtomicWriter(output / "records.jsonl") as out, Quarantine(q_path, STAGE, counter) as q:
             for file in files:
                 if rows_read >= limit:
                     break
