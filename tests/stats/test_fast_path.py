@@ -78,10 +78,28 @@ def test_measure_equals_one_call_per_text(smollm2_path, meter, fast):
     sft, dpo = shaped_rows(160)
     m = meter if fast else TemplateLengths(str(smollm2_path), fast=False)
     assert m.counter.mode == ("words" if fast else "segments")
+    assert (m._direct is not None) == fast          # the template is called directly on the fast path
     objs = sft + dpo
     got = m.measure([to_row(o) for o in objs])
     for o, counts in zip(objs, got):
         assert parts(to_row(o).kind, counts) == reference(meter, o), o
+
+
+def test_direct_renderer_is_not_used_when_it_renders_a_probe_differently(smollm2_path, monkeypatch):
+    """apply_chat_template fills `reasoning_content` from a message's `reasoning`; the direct call does not.
+    A probe holding such a message makes the two differ on this template, so the stage must keep the plain
+    path (and still count as apply_chat_template does)."""
+    import distillery.stats.lengths as lengths
+
+    template = "{% for m in messages %}{{ m.role }}: {{ m.content }}{{ m.reasoning_content or '' }}\n{% endfor %}"
+    probe = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "reasoning": "because"}]]
+    plain = TemplateLengths(str(smollm2_path), template)
+    assert plain._direct is not None                # the shipped probes render alike on this template
+    monkeypatch.setattr(lengths, "PROBE_CONVERSATIONS", probe)
+    m = TemplateLengths(str(smollm2_path), template)
+    assert m._direct is None
+    assert m.render(probe, False) == [plain.tok.apply_chat_template(probe[0], chat_template=template, tokenize=False)]
+    assert m.render(probe, False)[0].endswith("abecause\n")
 
 
 def test_stage_fast_path_equals_the_plain_path(smollm2_path, meter, tmp_path, monkeypatch):

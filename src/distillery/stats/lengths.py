@@ -23,6 +23,14 @@ from .rows import Row
 from .tokens import TokenCounter
 
 PART_NAMES = {"sft": ("full",), "dpo": ("chosen", "rejected")}
+# conversations the direct renderer must render as apply_chat_template does before it is used
+PROBE_CONVERSATIONS = [
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+     {"role": "assistant", "content": "4"}],
+    [{"role": "user", "content": " lead\nand trail \n"}, {"role": "assistant", "content": "a"},
+     {"role": "user", "content": "Ünïcödé 東京 😀"}, {"role": "assistant", "content": "{{ not jinja }} {% raw %}"}],
+]
 
 
 def resolve_template(template: str | None) -> str | None:
@@ -82,6 +90,31 @@ class TemplateLengths:
         if self.template is None and not getattr(self.tok, "chat_template", None):
             raise DistilleryError(f"stats.tokenizer {tokenizer}: has no chat template; set stats.chat_template")
         self.counter = TokenCounter(self.tok, fast=fast)
+        self._direct = self._direct_renderer() if fast else None
+
+    def _direct_renderer(self):
+        """The compiled template called as `apply_chat_template` calls it, without its per-call work (copying
+        every message into plain JSON types, aliasing reasoning fields, argument checks): ~15% of this stage's
+        CPU. Rows reach it as plain str role/content dicts, which that work leaves as they are. Used only
+        when it renders the probe conversations exactly as `apply_chat_template` does."""
+        try:
+            from transformers.utils.chat_template_utils import _compile_jinja_template
+
+            compiled = _compile_jinja_template(self.template or self.tok.chat_template)
+            extra = {k: v for k, v in self.tok.special_tokens_map.items() if isinstance(v, str)}
+            if len(extra) != len(self.tok.special_tokens_map):
+                return None
+
+            def render(convs: list[list[dict]], generation_prompt: bool) -> list[str]:
+                return [compiled.render(messages=c, tools=None, documents=None,
+                                        add_generation_prompt=generation_prompt, **extra) for c in convs]
+            for gp in (False, True):
+                convs = [c[:-1] if gp else c for c in PROBE_CONVERSATIONS]
+                if render(convs, gp) != self._render_reference(convs, gp):
+                    return None
+            return render
+        except Exception:  # a transformers without this helper, or a template the probe trips: the plain path
+            return None
 
     def identity(self) -> str:
         """What the counts depend on besides the row: tokenizer, template and the tokens it is given."""
@@ -89,6 +122,11 @@ class TemplateLengths:
                           repr(sorted(self.tok.special_tokens_map.items()))])
 
     def render(self, convs: list[list[dict]], generation_prompt: bool) -> list[str]:
+        if self._direct is not None:
+            return self._direct(convs, generation_prompt)
+        return self._render_reference(convs, generation_prompt)
+
+    def _render_reference(self, convs: list[list[dict]], generation_prompt: bool) -> list[str]:
         kw: dict[str, Any] = {"tokenize": False, "add_generation_prompt": generation_prompt}
         if self.template is not None:
             kw["chat_template"] = self.template
@@ -103,7 +141,7 @@ class TemplateLengths:
 
     def lengths(self, convs: list[list[dict]], generation_prompt: bool = False) -> list[int]:
         """Token count of each conversation rendered by the template (the reference: one call per text)."""
-        return self.count(self.render(convs, generation_prompt))
+        return self.count(self._render_reference(convs, generation_prompt))
 
     def _render_rows(self, rows: list[Row]) -> list[list[str] | str]:
         """[prompt text, full text per answer] per row, or the template's error for that row."""
