@@ -186,7 +186,7 @@ def read_row_blocks(path: Path, fmt: str, max_row_bytes: int, rows_per_block: in
     if fmt in ("jsonl", "jsonl.gz") and path.stat().st_size:
         for _, lines in line_blocks([path], rows_per_block):
             if lines:
-                yield list(lines)
+                yield lines
         return
     block: list[RawRow] = []
     for row in read_rows(path, fmt, max_row_bytes):

@@ -21,9 +21,9 @@ from typing import Any
 
 from ..core.errors import DistilleryError, InputError
 from ..core.io import atomic_dir, read_json
+from ..core.parallel import OrderedPool, worker_count
 from ..mix.config import MixParams
 from .config import ValidateParams
-from ..core.parallel import OrderedPool, worker_count
 from .flatten import BOOLEAN_COLUMNS, FlatStore, Table, mix_files
 from .offline import make_offline
 from .suites import dpo_suite, mix_records_suite, mix_shares_suite, sft_suite
