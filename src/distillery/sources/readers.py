@@ -17,6 +17,7 @@ from typing import Iterator
 
 from ..core.errors import InputError
 from ..core.io import UTF8_BOM as BOM, BadLine, iter_jsonl, open_binary, parse_line
+from ..core.parallel import line_blocks
 
 SUFFIXES = {".jsonl.gz": "jsonl.gz", ".json.gz": "json", ".jsonl": "jsonl", ".json": "json",
             ".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
@@ -179,8 +180,6 @@ def read_row_blocks(path: Path, fmt: str, max_row_bytes: int, rows_per_block: in
     """`read_rows` in blocks of `rows_per_block`, for a pool to adapt: a JSONL row stays its raw line (the
     worker parses it with `parse_row`, as `read_jsonl` would have), so the reading process does no
     per-row work for the commonest format; other formats come parsed."""
-    from ..core.parallel import line_blocks    # numpy: only where blocks are read
-
     if fmt == "auto":
         fmt = detect_format(path) or ""
     if fmt in ("jsonl", "jsonl.gz") and path.stat().st_size:

@@ -126,14 +126,6 @@ def mix_index_row(line: int, rec: dict) -> tuple | None:
     return rec["id"], _text(rec.get("bucket")), judge_score(rec)
 
 
-def sft_rows(path: Path, pool: OrderedPool | None = None) -> Iterator[tuple]:
-    return record_rows(path, sft_row, pool or OrderedPool(1))
-
-
-def dpo_rows(path: Path, pool: OrderedPool | None = None) -> Iterator[tuple]:
-    return record_rows(path, dpo_row, pool or OrderedPool(1))
-
-
 def mix_files(mix_dir: Path) -> list[tuple[str, Path]]:
     """(phase, file) of production and every phase file, production first."""
     files = [("production", mix_dir / "production.jsonl")]
@@ -141,13 +133,13 @@ def mix_files(mix_dir: Path) -> list[tuple[str, Path]]:
     return [(p, f) for p, f in files if f.exists()]
 
 
-def mix_record_rows(mix_dir: Path, mix: MixParams, pool: OrderedPool | None = None) -> Iterator[tuple]:
+def mix_record_rows(mix_dir: Path, mix: MixParams, pool: OrderedPool) -> Iterator[tuple]:
     """One row per record in production and every phase file: phase, row, id, bucket, held-out flag."""
     for phase, f in mix_files(mix_dir):
-        yield from record_rows(f, mix_record_row, pool or OrderedPool(1), phase, mix.eval_fraction, mix.eval_salt)
+        yield from record_rows(f, mix_record_row, pool, phase, mix.eval_fraction, mix.eval_salt)
 
 
-def mix_index_rows(mix_dir: Path | None, pool: OrderedPool | None = None) -> Iterator[tuple]:
+def mix_index_rows(mix_dir: Path | None, pool: OrderedPool) -> Iterator[tuple]:
     """(id, bucket, judge score) of every record of the mix stage's files (exports drop both), in the
     order production, eval, phases: the first one of an id wins."""
     if mix_dir is None or not Path(mix_dir).is_dir():
@@ -155,7 +147,7 @@ def mix_index_rows(mix_dir: Path | None, pool: OrderedPool | None = None) -> Ite
     d = Path(mix_dir)
     for f in [d / "production.jsonl", d / "eval.jsonl", *sorted((d / "phases").glob("*.jsonl"))]:
         if f.exists():
-            yield from record_rows(f, mix_index_row, pool or OrderedPool(1))
+            yield from record_rows(f, mix_index_row, pool)
 
 
 def mix_shares(counts: dict[tuple[str, str], int], composition: dict[str, Any], mix: MixParams) -> list[tuple]:
@@ -298,10 +290,10 @@ class FlatStore:
         return self.table(name)
 
     def sft(self, path: Path) -> Table:
-        return self._export_table("sft", SFT_COLUMNS, sft_rows(path, self.pool))
+        return self._export_table("sft", SFT_COLUMNS, record_rows(path, sft_row, self.pool))
 
     def dpo(self, path: Path) -> Table:
-        return self._export_table("dpo", DPO_COLUMNS, dpo_rows(path, self.pool))
+        return self._export_table("dpo", DPO_COLUMNS, record_rows(path, dpo_row, self.pool))
 
     def mix_records(self, mix_dir: Path, mix: MixParams) -> Table:
         self._create("mix_records", MIX_RECORD_COLUMNS)
