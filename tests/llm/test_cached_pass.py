@@ -69,3 +69,32 @@ def test_hits_and_misses_mixed_keep_order_accounting_and_the_full_path(srv, make
     assert again[-1].error == "bad_request" and "nonsense" in again[-1].detail
     assert m["totals"]["requests"] == 9 and m["totals"]["cached"] == 7
     assert m["totals"]["failed_by_reason"] == {"bad_request": 1, "truncated": 1}
+
+
+def test_a_miss_keyed_by_the_bulk_pass_is_paid_and_stored_as_the_full_path_would(srv, make_params, tmp_path):
+    """The misses `_answer_hits` keys go straight to the paid path as Items: same request sent, same cache
+    key, same result fields as `resolve`'s path (the one `refresh` takes), so a later run finds them."""
+    reqs = []
+    for i, s in enumerate(TRICKY):
+        reqs.append(ChatRequest(teacher="t", messages=[{"role": "system", "content": "be brief"},
+                                                       {"role": "user", "content": f"{s} {i}"}]))
+        reqs.append(ChatRequest(teacher="t", prompt=f"{s} prompt {i}", gen={"temperature": 0.7}))
+    runs = {}
+    for name, refresh in (("bulk", False), ("full", True)):
+        p = make_params(srv.url, cache_path=str(tmp_path / f"{name}.sqlite"))
+        srv.reset()
+        with Engine.from_params(p, stage="s", refresh=refresh) as eng:
+            res = eng.run(reqs)
+            keys = [it.key for it in eng.items(reqs)]
+        c = ResponseCache(p.llm.cache_path)
+        stored = c.answers(set(keys))
+        c.close()
+        runs[name] = (res, [r["body"] for r in srv.requests()], [k in stored for k in keys])
+    (bulk, sent_b, found_b), (full, sent_f, found_f) = runs["bulk"], runs["full"]
+    assert sorted(map(json.dumps, sent_b)) == sorted(map(json.dumps, sent_f)) and len(sent_b) == len(reqs)
+    assert all(found_b) and all(found_f)                 # stored under the key every later run looks up
+    for b, f, req in zip(bulk, full, reqs):
+        assert b.ok and not b.cached and b.attempts == 1 and b.latency_s > 0 and b.cost_usd > 0
+        assert b.sent == (req.messages if req.prompt is None else req.prompt)
+        assert (b.text, b.finish_reason, b.usage, b.cost_usd, b.sent, b.error, b.truncated, b.parsed) == \
+               (f.text, f.finish_reason, f.usage, f.cost_usd, f.sent, f.error, f.truncated, f.parsed)

@@ -231,11 +231,12 @@ class Engine:
         self._memo = {}
         try:
             todo: Sequence[int] = range(len(requests))
+            resolved: dict[int, Item] = {}
             with gc_paused():
                 if not self.refresh:
-                    todo = self._answer_hits(requests, results)
+                    todo = self._answer_hits(requests, results, resolved)
                 for i in todo:
-                    it = self._item(i, requests[i])
+                    it = resolved.get(i) or self._item(i, requests[i])
                     if isinstance(it, ChatResult):
                         results[i] = it
                     else:
@@ -277,22 +278,26 @@ class Engine:
             raise CacheFullError(self.guard.message())
         return results  # type: ignore[return-value]
 
-    def _hit_frame(self, req: ChatRequest) -> tuple[TeacherParams, bytes, bytes] | None:
-        """The teacher and the key bytes around the payload of a request without schema (None: a bad gen)."""
+    def _hit_frame(self, req: ChatRequest) -> tuple[TeacherParams, bytes, bytes, dict[str, Any]] | None:
+        """The teacher, the key bytes around the payload of a request without schema, and its merged gen
+        params (None: a bad gen)."""
         parts = self._teacher_gen(req)
         if isinstance(parts, str):
             return None
-        (t, url_js, model_js), (_, gen_js) = parts
-        return (t, *key_frame(url_js, model_js, gen_js, canonical(None)))
+        (t, url_js, model_js), (gen, gen_js) = parts
+        return (t, *key_frame(url_js, model_js, gen_js, canonical(None)), gen)
 
-    def _answer_hits(self, requests: Sequence[ChatRequest], results: list[ChatResult | None]) -> list[int]:
+    def _answer_hits(self, requests: Sequence[ChatRequest], results: list[ChatResult | None],
+                     resolved: dict[int, Item]) -> list[int]:
         """The bulk cached pass: every plain request's cache key in one tight pass (the same bytes as
         `resolve`'s, so existing caches are read), all hits in one read (`ResponseCache.answers`), and their
         results built directly. Returns the indices left for the full path: misses, schema requests (they
-        are parsed), truncated or filtered answers, and anything `resolve` must judge."""
-        frames: dict[Any, tuple[TeacherParams, bytes, bytes] | None] = {}
+        are parsed), truncated or filtered answers, and anything `resolve` must judge. A miss this pass
+        keyed goes into `resolved` as its Item (what `resolve` would make), so the paid path starts
+        without keying it again."""
+        frames: dict[Any, tuple[TeacherParams, bytes, bytes, dict[str, Any]] | None] = {}
         sha256, utf8 = hashlib.sha256, payload_utf8
-        keyed: list[tuple[int, str, Any, TeacherParams]] = []
+        keyed: list[tuple[int, str, Any, tuple[TeacherParams, bytes, bytes, dict[str, Any]]]] = []
         rest: list[int] = []
         for i, req in enumerate(requests):
             msgs, prompt, gen = req.messages, req.prompt, req.gen
@@ -317,22 +322,26 @@ class Engine:
                 else:
                     pj = utf8(sent)
                     if pj is not None:
-                        keyed.append((i, sha256(frame[1] + pj + frame[2]).hexdigest(), sent, frame[0]))
+                        keyed.append((i, sha256(frame[1] + pj + frame[2]).hexdigest(), sent, frame))
                         continue
             elif type(prompt) is str and msgs is None:
                 pj = utf8(prompt)
                 if pj is not None:
-                    keyed.append((i, sha256(frame[1] + pj + frame[2]).hexdigest(), prompt, frame[0]))
+                    keyed.append((i, sha256(frame[1] + pj + frame[2]).hexdigest(), prompt, frame))
                     continue
             rest.append(i)
         rows = self.cache.answers({k[1] for k in keyed}) if keyed else {}
         hit_teachers: list[str] = []
         teachers: dict[str, TeacherParams] = {}
         not_ok = _NOT_OK
-        for i, key, sent, t in keyed:
+        for i, key, sent, frame in keyed:
+            t = frame[0]
             row = rows.get(key)
             if row is None or row[2] in not_ok:
                 rest.append(i)
+                it = resolved[i] = Item(i, requests[i], t, "chat" if type(sent) is list else "completion", sent,
+                                        frame[3], None)
+                it.key = it.req_key = key
                 continue
             # positional (ok, teacher, model, text, parsed, finish_reason, truncated, error, detail, usage,
             # cost_usd, cached, sent): a fifth cheaper than keywords, 50k times
@@ -369,6 +378,10 @@ class Engine:
         it.usage["prompt_tokens"] += out.prompt_tokens
         it.usage["completion_tokens"] += out.completion_tokens
         it.all_cached = it.all_cached and cached
+        if it.req.schema is None and out.finish_reason not in _NOT_OK and not self.dry_run:
+            # a plain answer, paid for now (or cached after a repair round): positional, the paid run's hot path
+            return ChatResult(True, t.name, t.model, out.text, None, out.finish_reason, False, None, None,
+                              dict(it.usage), it.cost, it.all_cached, it.payload, it.latency, it.attempts), False
         common = dict(text=out.text, finish_reason=out.finish_reason, usage=dict(it.usage), cost_usd=it.cost,
                       cached=it.all_cached, latency_s=it.latency, attempts=it.attempts, **base)
         if out.finish_reason == "length":

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 WAIT_POLL_S = 0.05        # how often a request waiting on the budget or on another process looks again
 DISK_MARGIN = 1 << 20     # free bytes kept beside the cache beyond what in-flight answers may need
 COMMIT_BYTES = 64 << 10   # WAL pages one stored answer may add (leaf, index, ledger, reservation)
+FREE_READING_S = 0.05     # a free-space reading is reused this long (a statvfs per call was ~5% of a paid
+                          # call's client CPU); a write that fails anyway still halts the guard at once
 
 
 def cached_outcome(row: dict) -> Outcome:
@@ -43,6 +45,7 @@ class PayGuard:
         self._pending: list[tuple[str, str, str, Outcome, float]] = []    # answers for the next commit
         self._claims: list[tuple[str, float, asyncio.Future[Claim]]] = []  # claims for the next commit
         self._flushed: asyncio.Future[None] | None = None                  # that commit, once scheduled
+        self._free_read: tuple[float, int] = (-1e9, 0)                     # (when, free bytes) last read
 
     def halt(self, err: CacheWriteError) -> None:
         if self.halted is None:
@@ -58,7 +61,10 @@ class PayGuard:
         """Whether the cache's disk can take the answers in flight plus this one (else halt)."""
         per = COMMIT_BYTES + 8 * max_tokens
         need = DISK_MARGIN + per * (self.in_flight + 1)
-        free = self.cache.free_bytes()
+        now = time.monotonic()
+        if now - self._free_read[0] > FREE_READING_S:
+            self._free_read = (now, self.cache.free_bytes())
+        free = self._free_read[1]
         if free < need:
             self.halt(CacheWriteError(f"disk nearly full: {free / 1e6:.1f} MB free, {need / 1e6:.1f} MB needed"))
             return False
