@@ -73,10 +73,13 @@ class OrderedPool:
     `workers` forked processes (at most `ahead` jobs per worker in flight), or in this process for one.
     An empty arg (a block with nothing left to do) is run in the parent: no round trip for no work."""
 
-    def __init__(self, workers: int, ahead: int = 2):
+    def __init__(self, workers: int, ahead: int = 2, initializer: Callable[..., None] | None = None,
+                 initargs: tuple = ()):
+        """`initializer(*initargs)` runs in each worker once, for per-run state too large to send with
+        every job (dedup's settings and eval index); with one worker the caller has it in this process."""
         self.workers = workers
         self.ahead = ahead
-        self.pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+        self.pool = mp.get_context("fork").Pool(workers, initializer, initargs) if workers > 1 else None
 
     def map(self, fn: Callable[[A], R], jobs: Iterable[tuple[C, A]]) -> Iterator[tuple[C, R]]:
         if self.pool is None:
@@ -92,6 +95,11 @@ class OrderedPool:
         while pending:
             done, res = pending.popleft()
             yield done, res.get()
+
+    def imap(self, fn: Callable[[A], R], args: Iterable[A]) -> Iterator[R]:
+        """fn(arg) for every arg, in order (`map` without contexts)."""
+        for _, r in self.map(fn, ((None, a) for a in args)):
+            yield r
 
     def __enter__(self) -> OrderedPool:
         return self

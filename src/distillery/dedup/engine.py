@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing as mp
 import os
 import shutil
 import tempfile
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
 from ..core.io import AtomicWriter, BadLine, atomic_file, iter_line_blocks, open_binary, split_lines, write_text
-from ..core.stage import progress
+from ..core.parallel import OrderedPool
 from ..core.quarantine import Quarantine
+from ..core.stage import progress
 from .cluster import components, exact_groups, keep_order, source_ranks
 from .config import DedupParams
 from .decontam import EvalIndex, build_index
@@ -115,21 +115,6 @@ def _close_spill() -> None:
 
 
 # ---------------------------------------------------------------- parent side
-def _ordered_map(pool, fn: Callable, tasks: Iterable, window: int) -> Iterator:
-    """Like Pool.imap but with at most `window` tasks in flight (bounded memory), results in order."""
-    if pool is None:
-        for t in tasks:
-            yield fn(t)
-        return
-    pending: deque = deque()
-    for t in tasks:
-        pending.append(pool.apply_async(fn, (t,)))
-        if len(pending) >= window:
-            yield pending.popleft().get()
-    while pending:
-        yield pending.popleft().get()
-
-
 def mark_near(label: np.ndarray, rank: np.ndarray, by_rank: np.ndarray, active: np.ndarray, status: np.ndarray,
               dup_of: np.ndarray, sim: np.ndarray, edges_u: np.ndarray, edges_v: np.ndarray,
               edge_sims: np.ndarray) -> np.ndarray:
@@ -262,18 +247,15 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
     permutations(p.num_perm, seed)          # drawn once, before the workers fork
 
     _init_worker(settings, index, spill_dir)
-    pool = None
-    if workers > 1:
-        pool = mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(settings, index, spill_dir))
+    pool = OrderedPool(workers, initializer=_init_worker, initargs=(settings, index, spill_dir))
     try:
-        with Quarantine(out_dir / "quarantine.jsonl", stage) as quarantine:
+        with pool, Quarantine(out_dir / "quarantine.jsonl", stage) as quarantine:
             # ---- pass 1: prepare every batch (workers), keep band keys + scalars
             t = time.perf_counter()
             table = Table()
             lines_in = 0
             bar = progress(desc=f"{stage}: signatures", unit="rec")
-            for batch_no, file_no, prep in _ordered_map(
-                    pool, _work_prepare, iter_line_batches(files, p.batch_size), window=2 * workers):
+            for batch_no, file_no, prep in pool.imap(_work_prepare, iter_line_batches(files, p.batch_size)):
                 lines_in += len(prep.ids) + len(prep.bad)
                 bar.update(len(prep.ids) + len(prep.bad))
                 for ln, reason, raw, detail in prep.bad:
@@ -341,9 +323,6 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
             clusters, largest, hist = dec.write_reports(out_dir, plots_path, pair_sims, p)
             timings["write_s"] = time.perf_counter() - t
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
         _close_spill()
         shutil.rmtree(spill_dir, ignore_errors=True)
 
@@ -356,7 +335,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
     return Result(metrics, hist)
 
 
-def _verify(pool, mode: str, cols: dict, u: np.ndarray, v: np.ndarray, workers: int) -> np.ndarray:
+def _verify(pool: OrderedPool, mode: str, cols: dict, u: np.ndarray, v: np.ndarray, workers: int) -> np.ndarray:
     if not len(u):
         return np.zeros(0)
     b, l = cols["batch_no"], cols["local"]
@@ -366,7 +345,7 @@ def _verify(pool, mode: str, cols: dict, u: np.ndarray, v: np.ndarray, workers: 
     tasks = [(mode, b[u[i:i + step]], l[u[i:i + step]], b[v[i:i + step]], l[v[i:i + step]])
              for i in range(0, len(u), step)]
     sims = np.empty(len(u))
-    sims[order] = np.concatenate(list(_ordered_map(pool, _work_verify, tasks, window=2 * workers)))
+    sims[order] = np.concatenate(list(pool.imap(_work_verify, tasks)))
     return sims
 
 
