@@ -15,6 +15,7 @@ import numpy as np
 import xxhash
 
 from ..core.parallel import OrderedPool, record_rows
+from ..mix.files import record_files
 
 
 @dataclass
@@ -96,12 +97,7 @@ class BucketLookup:
         id_codes: list[int] = []
         text_codes: list[int] = []
         codes: dict[str, int] = {}
-        d = Path(mix_dir) if mix_dir is not None else None
-        files = [] if d is None or not d.is_dir() else \
-            [d / "production.jsonl", d / "eval.jsonl", *sorted((d / "phases").glob("*.jsonl"))]
-        for f in files:
-            if not f.exists():
-                continue
+        for f in record_files(mix_dir):
             for bucket, ik, tk in record_rows(f, _lookup_keys, pool or OrderedPool(1)):
                 code = codes.setdefault(bucket, len(codes))
                 if ik is not None:

@@ -25,6 +25,7 @@ import xxhash
 
 from ..core.parallel import OrderedPool, record_rows
 from ..mix.config import MixParams
+from ..mix.files import phase_files, record_files
 from ..mix.split import is_eval
 
 INVALID = "<invalid>"
@@ -126,28 +127,17 @@ def mix_index_row(line: int, rec: dict) -> tuple | None:
     return rec["id"], _text(rec.get("bucket")), judge_score(rec)
 
 
-def mix_files(mix_dir: Path) -> list[tuple[str, Path]]:
-    """(phase, file) of production and every phase file, production first."""
-    files = [("production", mix_dir / "production.jsonl")]
-    files += [(f.stem, f) for f in sorted((mix_dir / "phases").glob("*.jsonl"))]
-    return [(p, f) for p, f in files if f.exists()]
-
-
 def mix_record_rows(mix_dir: Path, mix: MixParams, pool: OrderedPool) -> Iterator[tuple]:
     """One row per record in production and every phase file: phase, row, id, bucket, held-out flag."""
-    for phase, f in mix_files(mix_dir):
+    for phase, f in phase_files(mix_dir):
         yield from record_rows(f, mix_record_row, pool, phase, mix.eval_fraction, mix.eval_salt)
 
 
 def mix_index_rows(mix_dir: Path | None, pool: OrderedPool) -> Iterator[tuple]:
     """(id, bucket, judge score) of every record of the mix stage's files (exports drop both), in the
     order production, eval, phases: the first one of an id wins."""
-    if mix_dir is None or not Path(mix_dir).is_dir():
-        return
-    d = Path(mix_dir)
-    for f in [d / "production.jsonl", d / "eval.jsonl", *sorted((d / "phases").glob("*.jsonl"))]:
-        if f.exists():
-            yield from record_rows(f, mix_index_row, pool)
+    for f in record_files(mix_dir):
+        yield from record_rows(f, mix_index_row, pool)
 
 
 def mix_shares(counts: dict[tuple[str, str], int], composition: dict[str, Any], mix: MixParams) -> list[tuple]:

@@ -23,8 +23,9 @@ from ..core.errors import DistilleryError, InputError
 from ..core.io import atomic_dir, read_json
 from ..core.parallel import OrderedPool, worker_count
 from ..mix.config import MixParams
+from ..mix.files import phase_files
 from .config import ValidateParams
-from .flatten import BOOLEAN_COLUMNS, FlatStore, Table, mix_files
+from .flatten import BOOLEAN_COLUMNS, FlatStore, Table
 from .offline import make_offline
 from .suites import dpo_suite, mix_records_suite, mix_shares_suite, sft_suite
 
@@ -144,7 +145,7 @@ def flatten_tables(store_path: Path, export_dir: Path | None, mix_dir: Path | No
                    mix: MixParams) -> list[tuple[str, Table]]:
     """(suite name, flattened table) for every suite whose input is present, written to `store_path`."""
     inputs = [f for f in (export_dir / p.sft_file, export_dir / p.dpo_file) if f.exists()] if export_dir else []
-    inputs += [f for _, f in mix_files(mix_dir)] if mix_dir else []
+    inputs += [f for _, f in phase_files(mix_dir)] if mix_dir else []
     with OrderedPool(worker_count(p.workers, inputs)) as pool:
         return _flatten_into(FlatStore(store_path, p.chunk_rows, pool), export_dir, mix_dir, p, mix)
 
