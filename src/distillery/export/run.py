@@ -18,13 +18,13 @@ from typing import Any, Callable
 from ..core.errors import InputError
 from ..core.io import input_files, write_json, write_text
 from ..core.quarantine import Quarantine, StageCounter
+from ..mix.files import EVAL_FILE, PHASES_DIR, PRODUCTION_FILE
 from .bundle import BundleResult, export_bundle
 from .config import ExportParams, split_format
 from .registry import axolotl_yaml, dataset_info, trl_snippet
 
 log = logging.getLogger(__name__)
 
-MIX_TRAIN, MIX_EVAL, MIX_PHASES = "production.jsonl", "eval.jsonl", "phases"
 # files later stages read by default (their params name them): a run that leaves one out says so
 PIPELINE_READS = {
     ("sft_formats", "messages"): "sft/messages.jsonl is read by stats (stats.sft_files) and validate "
@@ -55,13 +55,13 @@ def plan_bundles(inputs: list[str | Path], params: ExportParams) -> Plan:
     if not inputs:
         raise InputError("export: no --input given")
     plan = Plan()
-    if len(inputs) == 1 and Path(inputs[0]).is_dir() and (Path(inputs[0]) / MIX_TRAIN).exists():
+    if len(inputs) == 1 and Path(inputs[0]).is_dir() and (Path(inputs[0]) / PRODUCTION_FILE).exists():
         mix = Path(inputs[0])
-        plan.bundles[""] = [mix / MIX_TRAIN]
-        if params.eval and (mix / MIX_EVAL).exists():
-            plan.bundles["eval"] = [mix / MIX_EVAL]
-        if params.phases and (mix / MIX_PHASES).is_dir():
-            for f in sorted((mix / MIX_PHASES).glob("*.jsonl")):
+        plan.bundles[""] = [mix / PRODUCTION_FILE]
+        if params.eval and (mix / EVAL_FILE).exists():
+            plan.bundles["eval"] = [mix / EVAL_FILE]
+        if params.phases and (mix / PHASES_DIR).is_dir():
+            for f in sorted((mix / PHASES_DIR).glob("*.jsonl")):
                 name = _phase_name(f)
                 plan.phases.append(name)
                 plan.bundles[f"phases/{name}"] = [f]
@@ -104,7 +104,7 @@ def run_export(inputs: list[str | Path], out_dir: str | Path, params: ExportPara
     results: dict[str, BundleResult] = {}
     qpath = Path(quarantine_path) if quarantine_path else out / QUARANTINE
     plan.bundles.setdefault("eval", [])  # always written (empty files when off) so the layout is fixed
-    _remove_stale_phases(out / MIX_PHASES, plan.phases)
+    _remove_stale_phases(out / PHASES_DIR, plan.phases)
     with Quarantine(qpath, "export", counter) as q:
         for bundle_dir, files in plan.bundles.items():
             name = bundle_dir or "train"

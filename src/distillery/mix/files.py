@@ -1,4 +1,4 @@
-"""Where the mix stage's records lie, for the stages that read them back (stats, validate).
+"""Where the mix stage's records lie, for the stages that read them back (export, stats, validate).
 
 The order is the one readers rely on when an id appears twice: production, the held-out eval split,
 then the curriculum phases by name.
@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PRODUCTION_FILE = "production.jsonl"
+PRODUCTION = "production"         # the phase every mix has
+PRODUCTION_FILE = f"{PRODUCTION}.jsonl"
 EVAL_FILE = "eval.jsonl"
 PHASES_DIR = "phases"
 
 
 def phase_files(mix_dir: Path) -> list[tuple[str, Path]]:
     """(phase, file) of production and every phase file that exists, production first (no eval split)."""
-    files = [("production", mix_dir / PRODUCTION_FILE)]
+    files = [(PRODUCTION, mix_dir / PRODUCTION_FILE)]
     files += [(f.stem, f) for f in sorted((mix_dir / PHASES_DIR).glob("*.jsonl"))]
     return [(p, f) for p, f in files if f.exists()]
 

@@ -45,11 +45,11 @@ from ..core.records import check_record, check_roles
 from ..core.stage import progress
 from .buckets import BucketAssigner, record_texts
 from .config import BucketsParams, MixParams, PhaseParams
+from .files import EVAL_FILE, PHASES_DIR, PRODUCTION, PRODUCTION_FILE
 from .sample import PhasePlan, capped_pool, draw, hash_key, plan_phase
 from .split import is_eval
 
 log = logging.getLogger(__name__)
-PRODUCTION = "production"
 BLOCK = 512                     # lines checked together (vectorised duplicate-id lookup)
 EMBED_BATCH = 256               # records embedded together when the classifier is on
 SPILL_BUDGET = 64 << 20         # bytes of drawn records held in memory before spilling to disk
@@ -540,7 +540,7 @@ def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams
     spill = Spill(out, totals, spill_budget, part_records)
     counts = {}
     try:
-        with AtomicWriter(out / "eval.jsonl") as ev:
+        with AtomicWriter(out / EVAL_FILE) as ev:
             bar = progress(desc="mix: write", total=int(needed.sum()))
             names = list(draws.times)
             for fi, f in enumerate(files):
@@ -562,7 +562,7 @@ def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams
                             spill.add(name, key, rid, c, dumps(_copy_for(rec, c, name)))
             bar.close()
         for name in draws.plans:
-            path = out / f"{PRODUCTION}.jsonl" if name == PRODUCTION else out / "phases" / f"{name}.jsonl"
+            path = out / PRODUCTION_FILE if name == PRODUCTION else out / PHASES_DIR / f"{name}.jsonl"
             with AtomicWriter(path) as w:
                 spill.write(name, w)
             counts[name] = w.count
