@@ -211,3 +211,21 @@ def test_unusable_cache_only_costs_time(smollm2_path, tmp_path, caplog):
     m = run_stats([f], tmp_path / "out", p, None, 1 << 22, None)
     assert m["records_out"] == len(sft) + len(dpo) and m["run"]["rows_from_cache"] == 0
     assert "length cache" in caplog.text
+
+
+def test_the_shipped_template_is_rendered_in_python_exactly_as_apply_chat_template(smollm2_path, meter):
+    """SmolLM2's template is rendered by `templates.render_smollm2` (no Jinja): the same text as
+    apply_chat_template on every shaped conversation (default system turn or not, chat markers inside a
+    message, empty answers), with and without the generation prompt; a template differing by one
+    character is not taken for it."""
+    from distillery.stats.templates import SMOLLM2, render_smollm2
+
+    assert meter._direct is render_smollm2 and meter.tok.chat_template == SMOLLM2
+    sft, dpo = shaped_rows(300, seed=7)
+    convs = [o["messages"] for o in sft] + [o["prompt"] for o in dpo if isinstance(o["prompt"], list)]
+    for gp in (False, True):
+        want = [meter.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=gp) for c in convs]
+        assert render_smollm2(convs, gp) == want
+    other = TemplateLengths(str(smollm2_path), SMOLLM2.replace("helpful AI", "helpful  AI"))
+    assert other._direct is not None and other._direct is not render_smollm2
+    assert other.render(convs[:3], False) == [other._render_reference([c], False)[0] for c in convs[:3]]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..core.errors import DistilleryError
 from ..models import load_tokenizer, resolve_model_path
 from .rows import Row
+from .templates import KNOWN
 from .tokens import TokenCounter
 
 PART_NAMES = {"sft": ("full",), "dpo": ("chosen", "rejected")}
@@ -93,14 +94,20 @@ class TemplateLengths:
         self._direct = self._direct_renderer() if fast else None
 
     def _direct_renderer(self):
-        """The compiled template called as `apply_chat_template` calls it, without its per-call work (copying
-        every message into plain JSON types, aliasing reasoning fields, argument checks): ~10% of this stage's
-        CPU. Rows reach it as plain str role/content dicts, which that work leaves as they are. Used only
-        when it renders the probe conversations exactly as `apply_chat_template` does."""
+        """A faster renderer of the template, used only when it renders the probe conversations exactly as
+        `apply_chat_template` does: a plain Python function when the template is one `templates.KNOWN`
+        lists (no Jinja at all), else the compiled template called as `apply_chat_template` calls it,
+        without its per-call work (copying every message into plain JSON types, aliasing reasoning fields,
+        argument checks; ~10% of this stage's CPU). Rows reach it as plain str role/content dicts, which
+        that work leaves as they are."""
+        template = self.template or self.tok.chat_template
+        known = KNOWN.get(template)
+        if known is not None and self._renders_probes(known):
+            return known
         try:
             from transformers.utils.chat_template_utils import _compile_jinja_template
 
-            compiled = _compile_jinja_template(self.template or self.tok.chat_template)
+            compiled = _compile_jinja_template(template)
             extra = {k: v for k, v in self.tok.special_tokens_map.items() if isinstance(v, str)}
             if len(extra) != len(self.tok.special_tokens_map):
                 return None
@@ -108,13 +115,21 @@ class TemplateLengths:
             def render(convs: list[list[dict]], generation_prompt: bool) -> list[str]:
                 return [compiled.render(messages=c, tools=None, documents=None,
                                         add_generation_prompt=generation_prompt, **extra) for c in convs]
+            return render if self._renders_probes(render) else None
+        except Exception:  # a transformers without this helper, or a template the probe trips: the plain path
+            return None
+
+    def _renders_probes(self, render: Callable[[list[list[dict]], bool], list[str]]) -> bool:
+        """Whether `render` gives the probe conversations (with and without the generation prompt) exactly
+        what `apply_chat_template` gives."""
+        try:
             for gp in (False, True):
                 convs = [c[:-1] if gp else c for c in PROBE_CONVERSATIONS]
                 if render(convs, gp) != self._render_reference(convs, gp):
-                    return None
-            return render
-        except Exception:  # a transformers without this helper, or a template the probe trips: the plain path
-            return None
+                    return False
+            return True
+        except Exception:  # a renderer that cannot take the probes is not used
+            return False
 
     def identity(self) -> str:
         """What the counts depend on besides the row: tokenizer, template and the tokens it is given."""
