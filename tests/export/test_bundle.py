@@ -438,34 +438,3 @@ def test_copy_paste_configs_point_at_real_files(mix_dir, tmp_path):
     exec(compile((out / "configs/trl_load.py").read_text(), "trl_load.py", "exec"), scope)
     assert scope["sft"]["train"].num_rows == 6 and scope["sft"]["test"].num_rows == 1
     assert scope["dpo"]["train"].num_rows == 6 and set(scope["dpo"]["train"].column_names) >= {"prompt", "chosen"}
-
-
-def test_workers_write_the_same_bytes_as_one_process(mix_dir, tmp_path, monkeypatch):
-    """Records are parsed, checked and converted by a pool of forked workers in blocks and written by the
-    parent in input order: every file (every format and file type, the quarantine, provenance), the
-    metrics and the warnings are the same as one process's, with bad lines, rejects, a too-large line,
-    a BOM, blank lines, rows a format skips and the late-typed first row spread over 3-line blocks."""
-    import distillery.core.parallel as parallel
-    import distillery.export.bundle as bundle
-
-    long = sft_single() | {"id": "too-long", "messages": [{"role": "user", "content": "x" * 5000},
-                                                          {"role": "assistant", "content": "y"}]}
-    lines = [r | {"id": f"{r['id']}-{i}"} for i in range(4) for r in good_records()]
-    lines[5:5] = bad_records() + ["", long]
-    prod = write_lines(mix_dir / "production.jsonl", lines)
-    prod.write_bytes(b"\xef\xbb\xbf" + prod.read_bytes() + b"\n\n")
-    params = every_file_type(system_prompt="You are Atlas.")
-    outs = {}
-    for name, workers in (("one", 1), ("pool", 2)):
-        if workers > 1:
-            monkeypatch.setattr(parallel, "POOL_MIN_BYTES", 0)
-            monkeypatch.setattr(bundle, "BLOCK_LINES", 3)
-        out = tmp_path / name
-        m = run_export([str(mix_dir)], out, params.model_copy(update={"workers": workers}), max_line_bytes=4000)
-        outs[name] = (m, {k: v for k, v in tree_digest(out).items() if not k.startswith("configs/")})
-    (m1, d1), (m2, d2) = outs["one"], outs["pool"]
-    assert m1 == m2 and d1 == d2
-    assert m1["rejects_by_reason"]["record_too_large"] == 1 and m1["rejected"] == 7
-    assert m1["bundles"]["train"]["records_in"] == len(lines) - 1     # the blank line is not a record
-    q = [e for e in rows(tmp_path / "pool" / "quarantine.jsonl") if e["bundle"] == "train"]
-    assert [e["line"] for e in q] == sorted(e["line"] for e in q) and len(q) == 7

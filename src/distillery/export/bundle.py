@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..core.io import BadLine, atomic_file, dumps, parse_line
-from ..core.parallel import BLOCK_LINES, OrderedPool, line_blocks
 from ..core.stage import progress
+from ..core.io import BadLine, atomic_file, dumps, iter_jsonl
 from ..core.quarantine import Quarantine
 from .checks import export_problem, with_system_prompt
 from .config import FILE_TYPES, ExportParams, split_format
@@ -67,60 +66,21 @@ class JsonlSink:
         self._close_spill()
 
     def write(self, row: dict) -> None:
-        chunk = Chunk(self.late, False)
-        chunk.add(row)
-        self.write_chunk(chunk.done())
-
-    def write_chunk(self, c: DoneChunk) -> None:
-        """Rows already encoded (`Chunk`), in order: those before the chunk's first typed row, that row,
-        the rest. While no typed row has come, rows wait in the spill file."""
-        count, pre, typed, post, _ = c
-        self.count += count
+        data = (dumps(row) + "\n").encode("utf-8")
+        self.count += 1
         if self._spill is None:
-            self._out.write(pre + (typed or b"") + post)
-        elif typed is None:
-            self._spill.write(pre)
-        else:
-            self._spill.write(pre)
-            self._out.write(typed)
+            self._out.write(data)
+        elif all(row.get(c) for c in self.late):
+            self._out.write(data)
             self._drain()
-            self._out.write(post)
+        else:
+            self._spill.write(data)
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
         assert self._stack is not None
         if exc_type is None and self._spill is not None:
             self._drain()
         return self._stack.__exit__(exc_type, exc, tb)
-
-
-# (rows, JSONL lines before the first typed row, that row's line or None, the lines after it, the row
-# dicts when a Parquet file takes them)
-DoneChunk = tuple[int, bytes, "bytes | None", bytes, "list[dict] | None"]
-
-
-class Chunk:
-    """The rows of one format from a block of records, encoded as JSONL where they are converted (a worker),
-    so the parent writes a block with one call per file. `late`: formats.LATE_TYPED's columns of the format,
-    whose first row with all of them non-empty goes on line 1 of a JSONL file (`JsonlSink`)."""
-
-    def __init__(self, late: tuple[str, ...], parquet: bool):
-        self.late = late
-        self.lines: list[bytes] = []
-        self.typed_at: int | None = None
-        self.rows: list[dict] | None = [] if parquet else None
-
-    def add(self, row: dict) -> None:
-        if self.late and self.typed_at is None and all(row.get(c) for c in self.late):
-            self.typed_at = len(self.lines)
-        self.lines.append((dumps(row) + "\n").encode("utf-8"))
-        if self.rows is not None:
-            self.rows.append(row)
-
-    def done(self) -> DoneChunk:
-        k, lines = self.typed_at, self.lines
-        if k is None:
-            return len(lines), b"".join(lines), None, b"", self.rows
-        return len(lines), b"".join(lines[:k]), lines[k], b"".join(lines[k + 1:]), self.rows
 
 
 def arrow_type(spec: Any):
@@ -166,12 +126,6 @@ class ParquetSink:
         self.count += 1
         if len(self._rows) >= PARQUET_BATCH:
             self._flush()
-
-    def write_chunk(self, c: DoneChunk) -> None:
-        """`JsonlSink.write_chunk`'s signature: the row dicts are what a Parquet file takes."""
-        assert c[4] is not None
-        for row in c[4]:
-            self.write(row)
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
         assert self._stack is not None
@@ -232,44 +186,21 @@ class BundleResult:
             "safety_labels": dict(sorted(self.safety.items())),
         }
 
-    def merge(self, part: BundleResult) -> None:
-        """Add the counts of a block (`convert_block`); every output of them is sorted, so order is moot."""
-        self.records_in += part.records_in
-        self.by_kind.update(part.by_kind)
-        self.rejects.update(part.rejects)
-        self.buckets.update(part.buckets)
-        self.safety.update(part.safety)
-        for mine, theirs in ((self.skipped, part.skipped), (self.sources, part.sources), (self.models, part.models)):
-            for k, c in theirs.items():
-                mine[k].update(c)
-
-    def observe(self, seen: Observation) -> None:
+    def observe(self, rec: dict) -> None:
         """Count what a kept record contributes to the card."""
-        dataset, revision, models, bucket, safety = seen
-        self.sources[dataset][revision] += 1
-        for model, stage in models:
-            self.models[model][stage] += 1
-        self.buckets[bucket] += 1
-        if safety:
-            self.safety[safety] += 1
-
-
-# (dataset, revision, distinct (model, stage) of its lineage, bucket, safety label or "")
-Observation = tuple[str, str, list[tuple[str, str]], str, str]
-
-
-def observation(rec: dict) -> Observation:
-    """What a kept record contributes to the card (worked out where the record is parsed)."""
-    src = rec.get("source") if isinstance(rec.get("source"), dict) else {}
-    models: list[tuple[str, str]] = []
-    for step in rec.get("lineage") or []:
-        if isinstance(step, dict) and step.get("model"):
-            key = (str(step["model"]), str(step.get("stage") or ""))
-            if key not in models:  # one record counts once per model and stage
-                models.append(key)
-    labels = rec.get("labels") if isinstance(rec.get("labels"), dict) else {}
-    return (str(src.get("dataset") or "unknown"), str(src.get("revision") or ""), models,
-            str(rec.get("bucket") or "none"), str(labels["safety"]) if labels.get("safety") else "")
+        src = rec.get("source") if isinstance(rec.get("source"), dict) else {}
+        self.sources[str(src.get("dataset") or "unknown")][str(src.get("revision") or "")] += 1
+        seen: set[tuple[str, str]] = set()
+        for step in rec.get("lineage") or []:
+            if isinstance(step, dict) and step.get("model"):
+                key = (str(step["model"]), str(step.get("stage") or ""))
+                if key not in seen:  # one record counts once per model and stage
+                    seen.add(key)
+                    self.models[key[0]][key[1]] += 1
+        self.buckets[str(rec.get("bucket") or "none")] += 1
+        labels = rec.get("labels") if isinstance(rec.get("labels"), dict) else {}
+        if labels.get("safety"):
+            self.safety[str(labels["safety"])] += 1
 
 
 @dataclass(frozen=True)
@@ -309,55 +240,12 @@ def remove_unconfigured(out_dir: Path, keep: set[str]) -> None:
             (out_dir / rel).unlink()
 
 
-def convert_block(job: tuple[ExportParams, int, list[tuple[int, bytes]]]
-                  ) -> tuple[list[tuple[int, str, Any, dict]], BundleResult, dict[tuple[str, str], DoneChunk]]:
-    """Parse, check and convert a block of lines (in a worker): (the rejects in order, as (line, reason,
-    record or BadLine, extra quarantine fields), the block's counts, each format's rows as a `Chunk`). The
-    parent writes them in input order, so the files are the same bytes with any number of workers."""
-    params, limit, lines = job
-    targets = formats_of(params)
-    part = BundleResult("")
-    rejects: list[tuple[int, str, Any, dict]] = []
-    chunks: dict[tuple[str, str], Chunk] = {}
-    for ln, raw in lines:
-        part.records_in += 1
-        obj = parse_line(raw, ln, limit)
-        if isinstance(obj, BadLine):
-            part.rejects[obj.reason] += 1
-            rejects.append((ln, obj.reason, obj, {"detail": obj.detail}))
-            continue
-        rec = with_system_prompt(obj, params.system_prompt, params.system_prompt_mode)
-        reason = export_problem(rec, params.keep_id)
-        if reason:
-            part.rejects[reason] += 1
-            rejects.append((ln, reason, obj, {}))
-            continue
-        kind = rec["kind"]
-        part.by_kind[kind] += 1
-        part.observe(observation(rec))
-        for t in targets[kind]:
-            row = t.convert(rec)
-            if isinstance(row, Skip):
-                for rel, _ in t.files:
-                    part.skipped[rel][row.reason] += 1
-                continue
-            if params.keep_id:
-                row = {"id": rec["id"], **row}
-            c = chunks.get((kind, t.fmt))
-            if c is None:
-                c = chunks[(kind, t.fmt)] = Chunk(LATE_TYPED.get(t.fmt, ()), any(ft == "parquet" for _, ft in t.files))
-            c.add(row)
-    return rejects, part, {k: c.done() for k, c in chunks.items()}
-
-
 def export_bundle(name: str, inputs: Iterable[Path], out_dir: Path, params: ExportParams,
-                  quarantine: Quarantine, max_line_bytes: int, pool: OrderedPool,
+                  quarantine: Quarantine, max_line_bytes: int,
                   tick: Callable[[int], None] | None = None) -> BundleResult:
-    """Write every configured file of one bundle under `out_dir`; return its counts. Blocks of lines are
-    converted by `pool`'s workers (`convert_block`); this process writes and counts them in input order."""
+    """Write every configured file of one bundle under `out_dir`; return its counts."""
     res = BundleResult(name)
     targets = formats_of(params)
-    files = {(kind, t.fmt): t.files for kind, ts in targets.items() for t in ts}
     remove_unconfigured(out_dir, {rel for ts in targets.values() for t in ts for rel, _ in t.files})
     for d in ("sft", "dpo"):  # both folders exist (DVC outs) even when a kind has no formats
         (out_dir / d).mkdir(parents=True, exist_ok=True)
@@ -365,19 +253,33 @@ def export_bundle(name: str, inputs: Iterable[Path], out_dir: Path, params: Expo
         sinks = {rel: stack.enter_context(open_sink(out_dir / rel, t.fmt, ft, params.keep_id))
                  for ts in targets.values() for t in ts for rel, ft in t.files}
         for path in inputs:
-            bar = progress(desc=f"export {name}: {path.name}", unit="rec")
-            jobs = ((None, (params, max_line_bytes, lines)) for _, lines in line_blocks([path], BLOCK_LINES))
-            for _, (rejects, part, chunks) in pool.map(convert_block, jobs):
-                for ln, reason, obj, extra in rejects:
-                    quarantine.reject(reason, obj, file=str(path), line=ln, bundle=name, **extra)
-                res.merge(part)
-                bar.update(part.records_in)
+            for lineno, obj in progress(iter_jsonl(path, max_line_bytes), desc=f"export {name}: {path.name}"):
+                res.records_in += 1
                 if tick:
-                    tick(part.records_in)
-                for key, chunk in chunks.items():
-                    for rel, _ in files[key]:
-                        sinks[rel].write_chunk(chunk)
-            bar.close()
+                    tick(1)
+                if isinstance(obj, BadLine):
+                    res.rejects[obj.reason] += 1
+                    quarantine.reject(obj.reason, obj, file=str(path), line=lineno, detail=obj.detail, bundle=name)
+                    continue
+                rec = with_system_prompt(obj, params.system_prompt, params.system_prompt_mode)
+                reason = export_problem(rec, params.keep_id)
+                if reason:
+                    res.rejects[reason] += 1
+                    quarantine.reject(reason, obj, file=str(path), line=lineno, bundle=name)
+                    continue
+                kind = rec["kind"]
+                res.by_kind[kind] += 1
+                res.observe(rec)
+                for t in targets[kind]:
+                    row = t.convert(rec)
+                    if isinstance(row, Skip):
+                        for rel, _ in t.files:
+                            res.skipped[rel][row.reason] += 1
+                        continue
+                    if params.keep_id:
+                        row = {"id": rec["id"], **row}
+                    for rel, _ in t.files:
+                        sinks[rel].write(row)
         for rel, sink in sinks.items():
             res.rows[rel] = sink.count
     return res

@@ -93,7 +93,4 @@ class ExportParams(Section):
                                 description="prefix of the LLaMA-Factory dataset names in dataset_info.json")
     max_reject_rate: float | None = Field(
         None, ge=0, le=1, description="stop when more is rejected (default project.max_reject_rate)")
-    workers: int = Field(0, ge=0, description="processes parsing, checking and converting records (0 = all cores; "
-                                              "inputs under 2 MB stay in one process); the files are the same bytes "
-                                              "with any number")
     card: CardParams = Field(default_factory=CardParams)
