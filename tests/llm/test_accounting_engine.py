@@ -116,3 +116,15 @@ def test_an_answer_that_cannot_be_stored_halts_before_the_next_payment(srv, make
         with pytest.raises(CacheFullError, match=r"cannot store LLM answers \(disk full.*1 paid answer"):
             eng.run([chat(i) for i in range(5)])
     assert len(srv.requests()) == 1                                  # one paid and lost, none after it
+
+
+def test_a_disk_without_room_for_the_answers_in_flight_halts_before_paying(srv, make_params, monkeypatch):
+    """The guard reads the cache disk's free space before paying (one reading serves 50 ms): with less room
+    than the answers in flight need, nothing is sent and the run stops with one line saying how much."""
+    p = make_params(srv.url, teacher={"max_concurrency": 4})
+    with Engine.from_params(p, stage="s") as eng:
+        readings = []
+        monkeypatch.setattr(eng.cache, "free_bytes", lambda: readings.append(1) or 200_000)
+        with pytest.raises(CacheFullError, match=r"disk nearly full: 0\.2 MB free, \d+\.\d MB needed"):
+            eng.run([chat(i) for i in range(8)])
+    assert srv.requests() == [] and len(readings) == 1
