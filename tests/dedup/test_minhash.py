@@ -67,7 +67,7 @@ def test_candidate_pairs_equal_datasketch_lsh():
     b, r = choose_banding(0.8, 128, 0.95)
     sh, off = shingles(Batch.from_texts(texts), 5)
     sig = signatures(sh, off, 128, 1)
-    pairs = {tuple(p) for p in candidate_pairs(band_keys(sig, b, r), np.arange(len(texts))).tolist()}
+    pairs = {tuple(p) for p in candidate_pairs(band_keys(sig, b, r).T, np.arange(len(texts))).tolist()}
 
     lsh = MinHashLSH(num_perm=128, params=(b, r))
     ds_pairs = set()

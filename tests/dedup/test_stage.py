@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from distillery.dedup.config import DedupParams
+from distillery.dedup import engine
 from distillery.dedup.engine import run_dedup
 from distillery.testing.jaccard_ref import exact_jaccard
 
@@ -118,8 +119,9 @@ def test_per_source_mode_keeps_copies_across_sources(tmp_path):
     assert ids(out / "records.jsonl") == ["a", "b"]
 
 
-def test_same_output_whatever_the_worker_count(tmp_path):
+def test_same_output_whatever_the_worker_count(tmp_path, monkeypatch):
     records = corpus() * 1 + [rec(f"z{i:03d}", edit(text(100 + i % 7), 1 + i % 4, seed=i)) for i in range(120)]
+    monkeypatch.setattr(engine, "_MAX_OPEN", 2)   # far fewer spill files open than batches: verification reopens
     outs = []
     for w, bs in ((1, 1000), (2, 7), (3, 16)):
         _, out = run(tmp_path, records, f"w{w}", workers=w, batch_size=bs)

@@ -17,10 +17,10 @@ def source_ranks(sources: list[str], priority: list[str]) -> np.ndarray:
     return np.fromiter((pos.get(s, len(priority)) for s in sources), dtype=np.int64, count=len(sources))
 
 
-def keep_order(scores: np.ndarray, src_rank: np.ndarray, ids: list[str]) -> np.ndarray:
-    """rank[i] = position of doc i in the keep-policy order (0 = kept first)."""
-    n = len(ids)
-    id_order = np.argsort(np.array(ids, dtype=object), kind="stable")
+def keep_order(scores: np.ndarray, src_rank: np.ndarray, id_order: np.ndarray) -> np.ndarray:
+    """rank[i] = position of doc i in the keep-policy order (0 = kept first); `id_order`: the stable argsort
+    of the ids."""
+    n = len(id_order)
     id_rank = np.empty(n, np.int64)
     id_rank[id_order] = np.arange(n)
     order = np.lexsort((np.arange(n), id_rank, src_rank, -np.asarray(scores, dtype=float)))

@@ -1,7 +1,7 @@
 """Local engine: the dedup stage over a process pool, streaming its input three times at most.
 
 Pass 1 (workers): lines -> `steps.prepare_batch` (signatures, band keys, exact hashes, eval hits);
-shingle sets spill to disk, the parent keeps band keys and a few scalars per record.
+shingle sets spill to disk, and so do the parent's band keys and per-record scalars (`table.Table`).
 Decide (parent + workers): exact groups -> contamination -> LSH candidates -> exact-Jaccard
 verification (workers) -> connected components -> keep policy -> optional semantic pass.
 Write: re-read the input, copy kept lines as they are, quarantine the rest with reason and
@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import resource
 import shutil
 import tempfile
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -27,12 +29,13 @@ from ..core.io import AtomicWriter, BadLine, atomic_file, iter_line_blocks, open
 from ..core.parallel import OrderedPool
 from ..core.quarantine import Quarantine
 from ..core.stage import progress
-from .cluster import components, exact_groups, keep_order, source_ranks
+from .cluster import components, exact_groups, keep_order
 from .config import DedupParams
 from .decontam import EvalIndex, build_index
 from .lsh import candidate_pairs
 from .minhash import choose_banding, estimate, permutations
 from .steps import Prepared, Settings, parse_line, prepare_batch, verify_pairs
+from .table import Ids, Table
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def _work_prepare(task: tuple[int, int, int, bytes]) -> tuple[int, int, Prepared
 
     def spill(sig, sh, off):
         sh.astype(np.uint32, copy=False).tofile(_spill_path(batch_no, "sh"))
-        np.save(_spill_path(batch_no, "off.npy"), off)
+        off.astype(np.int64, copy=False).tofile(_spill_path(batch_no, "off"))
         if sig is not None:
             np.ascontiguousarray(sig, dtype=np.uint32).tofile(_spill_path(batch_no, "sig"))
 
@@ -67,36 +70,35 @@ def _work_prepare(task: tuple[int, int, int, bytes]) -> tuple[int, int, Prepared
     return batch_no, file_no, prep
 
 
-_MAX_OPEN = 256  # spill files open per worker; least recently used is closed
+# spill files open per worker (least recently used is closed): a quarter of the process's descriptor limit,
+# so that a run of many batches does not reopen files for most pairs (with 256 open and the offsets read by
+# np.load at each open, verifying 1.2M records' 430K pairs took 31 s; now 8)
+_MAX_OPEN = max(64, min(8192, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4))
 
 
-def _spill_fd(batch_no: int, what: str) -> tuple[int, np.ndarray | None]:
-    """(file descriptor, offsets) of a spill file; reads use pread, so nothing is memory-mapped and the
-    resident memory of a worker stays the sets it is comparing."""
+def _spill_fd(batch_no: int, what: str) -> int:
+    """File descriptor of a spill file; reads use pread, so nothing is memory-mapped and the resident
+    memory of a worker stays the sets it is comparing."""
     key = (batch_no, what)
     files: OrderedDict = _W["maps"]
-    hit = files.get(key)
-    if hit is None:
-        off = np.load(_spill_path(batch_no, "off.npy")) if what == "sh" else None
-        hit = (os.open(_spill_path(batch_no, what), os.O_RDONLY), off)
-        files[key] = hit
+    fd = files.get(key)
+    if fd is None:
+        fd = files[key] = os.open(_spill_path(batch_no, what), os.O_RDONLY)
         if len(files) > _MAX_OPEN:
-            os.close(files.popitem(last=False)[1][0])
+            os.close(files.popitem(last=False)[1])
     else:
         files.move_to_end(key)
-    return hit
+    return fd
 
 
 def _shingle_set(batch_no: int, local: int) -> np.ndarray:
-    fd, off = _spill_fd(batch_no, "sh")
-    s, e = int(off[local]), int(off[local + 1])
-    return np.frombuffer(os.pread(fd, 4 * (e - s), 4 * s), dtype=np.uint32)
+    s, e = np.frombuffer(os.pread(_spill_fd(batch_no, "off"), 16, 8 * int(local)), dtype=np.int64).tolist()
+    return np.frombuffer(os.pread(_spill_fd(batch_no, "sh"), 4 * (e - s), 4 * s), dtype=np.uint32)
 
 
 def _signature(batch_no: int, local: int) -> np.ndarray:
-    fd, _ = _spill_fd(batch_no, "sig")
     k = _W["settings"].params.num_perm
-    return np.frombuffer(os.pread(fd, 4 * k, 4 * k * local), dtype=np.uint32)
+    return np.frombuffer(os.pread(_spill_fd(batch_no, "sig"), 4 * k, 4 * k * int(local)), dtype=np.uint32)
 
 
 def _work_verify(task: tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
@@ -109,7 +111,7 @@ def _work_verify(task: tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 def _close_spill() -> None:
-    for fd, _ in _W.get("maps", {}).values():
+    for fd in _W.get("maps", {}).values():
         os.close(fd)
     _W["maps"] = OrderedDict()
 
@@ -148,53 +150,6 @@ def iter_line_batches(files: list[Path], batch_size: int) -> Iterator[tuple[int,
 def numbered_lines(first: int, blob: bytes) -> list[tuple[int, bytes]]:
     """(line number, raw) of every non-blank line of a block."""
     return [(ln, raw) for ln, raw in enumerate(split_lines(blob), start=first) if raw.strip()]
-
-
-@dataclass
-class Table:
-    """What the parent holds per good record (about 16 bytes x bands + a few scalars)."""
-
-    file_no: list[np.ndarray] = field(default_factory=list)
-    line: list[np.ndarray] = field(default_factory=list)
-    batch_no: list[np.ndarray] = field(default_factory=list)
-    local: list[np.ndarray] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    scores: list[np.ndarray] = field(default_factory=list)
-    hi: list[np.ndarray] = field(default_factory=list)
-    lo: list[np.ndarray] = field(default_factory=list)
-    nsh: list[np.ndarray] = field(default_factory=list)
-    keys: list[np.ndarray] = field(default_factory=list)
-    hits: list[tuple[int, int, str, float]] = field(default_factory=list)
-    _names: dict[str, str] = field(default_factory=dict, repr=False)
-
-    def add(self, batch_no: int, file_no: int, prep: Prepared) -> None:
-        base = len(self.ids)
-        n = len(prep.ids)
-        self.file_no.append(np.full(n, file_no, np.int32))
-        self.line.append(prep.lines)
-        self.batch_no.append(np.full(n, batch_no, np.int64))
-        self.local.append(np.arange(n, dtype=np.int64))
-        self.ids.extend(prep.ids)
-        # a handful of source names: one string object each, not one per record (~57 bytes a record)
-        self.sources.extend(self._names.setdefault(s, s) for s in prep.sources)
-        for name in ("scores", "hi", "lo", "keys"):
-            getattr(self, name).append(getattr(prep, name))
-        self.nsh.append(prep.n_shingles)
-        self.hits.extend((base + d, i, m, o) for d, i, m, o in prep.hits)
-
-    def freeze(self, bands: int) -> dict[str, Any]:
-        """The columns as whole arrays. Each column's batch parts are dropped once it is joined, so the
-        parent never holds a column twice."""
-        def cat(name, dtype, shape=(0,)):
-            parts = getattr(self, name)
-            out = np.concatenate(parts) if parts else np.zeros(shape, dtype)
-            parts.clear()
-            return out
-        return dict(file_no=cat("file_no", np.int32), line=cat("line", np.int64),
-                    batch_no=cat("batch_no", np.int64), local=cat("local", np.int64),
-                    scores=cat("scores", np.float64), hi=cat("hi", np.uint64), lo=cat("lo", np.uint64),
-                    nsh=cat("nsh", np.int64), keys=cat("keys", np.uint64, (0, bands)))
 
 
 @dataclass
@@ -252,7 +207,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
         with pool, Quarantine(out_dir / "quarantine.jsonl", stage) as quarantine:
             # ---- pass 1: prepare every batch (workers), keep band keys + scalars
             t = time.perf_counter()
-            table = Table()
+            table = Table(Path(spill_dir) / "table", bands)
             lines_in = 0
             bar = progress(desc=f"{stage}: signatures", unit="rec")
             for batch_no, file_no, prep in pool.imap(_work_prepare, iter_line_batches(files, p.batch_size)):
@@ -265,8 +220,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
                         quarantine.reject_bad_line(BadLine(reason, ln, raw, detail), str(files[file_no]))
                 table.add(batch_no, file_no, prep)
             bar.close()
-            cols = table.freeze(bands)
-            ids, sources = table.ids, table.sources
+            cols, ids, src_rank, band_keys = table.freeze(p.source_priority)
             n = len(ids)
             timings["prepare_s"] = time.perf_counter() - t
             log.info("dedup: prepared %d records in %.1fs (%d bands x %d rows)", n, timings["prepare_s"], bands, rows)
@@ -274,7 +228,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
 
             # ---- decide
             t = time.perf_counter()
-            dec = Decisions.start(cols, ids, sources, table.hits, index, p)
+            dec = Decisions.start(cols, ids, src_rank, table.hits, index, p)
             rank, status, dup_of, sim = dec.rank, dec.status, dec.dup_of, dec.sim  # marked in place below
             timings["exact_s"] = time.perf_counter() - t
 
@@ -285,7 +239,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
             if p.near and n:
                 active = (status == KEEP) & (cols["nsh"] > 0)
                 act = np.flatnonzero(active)
-                pairs = candidate_pairs(cols["keys"], rank[act], p.max_bucket_all_pairs, rows=act)
+                pairs = candidate_pairs(band_keys.columns(act), rank[act], p.max_bucket_all_pairs)
                 n_candidates = len(pairs)
                 timings["lsh_s"] = time.perf_counter() - t
                 log.info("dedup: %d candidate pairs from LSH", n_candidates)
@@ -349,16 +303,23 @@ def _verify(pool: OrderedPool, mode: str, cols: dict, u: np.ndarray, v: np.ndarr
     return sims
 
 
+def _as_ints(a: np.ndarray, chunk: int = 1 << 16) -> Iterator[int]:
+    """The values of `a` as Python ints, converted a chunk at a time (not one list of all of them)."""
+    return chain.from_iterable(a[s:s + chunk].tolist() for s in range(0, len(a), chunk))
+
+
 def _iter_positions(files: list[Path], cols: dict) -> Iterator[tuple[int, int, bytes, int]]:
     """Re-read the input; yield (file_no, line, raw, record index) for the good records, in order."""
-    fno, lines = cols["file_no"].tolist(), cols["line"].tolist()
-    k, n = 0, len(lines)
+    wanted = zip(_as_ints(cols["file_no"]), _as_ints(cols["line"]))
+    k = 0
+    nxt = next(wanted, None)
     for f_no, path in enumerate(files):
         with open_binary(path) as fh:
             for ln, raw in enumerate(fh, start=1):
-                if k < n and fno[k] == f_no and lines[k] == ln:
+                if nxt is not None and nxt[0] == f_no and nxt[1] == ln:
                     yield f_no, ln, raw, k
                     k += 1
+                    nxt = next(wanted, None)
 
 
 @dataclass
@@ -367,7 +328,7 @@ class Decisions:
     first eval item it matched; plus the contamination report. Every engine starts one the same way
     (`start`), marks near/semantic duplicates in place, then writes and measures through it."""
 
-    ids: list[str]
+    ids: Ids
     rank: np.ndarray
     status: np.ndarray
     dup_of: np.ndarray
@@ -378,11 +339,11 @@ class Decisions:
     _status: list[int] | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, cols: dict, ids: list[str], sources: list[str], hits: list[tuple[int, int, str, float]],
+    def start(cls, cols: dict, ids: Ids, src_rank: np.ndarray, hits: list[tuple[int, int, str, float]],
               index: EvalIndex | None, p: DedupParams) -> "Decisions":
         """Ranks, exact groups, then contamination: all that is settled before the near-duplicate pass."""
         n = len(ids)
-        rank = keep_order(cols["scores"], source_ranks(sources, p.source_priority), ids)
+        rank = keep_order(cols["scores"], src_rank, ids.order())
         status = np.zeros(n, np.int8)
         dup_of = np.full(n, -1, np.int64)
         sim = np.full(n, np.nan)

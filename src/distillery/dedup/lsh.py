@@ -6,6 +6,8 @@ depends only on record content, so any engine that groups the same band keys emi
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 
@@ -45,14 +47,12 @@ def bucket_pairs(keys: np.ndarray, ranks: np.ndarray, all_pairs_max: int = 64) -
     return _pairs_in_runs(m, starts[multi], sizes[multi], all_pairs_max)
 
 
-def candidate_pairs(band_keys: np.ndarray, ranks: np.ndarray, all_pairs_max: int = 64,
-                    rows: np.ndarray | None = None) -> np.ndarray:
-    """Unique candidate pairs over all bands, as an (E x 2) int64 array of ranks, sorted. `rows`: the rows
-    of `band_keys` taking part (`ranks` aligns with them), taken one band at a time rather than copying
-    every band of them at once."""
+def candidate_pairs(band_columns: Iterable[np.ndarray], ranks: np.ndarray, all_pairs_max: int = 64) -> np.ndarray:
+    """Unique candidate pairs over all bands, as an (E x 2) int64 array of ranks, sorted. `band_columns`
+    yields each band's keys aligned with `ranks` (a (docs x bands) array's `.T`, or one band at a time from
+    disk)."""
     chunks = []
-    for b in range(band_keys.shape[1]):
-        col = band_keys[:, b] if rows is None else band_keys[rows, b]
+    for col in band_columns:
         u, v = bucket_pairs(col, ranks, all_pairs_max)
         if len(u):
             chunks.append(u * np.int64(1 << 31) + v)

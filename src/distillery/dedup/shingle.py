@@ -77,11 +77,12 @@ _CP_CLASS: np.ndarray | None = None
 
 def _codepoint_classes() -> np.ndarray:
     """Class of every code point (0 separator, _RUN, _SINGLE) from Python's own regexes, so the batch
-    tokeniser cannot drift from `tokenize`. Built once per process (~0.1 s, 1.1 MB), on the first
+    tokeniser cannot drift from `tokenize`. Built once per process (~0.07 s, 1.1 MB), on the first
     batch that is not all ASCII."""
     global _CP_CLASS
     if _CP_CLASS is None:
-        every = "".join(map(chr, range(0x110000)))
+        # every code point as one string: decoding UTF-32 is ~20x faster than joining 1.1M chr() calls
+        every = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
         cls = np.zeros(0x110000, dtype=np.uint8)
         for m in _WORD_RE.finditer(every):
             cls[m.start():m.end()] = _RUN

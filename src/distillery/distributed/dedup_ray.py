@@ -244,12 +244,12 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
                                      fn_kwargs={"settings": settings, "index_ref": index_ref,
                                                 "spill_dir": spill_dir})
                         .materialize())
-            table, base, line_off, lines_in = local.Table(), {}, {}, 0
+            table, base, line_off, lines_in = local.Table(Path(spill_dir) / "table", 0), {}, {}, 0
             for row in prepared.select_columns(["meta"]).iter_rows():
                 m = pickle.loads(row["meta"])
                 off = line_off.get(m["file_no"], 0)
                 line_off[m["file_no"]] = off + m["n_lines"]
-                base[m["chunk"]] = len(table.ids)
+                base[m["chunk"]] = table.count
                 for batch_no, prep in m["subs"]:
                     prep.lines = prep.lines + off
                     prep.ids = [f"{m['file_no']}:{int(ln)}" if i.startswith(SENTINEL) else i
@@ -263,8 +263,7 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
                         else:
                             quarantine.reject_bad_line(BadLine(reason, ln + off, raw, detail), src)
                     table.add(batch_no, m["file_no"], prep)
-            cols = table.freeze(0)
-            ids, sources = table.ids, table.sources
+            cols, ids, src_rank, _ = table.freeze(p.source_priority)
             n = len(ids)
             timings["prepare_s"] = time.perf_counter() - t
             log.info("dedup[ray]: prepared %d records in %d ranges in %.1fs", n, len(chunks), timings["prepare_s"])
@@ -272,7 +271,7 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
 
             # ---- 2. driver: ranks, exact groups, contamination (the local engine's own code)
             t = time.perf_counter()
-            dec = local.Decisions.start(cols, ids, sources, table.hits, index, p)
+            dec = local.Decisions.start(cols, ids, src_rank, table.hits, index, p)
             rank, status, dup_of, sim = dec.rank, dec.status, dec.dup_of, dec.sim  # marked in place below
             timings["exact_s"] = time.perf_counter() - t
 

@@ -1,0 +1,128 @@
+"""What the dedup parent keeps per record, written to disk as the batches arrive.
+
+At 1.2M records the parent held ~0.5 KB a record: 13 band keys, a Python string per id, and the batch parts
+of every column, whose freed heap the allocator kept after they were joined. Here every column is appended
+to a file as its batch arrives and read back in one allocation when the pass ends; band keys are read one
+band at a time by LSH; ids stay UTF-8 bytes, decoded only for the records written out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+
+from ..core.io import output_error
+from .cluster import source_ranks
+
+# per-record scalar columns and their on-disk dtype
+SCALARS = {"file_no": np.int32, "line": np.int64, "batch_no": np.int32, "local": np.int32,
+           "scores": np.float64, "hi": np.uint64, "lo": np.uint64, "nsh": np.int32}
+_ID_SORT_WIDTH = 64      # ids up to this many UTF-8 bytes are sorted as fixed-width bytes, longer ones as str
+_ID_SORT_CHUNK = 1 << 16
+
+
+class Ids:
+    """Record ids as one UTF-8 blob with end offsets (~32 bytes a record instead of a ~80-byte string)."""
+
+    def __init__(self, blob: bytes, ends: np.ndarray):
+        self.blob, self.ends = blob, ends
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i: Any) -> str:
+        i = int(i)
+        start = int(self.ends[i - 1]) if i else 0
+        return self.blob[start:int(self.ends[i])].decode("utf-8", "surrogatepass")
+
+    def order(self) -> np.ndarray:
+        """Stable argsort of the ids in Python's str order. UTF-8 bytes sort as code points do, so short ids
+        are sorted as NUL-padded bytes (one id holding a NUL would tie with its padding: then, and for long
+        ids, the strings are sorted)."""
+        n = len(self)
+        lens = np.diff(self.ends, prepend=0)
+        width = int(lens.max()) if n else 0
+        raw = np.frombuffer(self.blob, np.uint8)
+        if width > _ID_SORT_WIDTH or not width or raw.min() == 0:
+            return np.argsort(np.array([self[i] for i in range(n)], dtype=object), kind="stable")
+        fixed = np.zeros((n, width), np.uint8)
+        for s in range(0, n, _ID_SORT_CHUNK):          # chunked scatter: small temporaries
+            ln = lens[s:s + _ID_SORT_CHUNK]
+            first = int(self.ends[s - 1]) if s else 0
+            part = raw[first:int(self.ends[min(s + _ID_SORT_CHUNK, n) - 1])]
+            row = np.repeat(np.arange(s, s + len(ln)), ln)
+            col = np.arange(len(part)) - np.repeat(np.cumsum(ln) - ln, ln)
+            fixed[row, col] = part
+        return np.argsort(fixed.view(f"S{width}").ravel(), kind="stable")
+
+
+class BandKeys:
+    """The LSH band keys on disk, one file per band (8 bytes a record each)."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    @property
+    def bands(self) -> int:
+        return len(self.paths)
+
+    def columns(self, rows: np.ndarray) -> Iterator[np.ndarray]:
+        """Each band's keys of `rows`, one band in memory at a time."""
+        for path in self.paths:
+            yield np.fromfile(path, np.uint64)[rows]
+
+
+class Table:
+    """Per good record: the scalars of SCALARS, its id, source and band keys (appended to files in
+    `directory`), plus the eval hits (few, kept in memory)."""
+
+    def __init__(self, directory: Path, bands: int):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dir = directory
+        self.count = 0
+        self.hits: list[tuple[int, int, str, float]] = []
+        self.source_names: dict[str, int] = {}
+        names = [*SCALARS, "source", "id_len", "ids", *(f"band{b:02d}" for b in range(bands))]
+        self._fh: dict[str, BinaryIO] = {name: open(directory / name, "wb") for name in names}
+
+    def _append(self, name: str, data: bytes) -> None:
+        try:
+            self._fh[name].write(data)
+        except OSError as e:
+            raise output_error(self.dir / name, e) from None
+
+    def add(self, batch_no: int, file_no: int, prep: Any) -> None:
+        n = len(prep.ids)
+        cols = {"file_no": np.full(n, file_no), "line": prep.lines, "batch_no": np.full(n, batch_no),
+                "local": np.arange(n), "scores": prep.scores, "hi": prep.hi, "lo": prep.lo, "nsh": prep.n_shingles}
+        for name, dtype in SCALARS.items():
+            self._append(name, np.asarray(cols[name], dtype=dtype).tobytes())
+        codes = [self.source_names.setdefault(s, len(self.source_names)) for s in prep.sources]
+        self._append("source", np.array(codes, np.int32).tobytes())
+        encoded = [i.encode("utf-8", "surrogatepass") for i in prep.ids]
+        self._append("id_len", np.fromiter(map(len, encoded), np.int64, count=n).tobytes())
+        self._append("ids", b"".join(encoded))
+        for b in range(prep.keys.shape[1]):
+            self._append(f"band{b:02d}", np.ascontiguousarray(prep.keys[:, b], dtype=np.uint64).tobytes())
+        self.hits.extend((self.count + d, i, m, o) for d, i, m, o in prep.hits)
+        self.count += n
+
+    def close(self) -> None:
+        for name, fh in self._fh.items():
+            try:
+                fh.close()
+            except OSError as e:
+                raise output_error(self.dir / name, e) from None
+
+    def freeze(self, source_priority: list[str]) -> tuple[dict[str, Any], Ids, np.ndarray, BandKeys]:
+        """(scalar columns, ids, source rank by `source_priority`, band keys), each column read back in one
+        allocation."""
+        self.close()
+        cols = {name: np.fromfile(self.dir / name, dtype) for name, dtype in SCALARS.items()}
+        ids = Ids((self.dir / "ids").read_bytes(), np.cumsum(np.fromfile(self.dir / "id_len", np.int64)))
+        names = sorted(self.source_names, key=self.source_names.get)
+        src_rank = source_ranks(names, source_priority)[np.fromfile(self.dir / "source", np.int32)]
+        bands = sorted(p for p in self.dir.iterdir() if p.name.startswith("band"))
+        return cols, ids, src_rank, BandKeys(bands)
