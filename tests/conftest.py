@@ -89,3 +89,25 @@ def browse(chromium):
         assert r.returncode == 0, r.stderr[-2000:]
         return r
     return _browse
+
+
+@pytest.fixture()
+def tiny_fs(tmp_path):
+    """Mount a tmpfs of `size` (and options) under tmp_path; unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(size: str, *opts: str) -> Path:
+        d = tmp_path / f"fs{len(mounted)}"
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join((f"size={size}",) + opts), "tmpfs", str(d)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)

@@ -52,3 +52,18 @@ def test_reject_rate_over_threshold_fails_the_stage(run_script, tmp_path):
                    cwd=tmp_path, env={"DISTILLERY_TRACKING": "0"})
     assert r.returncode == 3 and "Traceback" not in r.stderr
     assert "reject rate 66.7%" in r.stderr and "malformed_json=2" in r.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_full_spill_disk_is_one_line_naming_the_file(run_script, tmp_path, tiny_fs, workers):
+    """Shingle sets and the parent's table spill to dedup.tmp_dir: when it fills, the stage stops with one line
+    naming the file it could not write (numpy's own writer said only "N requested and M written"), exit 2."""
+    disk = tiny_fs("64k")
+    src = write(tmp_path / "in.jsonl", [rec(f"r{i}", text(i)) for i in range(300)])
+    r = run_script("dedup", "--input", src, "--output", tmp_path / "out", "--no-decontaminate", "--set",
+                   f"dedup.tmp_dir={disk}", "--set", f"dedup.workers={workers}", "--set", "dedup.batch_size=64",
+                   cwd=tmp_path, env={"DISTILLERY_TRACKING": "0"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {disk}/") and last.endswith("cannot write: No space left on device"), last
+    assert not (tmp_path / "out" / "records.jsonl").exists() and not list(disk.iterdir())

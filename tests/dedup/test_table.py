@@ -6,7 +6,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from distillery.core.errors import OutputError
 from distillery.dedup import table
 from distillery.dedup.table import Table
 
@@ -56,13 +55,3 @@ def test_ids_sort_exactly_as_python_strings_do_and_ties_keep_input_order(tmp_pat
     _, got, _, _ = t.freeze([])
     assert [got[i] for i in range(len(got))] == ids
     assert got.order().tolist() == sorted(range(len(ids)), key=lambda i: ids[i])
-
-
-def test_a_full_disk_names_the_table_file(tmp_path, monkeypatch):
-    t = Table(tmp_path / "t", bands=1)
-
-    def full(data):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(t._fh["ids"], "write", full, raising=False)
-    with pytest.raises(OutputError, match=r"t/ids: cannot write: No space left on device"):
-        t.add(0, 0, prep(["a"], ["x"], bands=1))

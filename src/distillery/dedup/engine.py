@@ -35,7 +35,7 @@ from .decontam import EvalIndex, build_index
 from .lsh import candidate_pairs
 from .minhash import choose_banding, estimate, permutations
 from .steps import Prepared, Settings, parse_line, prepare_batch, verify_pairs
-from .table import Ids, Table
+from .table import Ids, Table, write_array
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ def _work_prepare(task: tuple[int, int, int, bytes]) -> tuple[int, int, Prepared
     lines = numbered_lines(first, blob)
 
     def spill(sig, sh, off):
-        sh.astype(np.uint32, copy=False).tofile(_spill_path(batch_no, "sh"))
-        off.astype(np.int64, copy=False).tofile(_spill_path(batch_no, "off"))
+        write_array(_spill_path(batch_no, "sh"), sh.astype(np.uint32, copy=False))
+        write_array(_spill_path(batch_no, "off"), off.astype(np.int64, copy=False))
         if sig is not None:
-            np.ascontiguousarray(sig, dtype=np.uint32).tofile(_spill_path(batch_no, "sig"))
+            write_array(_spill_path(batch_no, "sig"), sig.astype(np.uint32, copy=False))
 
     prep = prepare_batch(lines, _W["settings"], _W["index"], spill, fallback_id=lambda ln: f"{file_no}:{ln}")
     return batch_no, file_no, prep

@@ -8,6 +8,7 @@ band at a time by LSH; ids stay UTF-8 bytes, decoded only for the records writte
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -21,6 +22,22 @@ SCALARS = {"file_no": np.int32, "line": np.int64, "batch_no": np.int32, "local":
            "scores": np.float64, "hi": np.uint64, "lo": np.uint64, "nsh": np.int32}
 _ID_SORT_WIDTH = 64      # ids up to this many UTF-8 bytes are sorted as fixed-width bytes, longer ones as str
 _ID_SORT_CHUNK = 1 << 16
+
+
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """A write or close that fails inside the block (a full disk) stops with one line naming `path`."""
+    try:
+        yield
+    except OSError as e:
+        raise output_error(path, e) from None
+
+
+def write_array(path: str | Path, data: np.ndarray) -> None:
+    """Write an array's bytes to a spill file. Not `ndarray.tofile`: on a full disk it raises an OSError with
+    no errno or path ("N requested and M written")."""
+    with naming(path), open(path, "wb") as fh:
+        fh.write(memoryview(np.ascontiguousarray(data)))
 
 
 class Ids:
@@ -64,10 +81,6 @@ class BandKeys:
     def __init__(self, paths: list[Path]):
         self.paths = paths
 
-    @property
-    def bands(self) -> int:
-        return len(self.paths)
-
     def columns(self, rows: np.ndarray) -> Iterator[np.ndarray]:
         """Each band's keys of `rows`, one band in memory at a time."""
         for path in self.paths:
@@ -88,10 +101,8 @@ class Table:
         self._fh: dict[str, BinaryIO] = {name: open(directory / name, "wb") for name in names}
 
     def _append(self, name: str, data: bytes) -> None:
-        try:
+        with naming(self.dir / name):
             self._fh[name].write(data)
-        except OSError as e:
-            raise output_error(self.dir / name, e) from None
 
     def add(self, batch_no: int, file_no: int, prep: Any) -> None:
         n = len(prep.ids)
@@ -111,10 +122,8 @@ class Table:
 
     def close(self) -> None:
         for name, fh in self._fh.items():
-            try:
+            with naming(self.dir / name):
                 fh.close()
-            except OSError as e:
-                raise output_error(self.dir / name, e) from None
 
     def freeze(self, source_priority: list[str]) -> tuple[dict[str, Any], Ids, np.ndarray, BandKeys]:
         """(scalar columns, ids, source rank by `source_priority`, band keys), each column read back in one
@@ -124,5 +133,4 @@ class Table:
         ids = Ids((self.dir / "ids").read_bytes(), np.cumsum(np.fromfile(self.dir / "id_len", np.int64)))
         names = sorted(self.source_names, key=self.source_names.get)
         src_rank = source_ranks(names, source_priority)[np.fromfile(self.dir / "source", np.int32)]
-        bands = sorted(p for p in self.dir.iterdir() if p.name.startswith("band"))
-        return cols, ids, src_rank, BandKeys(bands)
+        return cols, ids, src_rank, BandKeys([self.dir / name for name in self._fh if name.startswith("band")])
