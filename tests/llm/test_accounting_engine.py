@@ -3,7 +3,9 @@ down, dry-run stand-ins, a claim held by another cache owner, and a store failur
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 
 import pytest
 from pydantic import BaseModel, Field
@@ -118,13 +120,49 @@ def test_an_answer_that_cannot_be_stored_halts_before_the_next_payment(srv, make
     assert len(srv.requests()) == 1                                  # one paid and lost, none after it
 
 
-def test_a_disk_without_room_for_the_answers_in_flight_halts_before_paying(srv, make_params, monkeypatch):
-    """The guard reads the cache disk's free space before paying (one reading serves 50 ms): with less room
-    than the answers in flight need, nothing is sent and the run stops with one line saying how much."""
-    p = make_params(srv.url, teacher={"max_concurrency": 4})
+def test_a_disk_without_room_for_the_answers_in_flight_halts_before_paying(srv, make_params, tiny_fs):
+    """The guard holds room on the cache's disk for every answer in flight before it pays: on a 1 MB disk it
+    cannot, so nothing is sent and the run stops with one line saying how much it wanted."""
+    disk = tiny_fs("1m")
+    p = make_params(srv.url, teacher={"max_concurrency": 4}, cache_path=str(disk / "cache.sqlite"))
     with Engine.from_params(p, stage="s") as eng:
-        readings = []
-        monkeypatch.setattr(eng.cache, "free_bytes", lambda: readings.append(1) or 200_000)
-        with pytest.raises(CacheFullError, match=r"disk nearly full: 0\.2 MB free, \d+\.\d MB needed"):
+        with pytest.raises(CacheFullError, match=r"disk nearly full: cannot set aside \d+\.\d MB for the answers"):
             eng.run([chat(i) for i in range(8)])
-    assert srv.requests() == [] and len(readings) == 1
+    assert srv.requests() == []
+
+
+def test_a_disk_filled_by_another_writer_mid_run_still_stores_every_paid_answer(srv, make_params, tiny_fs,
+                                                                                  tmp_path):
+    """Another writer takes the cache disk's last free byte while 8 answers are in flight (a free-space
+    reading taken before paying cannot see it coming): the guard stops paying, gives back the room it held,
+    and every answer it paid for lands in it."""
+    disk = tiny_fs("6m")
+    cache = disk / "cache.sqlite"
+    srv.configure(latency_ms=300, rules=[{"match": "question", "response": "word " * 4000}])  # 20 KB answers:
+    p = make_params(srv.url, teacher={"max_concurrency": 8, "gen": {"temperature": 0.0, "max_tokens": 8000}},
+                    cache_path=str(cache))                                                 # new WAL pages
+
+    def fill_the_disk() -> None:
+        deadline = time.monotonic() + 30
+        while len(srv.requests()) < 8 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with open(disk / "someone-else.bin", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+
+    filler = threading.Thread(target=fill_the_disk)
+    filler.start()
+    try:
+        with Engine.from_params(p, stage="s", failed_path=tmp_path / "failed.jsonl") as eng:
+            with pytest.raises(CacheFullError) as stopped:
+                eng.run([chat(i) for i in range(64)])
+    finally:
+        filler.join()
+    paid = len(srv.requests())
+    with sqlite3.connect(f"file:{cache}?mode=ro", uri=True) as conn:
+        stored = conn.execute("SELECT count(*) FROM responses").fetchone()[0]
+    assert "cannot store LLM answers" in str(stopped.value) and "could not be stored" not in str(stopped.value)
+    assert 8 <= paid < 64 and stored == paid

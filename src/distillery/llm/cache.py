@@ -118,11 +118,6 @@ class ResponseCache:
                 raise
             raise err from None
 
-    def free_bytes(self) -> int:
-        """Bytes still free for the cache's files (what a paid answer needs to land)."""
-        st = os.statvfs(self.path.parent)
-        return st.f_bavail * st.f_frsize
-
     # responses ---------------------------------------------------------------------------------
     def _select(self, cols: str, keys: set[str]) -> Iterable[tuple]:
         """Rows (`key` first, then `cols`) that hold the stored keys among `keys`, and possibly others: the

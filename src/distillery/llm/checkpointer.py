@@ -35,9 +35,14 @@ class Checkpointer:
             except sqlite3.Error:
                 return   # damaged or full: the engine's own commits report it; `stop` re-enables autocheckpoints
 
-    def stop(self) -> None:
+    def pause(self) -> None:
+        """No checkpoint at all from now until `stop` (the guard's last room is for answers, not for the
+        database file growing by the WAL's pages)."""
         self._stop.set()
         self._thread.join()
+
+    def stop(self) -> None:
+        self.pause()
         for close in (lambda: self.conn.execute(f"PRAGMA wal_autocheckpoint={DEFAULT_AUTOCHECKPOINT}"),
                       self._own.close):
             try:

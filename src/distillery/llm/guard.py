@@ -1,11 +1,12 @@
 """The gate in front of every paid call: is there room to store its answer, and may this process pay?
 
 Why: an answer is paid for the moment the provider sends it, so it must be able to land in the
-cache. Before each paid call the guard checks the cache's disk has room for every answer in
-flight plus this one, and claims the request in the cache database (`reservations.claim`: another
-process may already be paying for it, and `max_usd` holds across processes). The first write that
-fails (disk full, read-only) halts the guard: no further call is paid for, the calls in flight
-still land, and the engine then stops the run with one line.
+cache. Before each paid call the guard holds room on the cache's disk for every answer in flight
+plus this one (`room.Room`), and claims the request in the cache database (`reservations.claim`:
+another process may already be paying for it, and `max_usd` holds across processes). The first
+write that fails (disk full, read-only) halts the guard: no further call is paid for, checkpoints
+stop, the held room is given back, the answers in flight land in it, and the engine then stops
+the run with one line.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ import time
 from .cache import CacheWriteError, ResponseCache
 from .outcome import Outcome
 from .reservations import Claim
+from .room import NoRoom, Room
 
 log = logging.getLogger(__name__)
 
 WAIT_POLL_S = 0.05        # how often a request waiting on the budget or on another process looks again
-DISK_MARGIN = 1 << 20     # free bytes kept beside the cache beyond what in-flight answers may need
+DISK_MARGIN = 1 << 20     # room held beyond what the answers in flight may need
 COMMIT_BYTES = 64 << 10   # WAL pages one stored answer may add (leaf, index, ledger, reservation)
-FREE_READING_S = 0.05     # a free-space reading is reused this long (a statvfs per call was ~5% of a paid
-                          # call's client CPU); a write that fails anyway still halts the guard at once
 
 
 def cached_outcome(row: dict) -> Outcome:
@@ -41,16 +41,19 @@ class PayGuard:
         self.wait_s = wait_s
         self.halted: CacheWriteError | None = None
         self.lost = 0             # paid answers that could not be stored
-        self.in_flight = 0
+        self.in_flight = 0        # calls claimed (or being claimed) whose answers are not stored yet
+        self.room = Room(cache.path.parent)
         self._pending: list[tuple[str, str, str, Outcome, float]] = []    # answers for the next commit
         self._claims: list[tuple[str, float, asyncio.Future[Claim]]] = []  # claims for the next commit
         self._flushed: asyncio.Future[None] | None = None                  # that commit, once scheduled
-        self._free_read: tuple[float, int] = (-1e9, 0)                     # (when, free bytes) last read
 
     def halt(self, err: CacheWriteError) -> None:
+        """Pay for nothing more, and give the answers in flight the room held for them."""
         if self.halted is None:
             self.halted = err
             log.debug("%s: cannot store LLM answers (%s); no further request will be paid for", self.cache.path, err)
+            self.cache.checkpointer.pause()
+            self.room.release()
 
     def message(self) -> str:
         lost = f"; {self.lost} paid answer(s) in flight could not be stored" if self.lost else ""
@@ -58,21 +61,34 @@ class PayGuard:
                 f"requests{lost}. Free space (or make the cache writable) and rerun: stored answers are kept")
 
     def room_for(self, max_tokens: int) -> bool:
-        """Whether the cache's disk can take the answers in flight plus this one (else halt)."""
-        per = COMMIT_BYTES + 8 * max_tokens
-        need = DISK_MARGIN + per * (self.in_flight + 1)
-        now = time.monotonic()
-        if now - self._free_read[0] > FREE_READING_S:
-            self._free_read = (now, self.cache.free_bytes())
-        free = self._free_read[1]
-        if free < need:
-            self.halt(CacheWriteError(f"disk nearly full: {free / 1e6:.1f} MB free, {need / 1e6:.1f} MB needed"))
+        """Hold room on the cache's disk for the answers in flight, this one included (else halt)."""
+        try:
+            self.room.hold(DISK_MARGIN + (COMMIT_BYTES + 8 * max_tokens) * self.in_flight)
+        except NoRoom as e:
+            self.halt(CacheWriteError(str(e.strerror)))
             return False
         return True
 
     async def claim(self, key: str, worst_usd: float, max_tokens: int) -> Claim | Outcome | None:
         """MINE (call it), BUSY (another process is), REFUSED (over max_usd), the stored answer, or None
-        (halted). Waits while the overall budget is held by calls in flight that may settle lower."""
+        (halted). Waits while the overall budget is held by calls in flight that may settle lower.
+        From the claim on, the call counts as in flight; on MINE it stays so until its answer is queued for
+        storing (`store_soon`) or it ends without one (`done`)."""
+        self.in_flight += 1
+        try:
+            got = await self._claim(key, worst_usd, max_tokens)
+        except BaseException:
+            self.in_flight -= 1
+            raise
+        if got is not Claim.MINE:
+            self.in_flight -= 1
+        return got
+
+    def done(self) -> None:
+        """A call claimed MINE ended without an answer to store."""
+        self.in_flight -= 1
+
+    async def _claim(self, key: str, worst_usd: float, max_tokens: int) -> Claim | Outcome | None:
         while True:
             if self.halted is not None or not self.room_for(max_tokens):
                 return None
@@ -132,9 +148,12 @@ class PayGuard:
             self._commit(rows)
 
     def store_soon(self, key: str, teacher: str, model: str, o: Outcome, cost: float) -> asyncio.Future[None]:
-        """Queue an answer for the next commit and return that commit's future. The caller awaits it before
-        it pays for anything more; a worker that claims its next request in the same loop turn has that
-        claim in the same commit, after the answer (so the claim fails if the answer cannot be stored)."""
+        """Queue the answer of a call claimed MINE for the next commit and return that commit's future. The
+        caller awaits it before it pays for anything more; a worker that claims its next request in the same
+        loop turn has that claim in the same commit, after the answer (so the claim fails if the answer cannot
+        be stored). The call stops counting as in flight here: its worker sends nothing until this answer is
+        stored, and the room held never shrinks, so what was held for the call now holds its answer."""
+        self.in_flight -= 1
         self._pending.append((key, teacher, model, o, cost))
         return self._next_commit()
 
@@ -147,12 +166,11 @@ class PayGuard:
         err: Exception | None = None
         if rows or claims:
             try:
-                got = self.cache.commit([(k, t, m, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens, c)
-                                         for k, t, m, o, c in rows], self.stage,
-                                        [(k, w) for k, w, _ in claims], self.max_usd, self.refresh)
+                got = self.cache.commit(_answer_rows(rows), self.stage, [(k, w) for k, w, _ in claims],
+                                        self.max_usd, self.refresh)
             except CacheWriteError as e:
-                self.lost += sum(int(c > 0) for *_, c in rows)
                 self.halt(e)
+                self._commit(rows)       # the answers alone, in the room the halt gave back; no claim
                 err = e
             except Exception as e:  # noqa: BLE001 - every waiter gets the failure
                 err = e
@@ -166,9 +184,18 @@ class PayGuard:
                 fut.set_result(None)     # stored, or the guard is halted and says so
 
     def _commit(self, rows: list[tuple[str, str, str, Outcome, float]]) -> None:
-        try:
-            self.cache.put_many([(k, t, m, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens, c)
-                                 for k, t, m, o, c in rows], self.stage)
-        except CacheWriteError as e:
-            self.lost += sum(int(c > 0) for *_, c in rows)
-            self.halt(e)
+        """Store answers in one commit. When that fails, halt (which gives the held room back) and try once
+        more: what still fails is counted as lost."""
+        for _ in range(2):
+            if not rows:
+                return
+            try:
+                self.cache.put_many(_answer_rows(rows), self.stage)
+                return
+            except CacheWriteError as e:
+                self.halt(e)
+        self.lost += sum(int(c > 0) for *_, c in rows)
+
+
+def _answer_rows(rows: list[tuple[str, str, str, Outcome, float]]) -> list[tuple]:
+    return [(k, t, m, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens, c) for k, t, m, o, c in rows]

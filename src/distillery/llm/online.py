@@ -123,23 +123,26 @@ class OnlineBackend:
                     out[it.index] = (claim, True)
                 return None
             if guard.halted is not None:     # the claim landed, but an answer before it could not be stored
+                guard.done()
                 budget.settle(worst, 0.0, t.name)
                 s.cache.release(it.key)
                 return None
             start = time.perf_counter()
-            guard.in_flight += 1
             try:
                 o = await call_with_retries(lambda: provider_openai.call(client, t, it.mode, it.payload, it.gen,
                                                                          it.req.schema),
                                             t, limiter, it, st,
                                             prompt_bytes(it.mode, it.payload) + int(it.gen.get("max_tokens") or 0))
             except CallError as e:
+                guard.done()
                 budget.settle(worst, 0.0, t.name)
                 s.cache.release(it.key)
                 out[it.index] = e
                 return None
+            except BaseException:
+                guard.done()
+                raise
             finally:
-                guard.in_flight -= 1
                 it.latency += time.perf_counter() - start
             c = cost_usd(t, o.prompt_tokens, o.completion_tokens)
             it.cost += c
