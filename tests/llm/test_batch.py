@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
 from distillery.llm import ChatRequest
 
-from distillery.llm.engine import Engine
+from distillery.llm.engine import CacheFullError, Engine
 from distillery.llm.cache import ResponseCache
 
 BATCH = {"batch": True, "batch_poll_s": 0.05, "price_input_per_1m": 1.0, "price_output_per_1m": 2.0,
@@ -100,3 +102,40 @@ def test_batch_state_survives_in_cache_file(srv, make_params):
     c = ResponseCache(p.llm.cache_path)
     (bid, keys), = c.open_batches("t")
     assert bid.startswith("batch-") and len(keys) == 2
+
+
+def test_a_full_disk_at_collection_stops_in_one_line_and_the_rerun_collects_the_same_batch(srv, make_params,
+                                                                                            tiny_fs):
+    """The batch is paid for once it completes. When its answers cannot be stored (the cache's disk filled
+    up meanwhile), the run stops with CacheFullError and leaves the batch open; once there is room, the
+    rerun collects the same batch instead of submitting (and paying for) a new one."""
+    disk = tiny_fs("6m")
+    srv.configure(batch_delay_s=0.5, rules=[{"match": "q ", "response": "word " * 4000}])   # 20 KB answers
+    p = make_params(srv.url, teacher={**BATCH, "gen": {"temperature": 0.0, "max_tokens": 8000}},
+                    cache_path=str(disk / "cache.sqlite"))
+    filler = disk / "someone-else.bin"
+
+    def fill_the_disk_once_submitted() -> None:
+        deadline = time.monotonic() + 30
+        while "/v1/batches" not in paths(srv) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with open(filler, "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+
+    th = threading.Thread(target=fill_the_disk_once_submitted)
+    th.start()
+    try:
+        with Engine.from_params(p, stage="distill") as eng:
+            with pytest.raises(CacheFullError, match="cannot store LLM answers"):
+                eng.run(reqs(40))
+    finally:
+        th.join()
+    filler.unlink()
+    with Engine.from_params(p, stage="distill") as eng:
+        res = eng.run(reqs(40))
+    assert all(r.ok for r in res) and len({r.text for r in res}) == 1
+    assert paths(srv).count("/v1/batches") == 1 and paths(srv).count("/v1/files") == 1

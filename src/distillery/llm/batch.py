@@ -3,7 +3,8 @@
 Submitted batch ids and the cache keys they cover are committed to the cache database before
 polling starts, so a killed run resumes polling the same batches instead of paying again. Each
 collected answer is cached at once (at batch prices). A batch still running after `batch_wait_s`
-leaves its requests `batch_pending`; the next run picks it up.
+leaves its requests `batch_pending`; the next run picks it up. So does a batch whose answers could
+not all be stored (full disk): the guard halts and the batch stays open.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from ..core.io import dumps, write_text
 from .backend import Outcomes, Services
+from .cache import CacheWriteError
 from .config import TeacherParams
 from .items import Item, cost_usd, worst_cost
 from .online import ClientPool
@@ -86,6 +88,8 @@ async def _run(s: Services, client: Any, t: TeacherParams, items: list[Item], ba
     # 3. poll and collect every batch
     st = s.stat(t)
     for bid, keys in batch_keys.items():
+        if s.guard.halted is not None:
+            break
         try:
             results = await _collect(client, t, bid)
         except CallError as e:
@@ -100,8 +104,12 @@ async def _run(s: Services, client: Any, t: TeacherParams, items: list[Item], ba
             r = results.get(key)
             if isinstance(r, Outcome):
                 c = cost_usd(t, r.prompt_tokens, r.completion_tokens, batch=True)
-                cache.put(key, t.name, t.model, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens,
-                          c, s.stage)
+                try:
+                    cache.put(key, t.name, t.model, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens,
+                              c, s.stage)
+                except CacheWriteError as e:
+                    s.guard.halt(e)   # the batch stays open: the rerun collects these answers, paying nothing
+                    break
                 s.budget.settle(reserved.pop(key, 0.0), c, t.name)
                 st.add_usage(r.prompt_tokens, r.completion_tokens, c)
                 bar.tokens(r.prompt_tokens + r.completion_tokens, c)
@@ -114,7 +122,7 @@ async def _run(s: Services, client: Any, t: TeacherParams, items: list[Item], ba
                     out[it.index] = r
                 else:
                     out[it.index] = pending_err
-        if pending_err.reason != "batch_pending":
+        if pending_err.reason != "batch_pending" and s.guard.halted is None:
             cache.set_batch_status(bid, "collected")
     for key, w in reserved.items():
         s.budget.settle(w, 0.0, t.name)

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterator, Protocol, Sequence
 
-from ..core.errors import DistilleryError
+from ..core.errors import DistilleryError, OutputError
 from .backend import AsyncLoop, Backend, Got, Outcomes, Services
 from .budget import Budget
 from .cache import ResponseCache, canonical, key_frame, key_from_parts, payload_json, payload_utf8, request_key
@@ -269,11 +269,7 @@ class Engine:
                 pending = nxt
         finally:
             bar.close()
-            try:
-                self.failed.flush()
-            except OSError:
-                if self.guard.halted is None:
-                    raise
+            self._flush_failed()
         if self.guard.halted is not None:
             raise CacheFullError(self.guard.message())
         return results  # type: ignore[return-value]
@@ -487,8 +483,18 @@ class Engine:
             b.close()
         self.clients.close()
         self.services.loop.close()
-        self.failed.flush()
-        self.cache.close()
+        try:
+            self._flush_failed()
+        finally:
+            self.cache.close()
+
+    def _flush_failed(self) -> None:
+        """Write the failed-requests file; on a disk the guard found full, the guard's one line says it all."""
+        try:
+            self.failed.flush()
+        except OutputError:
+            if self.guard.halted is None:
+                raise
 
     def __enter__(self) -> Engine:
         return self
