@@ -166,3 +166,5 @@ def test_a_disk_filled_by_another_writer_mid_run_still_stores_every_paid_answer(
         stored = conn.execute("SELECT count(*) FROM responses").fetchone()[0]
     assert "cannot store LLM answers" in str(stopped.value) and "could not be stored" not in str(stopped.value)
     assert 8 <= paid < 64 and stored == paid
+    left = {f.name for f in disk.iterdir()} - {"cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"}
+    assert left == {"someone-else.bin"}                    # the room the guard held left no file behind
