@@ -28,14 +28,16 @@ def test_columns_ids_sources_and_band_keys_come_back_as_added(tmp_path):
     t = Table(tmp_path / "t", bands=3)
     t.add(0, 0, a)
     t.add(1, 2, b)
-    cols, ids, src_rank, keys = t.freeze(["curated", "web"])
+    cols, ids, keys = t.freeze()
     assert [ids[i] for i in range(len(ids))] == ["r1", "r2", "é3", "r4", "😀"]
     assert cols["line"].tolist() == [1, 2, 3, 10, 11]
     assert cols["file_no"].tolist() == [0, 0, 0, 2, 2] and cols["batch_no"].tolist() == [0, 0, 0, 1, 1]
     assert cols["local"].tolist() == [0, 1, 2, 0, 1]
-    assert np.array_equal(cols["scores"], np.concatenate([a.scores, b.scores]))
-    assert np.array_equal(cols["hi"], np.concatenate([a.hi, b.hi]))
-    assert src_rank.tolist() == [1, 0, 1, 2, 1]          # unlisted sources after every listed one
+    assert not set(table.KEEP_POLICY_INPUTS) & set(cols)  # read once, on demand, not held for the run
+    assert np.array_equal(t.column("scores"), np.concatenate([a.scores, b.scores]))
+    assert np.array_equal(t.column("hi"), np.concatenate([a.hi, b.hi]))
+    assert np.array_equal(t.column("lo"), np.concatenate([a.lo, b.lo]))
+    assert t.source_rank(["curated", "web"]).tolist() == [1, 0, 1, 2, 1]   # unlisted sources after listed ones
     rows = np.array([4, 0, 2])
     got = list(keys.columns(rows))
     whole = np.concatenate([a.keys, b.keys])
@@ -44,14 +46,17 @@ def test_columns_ids_sources_and_band_keys_come_back_as_added(tmp_path):
 
 
 @pytest.mark.parametrize("ids", [TRICKY, [i for i in TRICKY if "\x00" not in i and len(i) < 60],
-                                 [f"{random.Random(k).randrange(10**6):x}" for k in range(3000)]],
-                         ids=["with-nul-and-long", "short", "many-hex"])
+                                 [f"{random.Random(k).randrange(10**6):x}" for k in range(3000)],
+                                 [f"{random.Random(k).randrange(10**3):03x}" for k in range(3000)],
+                                 ["é", "e", "z", "😀", "名", "é"]],
+                         ids=["with-nul-and-long", "short", "many-hex", "one-length-with-repeats",
+                              "one-char-mixed-bytes"])
 def test_ids_sort_exactly_as_python_strings_do_and_ties_keep_input_order(tmp_path, monkeypatch, ids):
     monkeypatch.setattr(table, "_ID_SORT_CHUNK", 5)      # the chunked scatter crosses many chunks
     t = Table(tmp_path / "t", bands=0)
     for s in range(0, len(ids), 7):
         part = ids[s:s + 7]
         t.add(s, 0, prep(part, ["x"] * len(part), bands=0))
-    _, got, _, _ = t.freeze([])
+    _, got, _ = t.freeze()
     assert [got[i] for i in range(len(got))] == ids
     assert got.order().tolist() == sorted(range(len(ids)), key=lambda i: ids[i])

@@ -29,18 +29,15 @@ def keep_order(scores: np.ndarray, src_rank: np.ndarray, id_order: np.ndarray) -
     return rank
 
 
-def exact_groups(hi: np.ndarray, lo: np.ndarray, rank: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """keeper[i] = index of the doc i duplicates exactly (i itself when it is kept); -1 if inactive."""
-    keeper = np.full(len(hi), -1, np.int64)
-    idx = np.flatnonzero(active)
-    if not len(idx):
-        return keeper
-    order = idx[np.lexsort((rank[idx], lo[idx], hi[idx]))]
+def exact_groups(hi: np.ndarray, lo: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """keeper[i] = index of the doc i duplicates exactly (i itself when it is kept)."""
+    order = np.lexsort((rank, lo, hi))
     h, l = hi[order], lo[order]
     new = np.ones(len(order), bool)
     new[1:] = (h[1:] != h[:-1]) | (l[1:] != l[:-1])
-    first = order[np.flatnonzero(new)]
-    keeper[order] = first[np.cumsum(new) - 1]
+    del h, l
+    keeper = np.empty(len(order), np.int64)
+    keeper[order] = order[np.flatnonzero(new)][np.cumsum(new) - 1]
     return keeper
 
 

@@ -220,7 +220,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
                         quarantine.reject_bad_line(BadLine(reason, ln, raw, detail), str(files[file_no]))
                 table.add(batch_no, file_no, prep)
             bar.close()
-            cols, ids, src_rank, band_keys = table.freeze(p.source_priority)
+            cols, ids, band_keys = table.freeze()
             n = len(ids)
             timings["prepare_s"] = time.perf_counter() - t
             log.info("dedup: prepared %d records in %.1fs (%d bands x %d rows)", n, timings["prepare_s"], bands, rows)
@@ -228,7 +228,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
 
             # ---- decide
             t = time.perf_counter()
-            dec = Decisions.start(cols, ids, src_rank, table.hits, index, p)
+            dec = Decisions.start(table, ids, index, p)
             rank, status, dup_of, sim = dec.rank, dec.status, dec.dup_of, dec.sim  # marked in place below
             timings["exact_s"] = time.perf_counter() - t
 
@@ -339,21 +339,22 @@ class Decisions:
     _status: list[int] | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, cols: dict, ids: Ids, src_rank: np.ndarray, hits: list[tuple[int, int, str, float]],
-              index: EvalIndex | None, p: DedupParams) -> "Decisions":
-        """Ranks, exact groups, then contamination: all that is settled before the near-duplicate pass."""
+    def start(cls, table: Table, ids: Ids, index: EvalIndex | None, p: DedupParams) -> "Decisions":
+        """Ranks, exact groups, then contamination: all that is settled before the near-duplicate pass. The
+        keep policy's inputs are read from the frozen table here and dropped when done."""
         n = len(ids)
-        rank = keep_order(cols["scores"], src_rank, ids.order())
+        rank = keep_order(table.column("scores"), table.source_rank(p.source_priority), ids.order())
         status = np.zeros(n, np.int8)
         dup_of = np.full(n, -1, np.int64)
         sim = np.full(n, np.nan)
         if p.exact and n:
-            keeper = exact_groups(cols["hi"], cols["lo"], rank, np.ones(n, bool))
+            keeper = exact_groups(table.column("hi"), table.column("lo"), rank)
             ex = keeper != np.arange(n)
             status[ex], dup_of[ex], sim[ex] = EXACT, keeper[ex], 1.0
+            del keeper, ex
         rows: list[dict] = []
         first_hit: dict[int, int] = {}
-        for d, item, method, overlap in hits:
+        for d, item, method, overlap in table.hits:
             ev = index.items[item]
             rows.append({"id": ids[d], "eval_set": ev.set, "eval_item": ev.item, "method": method,
                          "overlap": overlap, "eval_text": ev.text[:300],

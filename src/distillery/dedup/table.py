@@ -20,6 +20,7 @@ from .cluster import source_ranks
 # per-record scalar columns and their on-disk dtype
 SCALARS = {"file_no": np.int32, "line": np.int64, "batch_no": np.int32, "local": np.int32,
            "scores": np.float64, "hi": np.uint64, "lo": np.uint64, "nsh": np.int32}
+KEEP_POLICY_INPUTS = ("scores", "hi", "lo")    # read once by Decisions.start, not held for the whole run
 _ID_SORT_WIDTH = 64      # ids up to this many UTF-8 bytes are sorted as fixed-width bytes, longer ones as str
 _ID_SORT_CHUNK = 1 << 16
 
@@ -64,6 +65,8 @@ class Ids:
         raw = np.frombuffer(self.blob, np.uint8)
         if width > _ID_SORT_WIDTH or not width or raw.min() == 0:
             return np.argsort(np.array([self[i] for i in range(n)], dtype=object), kind="stable")
+        if int(lens.min()) == width:                   # one length (hash or counter ids): the blob is the array
+            return np.argsort(np.frombuffer(self.blob, f"S{width}"), kind="stable")
         fixed = np.zeros((n, width), np.uint8)
         for s in range(0, n, _ID_SORT_CHUNK):          # chunked scatter: small temporaries
             ln = lens[s:s + _ID_SORT_CHUNK]
@@ -125,12 +128,20 @@ class Table:
             with naming(self.dir / name):
                 fh.close()
 
-    def freeze(self, source_priority: list[str]) -> tuple[dict[str, Any], Ids, np.ndarray, BandKeys]:
-        """(scalar columns, ids, source rank by `source_priority`, band keys), each column read back in one
-        allocation."""
+    def freeze(self) -> tuple[dict[str, Any], Ids, BandKeys]:
+        """(scalar columns, ids, band keys) for the rest of the run, each column read back in one allocation.
+        The keep policy's inputs (KEEP_POLICY_INPUTS, 24 bytes a record) stay on disk: `Decisions.start` reads
+        them with `column` and `source_rank` and drops them before the near-duplicate pass."""
         self.close()
-        cols = {name: np.fromfile(self.dir / name, dtype) for name, dtype in SCALARS.items()}
+        cols = {name: self.column(name) for name in SCALARS if name not in KEEP_POLICY_INPUTS}
         ids = Ids((self.dir / "ids").read_bytes(), np.cumsum(np.fromfile(self.dir / "id_len", np.int64)))
+        return cols, ids, BandKeys([self.dir / name for name in self._fh if name.startswith("band")])
+
+    def column(self, name: str) -> np.ndarray:
+        """One scalar column of every record (after `freeze`)."""
+        return np.fromfile(self.dir / name, SCALARS[name])
+
+    def source_rank(self, source_priority: list[str]) -> np.ndarray:
+        """Each record's source's place in `source_priority` (after `freeze`)."""
         names = sorted(self.source_names, key=self.source_names.get)
-        src_rank = source_ranks(names, source_priority)[np.fromfile(self.dir / "source", np.int32)]
-        return cols, ids, src_rank, BandKeys([self.dir / name for name in self._fh if name.startswith("band")])
+        return source_ranks(names, source_priority)[np.fromfile(self.dir / "source", np.int32)]

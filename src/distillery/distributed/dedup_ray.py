@@ -263,7 +263,7 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
                         else:
                             quarantine.reject_bad_line(BadLine(reason, ln + off, raw, detail), src)
                     table.add(batch_no, m["file_no"], prep)
-            cols, ids, src_rank, _ = table.freeze(p.source_priority)
+            cols, ids, _ = table.freeze()
             n = len(ids)
             timings["prepare_s"] = time.perf_counter() - t
             log.info("dedup[ray]: prepared %d records in %d ranges in %.1fs", n, len(chunks), timings["prepare_s"])
@@ -271,7 +271,7 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
 
             # ---- 2. driver: ranks, exact groups, contamination (the local engine's own code)
             t = time.perf_counter()
-            dec = local.Decisions.start(cols, ids, src_rank, table.hits, index, p)
+            dec = local.Decisions.start(table, ids, index, p)
             rank, status, dup_of, sim = dec.rank, dec.status, dec.dup_of, dec.sim  # marked in place below
             timings["exact_s"] = time.perf_counter() - t
 
