@@ -46,6 +46,21 @@ def test_failed_log_keeps_one_line_per_unit_and_drops_resolved_ones(tmp_path):
     assert log.by_reason() == {"server_error": 1}
 
 
+def test_a_warm_cache_rerun_writes_the_same_failed_requests_file(srv, make_params, tmp_path):
+    """The file is a DVC output of every generation stage: the truncated answer served from the cache must
+    give the same line as when it was paid for, or a rerun would change the output and rerun what follows."""
+    srv.configure(rules=[{"match": "question 1$", "response": "cut short", "finish_reason": "length"}])
+    p = make_params(srv.url)
+    files = []
+    for run in range(2):
+        path = tmp_path / f"failed-{run}.jsonl"
+        with Engine.from_params(p, stage="s", failed_path=path) as eng:
+            res = eng.run([chat(0), chat(1)])
+        assert [r.error for r in res] == [None, "truncated"] and [r.cached for r in res] == [bool(run)] * 2
+        files.append(path.read_bytes())
+    assert len(srv.requests()) == 2 and files[0] == files[1] and b'"truncated"' in files[0]
+
+
 def test_a_teacher_marked_down_fails_fast_but_cached_answers_still_come(srv, make_params):
     p = make_params(srv.url)
     with Engine.from_params(p, stage="s") as eng:

@@ -5,6 +5,11 @@ rewritten from scratch by every run (a clean rerun leaves it empty), and a failu
 request of the same unit resolved (a retry, a failover teacher) is dropped. A unit is the request's
 `tag` when it has one, else the request itself (its cache key); a unit that failed twice (two
 teachers) keeps one line with its last reason and the earlier attempts.
+
+A line holds what decides the failure, never how this run came by it: a truncated answer served from
+the cache and the same answer just paid for give the same line (the number of calls this run made is
+in `ChatResult.attempts` and the engine's metrics). The file is part of a stage's DVC outputs, so a
+rerun on a warm cache leaves it byte-identical and reruns nothing downstream.
 """
 
 from __future__ import annotations
@@ -39,8 +44,7 @@ class FailedLog:
         unit = unit_of(req, key)
         earlier = self._rows.pop(unit, None)
         row = {"tag": req.tag, "teacher": res.teacher, "model": res.model, "error": res.error,
-               "detail": redact(res.detail), "truncated": res.truncated, "attempts": res.attempts,
-               "sent": res.sent, "text": res.text}
+               "detail": redact(res.detail), "truncated": res.truncated, "sent": res.sent, "text": res.text}
         if earlier is not None:
             row["earlier"] = earlier.pop("earlier", []) + [
                 {"teacher": earlier["teacher"], "error": earlier["error"], "detail": earlier["detail"]}]
