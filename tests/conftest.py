@@ -4,6 +4,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,30 @@ def tiny_fs(tmp_path):
     yield mount
     for d in mounted:
         subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.fixture()
+def fill_disk_when():
+    """`fill_disk_when(ready, path)`: a thread that waits (up to 30 s) until `ready()` is true, then writes `path`
+    until its disk is full: another writer taking the last free byte while a run goes on. Joined after the test."""
+    threads: list[threading.Thread] = []
+
+    def start(ready, path: Path) -> threading.Thread:
+        def fill() -> None:
+            deadline = time.monotonic() + 30
+            while not ready() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            with open(path, "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError:
+                    pass
+        th = threading.Thread(target=fill, daemon=True)
+        th.start()
+        threads.append(th)
+        return th
+
+    yield start
+    for th in threads:
+        th.join()

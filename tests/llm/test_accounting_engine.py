@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 
 import pytest
 from pydantic import BaseModel, Field
@@ -147,7 +146,7 @@ def test_a_disk_without_room_for_the_answers_in_flight_halts_before_paying(srv, 
 
 
 def test_a_disk_filled_by_another_writer_mid_run_still_stores_every_paid_answer(srv, make_params, tiny_fs,
-                                                                                  tmp_path):
+                                                                                  fill_disk_when, tmp_path):
     """Another writer takes the cache disk's last free byte while 8 answers are in flight (a free-space
     reading taken before paying cannot see it coming): the guard stops paying, gives back the room it held,
     and every answer it paid for lands in it."""
@@ -157,19 +156,7 @@ def test_a_disk_filled_by_another_writer_mid_run_still_stores_every_paid_answer(
     p = make_params(srv.url, teacher={"max_concurrency": 8, "gen": {"temperature": 0.0, "max_tokens": 8000}},
                     cache_path=str(cache))                                                 # new WAL pages
 
-    def fill_the_disk() -> None:
-        deadline = time.monotonic() + 30
-        while len(srv.requests()) < 8 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        with open(disk / "someone-else.bin", "wb", buffering=0) as f:
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-            except OSError:
-                pass
-
-    filler = threading.Thread(target=fill_the_disk)
-    filler.start()
+    filler = fill_disk_when(lambda: len(srv.requests()) >= 8, disk / "someone-else.bin")
     try:
         with Engine.from_params(p, stage="s", failed_path=tmp_path / "failed.jsonl") as eng:
             with pytest.raises(CacheFullError) as stopped:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 
@@ -105,7 +103,7 @@ def test_batch_state_survives_in_cache_file(srv, make_params):
 
 
 def test_a_full_disk_at_collection_stops_in_one_line_and_the_rerun_collects_the_same_batch(srv, make_params,
-                                                                                            tiny_fs):
+                                                                                            tiny_fs, fill_disk_when):
     """The batch is paid for once it completes. When its answers cannot be stored (the cache's disk filled
     up meanwhile), the run stops with CacheFullError and leaves the batch open; once there is room, the
     rerun collects the same batch instead of submitting (and paying for) a new one."""
@@ -115,19 +113,7 @@ def test_a_full_disk_at_collection_stops_in_one_line_and_the_rerun_collects_the_
                     cache_path=str(disk / "cache.sqlite"))
     filler = disk / "someone-else.bin"
 
-    def fill_the_disk_once_submitted() -> None:
-        deadline = time.monotonic() + 30
-        while "/v1/batches" not in paths(srv) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        with open(filler, "wb", buffering=0) as f:
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-            except OSError:
-                pass
-
-    th = threading.Thread(target=fill_the_disk_once_submitted)
-    th.start()
+    th = fill_disk_when(lambda: "/v1/batches" in paths(srv), filler)
     try:
         with Engine.from_params(p, stage="distill") as eng:
             with pytest.raises(CacheFullError, match="cannot store LLM answers"):
