@@ -25,9 +25,8 @@ from distillery.track import LAST_RUN, log_stage
 
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
-STOP_WITHIN_S = 60          # one signal stops it all: uvicorn's own shutdown (seconds when idle) or, when uvicorn
-                            # outlives SIGTERM (by over 60 s on a loaded 2-core machine), the Makefile's SIGKILL after
-                            # its default UI_STOP_GRACE of 10 s; a broken trap fails here
+STOP_WITHIN_S = 60          # one signal stops it all: uvicorn's own shutdown (seconds when idle) or the Makefile's
+                            # SIGKILL after its default UI_STOP_GRACE of 10 s; a broken trap fails here
 
 
 def _free_port() -> int:
@@ -82,7 +81,13 @@ def test_make_ui_serves_moved_artifacts_and_stops_on_one_signal(project, monkeyp
     env = dict(os.environ, PORT=str(port), WORKERS="1", MLFLOW_ENABLE_TELEMETRY="false")
     env.pop("MLFLOW_TRACKING_URI", None)
     log = open(moved / "ui.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=moved, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    # a terminal's Ctrl-C reaches a shell that can trap it; a SIGINT this process ignores would be inherited by make
+    # and its shell (which cannot trap an ignored signal), so the child starts with the default disposition
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, cwd=moved, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     base = f"http://127.0.0.1:{port}"
     tree: list[psutil.Process] = []
     try:
