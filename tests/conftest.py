@@ -1,5 +1,6 @@
 """Shared test setup: everything offline, telemetry off, one prepared SmolLM2 per machine."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -126,12 +127,9 @@ def fill_disk_when():
             deadline = time.monotonic() + 30
             while not ready() and time.monotonic() < deadline:
                 time.sleep(0.005)
-            with open(path, "wb", buffering=0) as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 4096)
-                except OSError:
-                    pass
+            with open(path, "wb", buffering=0) as f, contextlib.suppress(OSError):   # ENOSPC ends it: disk full
+                while True:
+                    f.write(b"\0" * 4096)
         th = threading.Thread(target=fill, daemon=True)
         th.start()
         threads.append(th)
