@@ -3,6 +3,7 @@ down, dry-run stand-ins, a claim held by another cache owner, and a store failur
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 
@@ -170,3 +171,17 @@ def test_a_disk_filled_by_another_writer_mid_run_still_stores_every_paid_answer(
     assert 8 <= paid < 64 and stored == paid
     left = {f.name for f in disk.iterdir()} - {"cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"}
     assert left == {"someone-else.bin"}                    # the room the guard held left no file behind
+
+
+def test_a_closed_engine_gives_the_room_it_held_back_to_the_disk(srv, make_params, tiny_fs):
+    """The room held for answers in flight is for the run only: once the engine is closed, the process (a
+    notebook, a stage that goes on) holds nothing on the cache's disk beyond the cache's own files."""
+    disk = tiny_fs("6m")
+    p = make_params(srv.url, teacher={"max_concurrency": 4}, cache_path=str(disk / "cache.sqlite"))
+    free_before = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    eng = Engine.from_params(p, stage="s")
+    with eng:
+        assert all(r.ok for r in eng.run([chat(i) for i in range(8)]))
+    used = free_before - os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    files = sum(f.stat().st_blocks * 512 for f in disk.iterdir())
+    assert len(srv.requests()) == 8 and used <= files + (64 << 10)

@@ -118,8 +118,10 @@ def test_a_full_disk_at_collection_stops_in_one_line_and_the_rerun_collects_the_
         with Engine.from_params(p, stage="distill") as eng:
             with pytest.raises(CacheFullError, match="cannot store LLM answers"):
                 eng.run(reqs(40))
+            left = eng.failed.by_reason()
     finally:
         th.join()
+    assert left and set(left) == {"batch_pending"}    # left open for the rerun, not failed
     filler.unlink()
     with Engine.from_params(p, stage="distill") as eng:
         res = eng.run(reqs(40))

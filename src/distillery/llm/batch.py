@@ -88,20 +88,22 @@ async def _run(s: Services, client: Any, t: TeacherParams, items: list[Item], ba
     # 3. poll and collect every batch
     st = s.stat(t)
     for bid, keys in batch_keys.items():
-        if s.guard.halted is not None:
-            break
-        try:
-            results = await _collect(client, t, bid)
-        except CallError as e:
-            if e.reason == "batch_pending":
-                log.warning("teacher %s: batch %s still running after %.0fs; rerun to collect it",
-                            t.name, bid, t.batch_wait_s)
-            results = {}
-            pending_err: CallError = e
-        else:
-            pending_err = CallError("batch_failed", f"batch {bid}: request missing from output")
+        left_open = CallError("batch_pending", f"batch {bid} left open: the response cache could not store "
+                                               "its answers; the rerun collects them without paying again")
+        results: dict[str, Outcome | CallError] = {}
+        pending_err: CallError = left_open
+        if s.guard.halted is None:
+            try:
+                results = await _collect(client, t, bid)
+            except CallError as e:
+                if e.reason == "batch_pending":
+                    log.warning("teacher %s: batch %s still running after %.0fs; rerun to collect it",
+                                t.name, bid, t.batch_wait_s)
+                pending_err = e
+            else:
+                pending_err = CallError("batch_failed", f"batch {bid}: request missing from output")
         for key in keys:
-            r = results.get(key)
+            r = results.get(key) if s.guard.halted is None else None
             if isinstance(r, Outcome):
                 c = cost_usd(t, r.prompt_tokens, r.completion_tokens, batch=True)
                 try:
@@ -109,10 +111,11 @@ async def _run(s: Services, client: Any, t: TeacherParams, items: list[Item], ba
                               c, s.stage)
                 except CacheWriteError as e:
                     s.guard.halt(e)   # the batch stays open: the rerun collects these answers, paying nothing
-                    break
-                s.budget.settle(reserved.pop(key, 0.0), c, t.name)
-                st.add_usage(r.prompt_tokens, r.completion_tokens, c)
-                bar.tokens(r.prompt_tokens + r.completion_tokens, c)
+                    r, pending_err = None, left_open
+                else:
+                    s.budget.settle(reserved.pop(key, 0.0), c, t.name)
+                    st.add_usage(r.prompt_tokens, r.completion_tokens, c)
+                    bar.tokens(r.prompt_tokens + r.completion_tokens, c)
             for it in by_key.get(key, []):
                 it.attempts += 1
                 if isinstance(r, Outcome):

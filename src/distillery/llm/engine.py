@@ -486,6 +486,7 @@ class Engine:
         try:
             self._flush_failed()
         finally:
+            self.guard.close()
             self.cache.close()
 
     def _flush_failed(self) -> None:

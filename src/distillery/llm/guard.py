@@ -55,6 +55,11 @@ class PayGuard:
             self.cache.checkpointer.pause()
             self.room.release()
 
+    def close(self) -> None:
+        """Give the held room back to the disk: a process that goes on after its engine (a notebook, a stage
+        with several engines) must not keep a megabyte or more of the cache's disk."""
+        self.room.release()
+
     def message(self) -> str:
         lost = f"; {self.lost} paid answer(s) in flight could not be stored" if self.lost else ""
         return (f"{self.cache.path}: cannot store LLM answers ({self.halted}); stopped before paying for more "
