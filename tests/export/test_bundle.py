@@ -312,6 +312,39 @@ def test_export_is_byte_deterministic(mix_dir, tmp_path):
     assert tree_digest(a) == da
 
 
+def test_the_bundle_is_the_same_bytes_whatever_the_workers_and_blocks(tmp_path, monkeypatch):
+    """Blocks of lines are converted in worker processes and written in input order: three workers on
+    blocks of 7 lines give the files, metrics and quarantine of one process on one block, for every
+    format and file type. The input has rejects in several blocks, Parquet row groups across blocks, and
+    its first multi-turn row (which the alpaca JSONL files put on line 1) deep in a later block."""
+    import distillery.core.parallel as parallel
+    import distillery.export.bundle as bundle
+
+    recs: list = []
+    for i in range(3300):
+        r = (sft_single() if i % 3 else pref_single()) | {"id": f"r{i}"}
+        recs.append(r)
+        if i % 500 == 250:
+            recs += bad_records()
+    recs.insert(1777, sft_multiturn_system() | {"id": "mt"})
+    recs.insert(1900, pref_multiturn_system() | {"id": "pm"})
+    src = write_lines(tmp_path / "in.jsonl", recs)
+    params = every_file_type()
+    one = export([src], tmp_path / "one", params.model_copy(update={"workers": 1}))
+    monkeypatch.setattr(parallel, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(bundle, "BLOCK_LINES", 7)
+    three = export([src], tmp_path / "three", params.model_copy(update={"workers": 3}))
+    assert one == three and one["rejected"] == 7 * 6
+    da, db = tree_digest(tmp_path / "one"), tree_digest(tmp_path / "three")
+    assert {k: v for k, v in da.items() if not k.startswith("configs/")} == \
+           {k: v for k, v in db.items() if not k.startswith("configs/")}
+    assert [r["id"] for r in rows(tmp_path / "three/sft/alpaca.jsonl")][:2] == ["mt", "r1"]
+    import pyarrow.parquet as pq
+
+    groups = pq.ParquetFile(tmp_path / "three/sft/messages.parquet").metadata
+    assert [groups.row_group(g).num_rows for g in range(groups.num_row_groups)] == [bundle.PARQUET_BATCH, 2201 - 2048]
+
+
 def _columns(path: Path) -> set[str]:
     if path.name.endswith(".parquet"):
         import pyarrow.parquet as pq

@@ -91,6 +91,8 @@ class ExportParams(Section):
         "if_missing", description="inject only where a record has none, or replace every record's")
     dataset_prefix: str = Field("distillery", pattern=r"^[A-Za-z0-9_]+$",
                                 description="prefix of the LLaMA-Factory dataset names in dataset_info.json")
+    workers: int = Field(0, ge=0, description="processes converting blocks of records (0 = every core); inputs "
+                                               "under 2 MB are exported in the stage's own process")
     max_reject_rate: float | None = Field(
         None, ge=0, le=1, description="stop when more is rejected (default project.max_reject_rate)")
     card: CardParams = Field(default_factory=CardParams)

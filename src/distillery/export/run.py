@@ -17,9 +17,10 @@ from typing import Any, Callable
 
 from ..core.errors import InputError
 from ..core.io import input_files, write_json, write_text
+from ..core.parallel import OrderedPool, worker_count
 from ..core.quarantine import Quarantine, StageCounter
 from ..mix.files import EVAL_FILE, PHASES_DIR, PRODUCTION_FILE
-from .bundle import BundleResult, export_bundle
+from .bundle import BundleResult, export_bundle, set_up
 from .config import ExportParams, split_format
 from .registry import axolotl_yaml, dataset_info, trl_snippet
 
@@ -105,10 +106,12 @@ def run_export(inputs: list[str | Path], out_dir: str | Path, params: ExportPara
     qpath = Path(quarantine_path) if quarantine_path else out / QUARANTINE
     plan.bundles.setdefault("eval", [])  # always written (empty files when off) so the layout is fixed
     _remove_stale_phases(out / PHASES_DIR, plan.phases)
-    with Quarantine(qpath, "export", counter) as q:
+    set_up(params, max_line_bytes)   # before the pool forks: its workers convert with these settings
+    workers = worker_count(params.workers, [f for files in plan.bundles.values() for f in files])
+    with OrderedPool(workers) as pool, Quarantine(qpath, "export", counter) as q:
         for bundle_dir, files in plan.bundles.items():
             name = bundle_dir or "train"
-            results[bundle_dir] = export_bundle(name, files, out / bundle_dir, params, q, max_line_bytes, tick)
+            results[bundle_dir] = export_bundle(name, files, out / bundle_dir, params, q, pool, tick)
     rows = {d: r.rows for d, r in results.items()}
     write_json(out / DATASET_INFO, dataset_info(params.dataset_prefix, rows))
     write_json(out / "phases" / "index.json", {"phases": plan.phases})
