@@ -267,7 +267,9 @@ def _judge_eval(P: Any) -> Reads:
 
 
 def _export(P: Any) -> Reads:
-    return Reads([f"export.{k}" for k in type(P.export).model_fields if k != "card"] + ["project"])
+    """Key by key: the card's texts are the card stage's, and the worker count does not change the bundle
+    (tests/export/test_bundle.py), so neither reruns the export."""
+    return Reads([f"export.{k}" for k in type(P.export).model_fields if k not in ("card", "workers")] + ["project"])
 
 
 # stage -> what it reads. `project.max_reject_rate` is the gate of every StageRun whose own section sets none.
