@@ -91,7 +91,7 @@ async def _run(s: Services, client: Any, t: TeacherParams, items: list[Item], ba
         left_open = CallError("batch_pending", f"batch {bid} left open: the response cache could not store "
                                                "its answers; the rerun collects them without paying again")
         results: dict[str, Outcome | CallError] = {}
-        pending_err: CallError = left_open
+        pending_err = left_open
         if s.guard.halted is None:
             try:
                 results = await _collect(client, t, bid)
@@ -103,19 +103,20 @@ async def _run(s: Services, client: Any, t: TeacherParams, items: list[Item], ba
             else:
                 pending_err = CallError("batch_failed", f"batch {bid}: request missing from output")
         for key in keys:
-            r = results.get(key) if s.guard.halted is None else None
-            if isinstance(r, Outcome):
+            r = results.get(key)
+            if isinstance(r, Outcome) and s.guard.halted is None:
                 c = cost_usd(t, r.prompt_tokens, r.completion_tokens, batch=True)
                 try:
                     cache.put(key, t.name, t.model, r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens,
                               c, s.stage)
                 except CacheWriteError as e:
                     s.guard.halt(e)   # the batch stays open: the rerun collects these answers, paying nothing
-                    r, pending_err = None, left_open
                 else:
                     s.budget.settle(reserved.pop(key, 0.0), c, t.name)
                     st.add_usage(r.prompt_tokens, r.completion_tokens, c)
                     bar.tokens(r.prompt_tokens + r.completion_tokens, c)
+            if s.guard.halted is not None and not isinstance(r, CallError):
+                r = None   # not stored (or not collected): the open batch gives it to the rerun
             for it in by_key.get(key, []):
                 it.attempts += 1
                 if isinstance(r, Outcome):
@@ -124,7 +125,7 @@ async def _run(s: Services, client: Any, t: TeacherParams, items: list[Item], ba
                 elif isinstance(r, CallError):
                     out[it.index] = r
                 else:
-                    out[it.index] = pending_err
+                    out[it.index] = left_open if s.guard.halted is not None else pending_err
         if pending_err.reason != "batch_pending" and s.guard.halted is None:
             cache.set_batch_status(bid, "collected")
     for key, w in reserved.items():
