@@ -289,8 +289,11 @@ _X: dict[str, Any] = {}    # the run's settings, set before the pool forks (`con
 
 def set_up(params: ExportParams, max_line_bytes: int) -> None:
     targets = formats_of(params)
-    _X.update(params=params, max_line_bytes=max_line_bytes, targets=targets,
-              types={rel: (t.fmt, ft) for ts in targets.values() for t in ts for rel, ft in t.files})
+    types = {rel: (t.fmt, ft) for ts in targets.values() for t in ts for rel, ft in t.files}
+    _X.update(params=params, max_line_bytes=max_line_bytes, targets=targets, files=list(types),
+              late={rel: LATE_TYPED[fmt] for rel, (fmt, ft) in types.items() if ft != "parquet" and fmt in LATE_TYPED},
+              schemas={rel: parquet_schema(sink_columns(fmt, params.keep_id))
+                       for rel, (fmt, ft) in types.items() if ft == "parquet"})
 
 
 def convert_block(lines: list[tuple[int, bytes]]) -> Block:
@@ -298,12 +301,12 @@ def convert_block(lines: list[tuple[int, bytes]]) -> Block:
     and the settings, so the bundle does not depend on how the input was cut or on the worker count."""
     params: ExportParams = _X["params"]
     targets: dict[str, list[Target]] = _X["targets"]
-    types: dict[str, tuple[str, str]] = _X["types"]
+    late: dict[str, tuple[str, ...]] = _X["late"]
+    schemas: dict[str, Any] = _X["schemas"]
     res, rejects = BundleResult(""), []
-    parts: dict[str, list] = {rel: [] for rel in types}
-    size = dict.fromkeys(types, 0)
+    parts: dict[str, list] = {rel: [] for rel in _X["files"]}
+    size = dict.fromkeys(parts, 0)
     full: dict[str, tuple[int, int]] = {}
-    late = {rel: LATE_TYPED[fmt] for rel, (fmt, ft) in types.items() if ft != "parquet" and fmt in LATE_TYPED}
     for ln, raw in lines:
         obj = parse_line(raw, ln, _X["max_line_bytes"])
         res.records_in += 1
@@ -340,13 +343,13 @@ def convert_block(lines: list[tuple[int, bytes]]) -> Block:
                 parts[rel].append(line)
                 size[rel] += len(line)
     data: dict[str, Any] = {}
-    for rel, (fmt, ft) in types.items():
-        if ft == "parquet":
+    for rel, got in parts.items():
+        if rel in schemas:
             import pyarrow as pa
 
-            data[rel] = pa.Table.from_pylist(parts[rel], schema=parquet_schema(sink_columns(fmt, params.keep_id)))
+            data[rel] = pa.Table.from_pylist(got, schema=schemas[rel])
         else:
-            data[rel] = b"".join(parts[rel])
+            data[rel] = b"".join(got)
     return Block(res, rejects, data, {rel: len(p) for rel, p in parts.items()}, full)
 
 
