@@ -38,3 +38,24 @@ def test_workers_give_the_records_annotations_and_quarantine_of_one_process(tmp_
     assert records and all(n == _words(r) for r, n in records)
     assert b"duplicate_id" in quarantined and b"record_too_large" in quarantined
     assert len(records) == 4 and counts["records_in"] == len(records) + counts["rejected"]
+
+
+def test_a_repeated_id_is_rejected_after_its_first_record_within_a_block_and_across_blocks(tmp_path, monkeypatch):
+    """The first record of an id wins, as a set of id strings would decide, whatever the blocks and workers."""
+    monkeypatch.setattr(parallel, "POOL_MIN_BYTES", 0)
+    first = BAD.read_bytes().splitlines()[0]
+    import json
+
+    base = json.loads(first)
+    ids = ["a", "b", "a", "c", "b", "a", "d", "é", "é"]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "r.jsonl").write_text("".join(json.dumps({**base, "id": i}) + "\n" for i in ids))
+    for workers, block in ((1, 2), (2, 2), (1, 100), (2, 3)):
+        counter = StageCounter()
+        out = tmp_path / f"q{workers}-{block}.jsonl"
+        with Quarantine(out, "t", counter) as q:
+            kept = [r["id"] for r, _ in read_annotated([tmp_path / "in" / "r.jsonl"], q, counter, 4000,
+                                                       workers=workers, block_lines=block)]
+        assert kept == ["a", "b", "c", "d", "é"], (workers, block)
+        rejected = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [(e["reason"], e["line"]) for e in rejected] == [("duplicate_id", n) for n in (3, 5, 6, 9)]

@@ -12,7 +12,8 @@ from distillery.core.errors import InputError
 from distillery.core.quarantine import Gate
 from distillery.mix import run as mix_run
 from distillery.mix.config import BucketsParams, MixParams
-from distillery.mix.run import DigestSet, id_digest, run_mix
+from distillery.core.digests import id_digest
+from distillery.mix.run import run_mix
 from distillery.mix.sample import hash_key, plan_phase
 from distillery.mix.split import is_eval
 
@@ -117,18 +118,49 @@ def test_duplicate_ids_across_blocks_keep_the_first_and_quarantine_in_line_order
     assert prod[recs[2]["id"]]["messages"] == recs[2]["messages"]      # the first occurrence wins
 
 
-def test_digest_set():
-    s = DigestSet()
-    ds = [id_digest(f"id{i}") for i in range(100)]
-    import numpy as np
+@pytest.mark.parametrize("embedding", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_the_mix_is_the_same_bytes_whatever_the_workers_and_blocks(tmp_path, records_factory, monkeypatch, embedding):
+    """Both passes run on the worker pool (ids, buckets, sampling hashes; eval lines and spill lines): three
+    workers on blocks of a few lines, spilling everything, against one process on whole blocks."""
+    recs = records_factory(COUNTS, prefer=5)
+    for r in recs[::3]:                 # rules, the default or the embedding classifier decide these
+        del r["bucket"]
+    inp = tmp_path / "in" / "records.jsonl"
+    inp.parent.mkdir()
+    lines = [json.dumps(r) for r in random.Random(5).sample(recs, len(recs))]
+    lines.insert(40, "{broken")
+    lines.insert(90, lines[12])         # a duplicate id in a later block
+    inp.write_text("\n".join(lines) + "\n")
+    bparams = BucketsParams(embedding={"enabled": embedding})
+    gate = Gate(0.2, "project.max_reject_rate")
+    one = run_mix([inp], tmp_path / "one", bparams, _mix(workers=1), 42, 1 << 22, gate, None)
+    monkeypatch.setattr(parallel, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(mix_run, "BLOCK", 7)
+    monkeypatch.setattr(mix_run, "BLOCK_LINES", 11)
+    many = run_mix([inp], tmp_path / "many", bparams, _mix(workers=3), 42, 1 << 22, gate, None,
+                   spill_budget=1, part_records=16)
+    assert many == one
+    assert one["rejects_by_reason"] == {"duplicate_id": 1, "malformed_json": 1} and one["eval_records"] > 0
+    assert ("embedding" in one["bucketed_by"]) == embedding
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert {"production.jsonl", "eval.jsonl", "quarantine.jsonl", "phases/robustness.jsonl"} <= {str(f) for f in files}
+    for f in files:
+        assert (tmp_path / "many" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
 
-    for k in range(0, 100, 7):
-        block = np.array(ds[k:k + 7], dtype="S16")
-        assert not s.contains(block).any()
-        s.add(block)
-    assert s.contains(np.array(ds, dtype="S16")).all()
-    assert len(s.runs) < 8
-    assert not s.contains(np.array([id_digest("other"), b"\x00" * 16], dtype="S16")).any()
+
+def test_records_whose_shuffle_hashes_are_equal_are_ordered_by_id_and_copy(tmp_path, records_factory, monkeypatch):
+    """64-bit shuffle hashes never collide in practice; if they did, the file still has one defined order."""
+    real = mix_run.hash_key
+    monkeypatch.setattr(mix_run, "hash_key", lambda *parts: real(*parts) % 3 if "order" in parts else real(*parts))
+    recs = records_factory({"code": 40, "red_team": 10})
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    mix = MixParams(eval_fraction=0, buckets={"red_team": {"allow_upsample": True, "max_repeat": 3}},
+                    production={"size": 60, "weights": {"code": 0.5, "red_team": 0.5}}, phases={})
+    _run(inp, tmp_path / "m", mix, part_records=16)
+    got = [(r.get("mix_copy_of", r["id"]), r["lineage"][-1]["copy"]) for r in _read(tmp_path / "m" / "production.jsonl")]
+    assert len(got) == 60 and len(set(got)) == 60
+    assert got == sorted(got, key=lambda t: (real(42, "production", "order", t[0], t[1]) % 3, t[0], t[1]))
 
 
 def test_input_changed_between_the_passes_is_one_line_error(tmp_path, records_factory, monkeypatch):

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from ..core.digests import DigestSet, id_digest
 from ..core.io import DEFAULT_MAX_LINE_BYTES, BadLine, input_files, parse_line
 from ..core.parallel import OrderedPool, line_blocks, worker_count
 from ..core.quarantine import Quarantine, StageCounter
@@ -101,7 +102,7 @@ def read_annotated(paths: list[str | Path], quarantine: Quarantine, counter: Sta
     files = input_files(paths)
     n = 1 if workers == 1 else worker_count(workers, files)
     limit = max_line_bytes or DEFAULT_MAX_LINE_BYTES
-    seen: set[str] = set()
+    seen = DigestSet()                                   # 16 bytes an id, not a set of id strings
 
     def checked(pool: OrderedPool) -> Iterator[tuple[int, list[tuple[int, bytes]], list[tuple[Any, str | None, Any]]]]:
         """(file number, lines, (record or BadLine, *verdict) per line), block by block."""
@@ -120,10 +121,13 @@ def read_annotated(paths: list[str | Path], quarantine: Quarantine, counter: Sta
         with OrderedPool(n) as pool:
             for f_no, lines, results in checked(pool):
                 f = str(files[f_no])
-                for (ln, _), (obj, reason, extra) in zip(lines, results):
+                good = [j for j, r in enumerate(results) if r[1] is None]
+                first = seen.first_seen(id_digest(results[j][0]["id"]) for j in good)
+                duplicate = {j for j, is_first in zip(good, first) if not is_first}
+                for j, ((ln, _), (obj, reason, extra)) in enumerate(zip(lines, results)):
                     if counter is not None:
                         counter.records_in += 1
-                    if reason is None and obj["id"] in seen:
+                    if j in duplicate:
                         reason, extra = "duplicate_id", ""
                     if reason is not None:
                         if counter is not quarantine.counter:
@@ -133,7 +137,6 @@ def read_annotated(paths: list[str | Path], quarantine: Quarantine, counter: Sta
                         else:
                             quarantine.reject(reason, obj, file=f, line=ln, detail=extra)
                         continue
-                    seen.add(obj["id"])
                     yield obj, extra
     finally:
         _ANNOTATE[0] = None

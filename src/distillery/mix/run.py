@@ -13,6 +13,11 @@ Two streaming passes; no record is kept in memory between them:
   falls in (kept in memory up to a byte budget, else appended to a temp file beside the outputs);
   each mix file is then written partition by partition, each sorted by (shuffle hash, id, copy).
 
+Pass 1's per-record work (parsing, checks, bucket rules, the eval split and the sampling hashes) runs
+on a pool of forked workers, a block of lines per job; the parent keeps what has an order or a state
+(ids seen, the quarantine, the arrays), so the files are the same bytes whatever the number of workers.
+Pass 2 runs in the parent, a block of wanted lines at a time (see `write_mixes` for why).
+
 So peak memory is the arrays (flat in record size) plus the spill budget plus one partition, and the
 output is byte-identical to sorting everything in memory.
 """
@@ -34,12 +39,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import xxhash
 
+from ..core.digests import DigestSet, id_digest
 from ..core.errors import DistilleryError, InputError, ParamsError
 from ..core.io import (UTF8_BOM, AtomicWriter, BadLine, dumps, fast_loads, input_files, open_binary,
                        output_error, parse_line, write_json)
-from ..core.parallel import OrderedPool, line_blocks, worker_count
+from ..core.parallel import BLOCK_LINES, OrderedPool, line_blocks, worker_count
 from ..core.quarantine import Gate, Quarantine, StageCounter
 from ..core.records import check_record, check_roles
 from ..core.stage import progress
@@ -82,34 +87,6 @@ def mixes_of(mix: MixParams) -> dict[str, PhaseParams]:
     return {PRODUCTION: mix.production, **mix.phases}
 
 
-def id_digest(rid: str) -> bytes:
-    return xxhash.xxh3_128_digest(rid.encode("utf-8", "surrogatepass"))
-
-
-class DigestSet:
-    """A set of 16-byte id digests in sorted numpy runs (log-structured: a new run per block, runs of
-    similar size merged), 16 bytes an id instead of a Python set's ~100; lookups are vectorised per block."""
-
-    def __init__(self) -> None:
-        self.runs: list[np.ndarray] = []
-
-    def contains(self, d: np.ndarray) -> np.ndarray:
-        found = np.zeros(len(d), dtype=bool)
-        for run in self.runs:
-            pos = np.minimum(np.searchsorted(run, d), len(run) - 1)
-            found |= run[pos] == d
-        return found
-
-    def add(self, d: np.ndarray) -> None:
-        """Add digests that are not in the set yet (and unique among themselves)."""
-        if len(d) == 0:
-            return
-        self.runs.append(np.sort(d))
-        while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
-            b, a = self.runs.pop(), self.runs.pop()
-            self.runs.append(np.sort(np.concatenate((a, b)), kind="stable"))   # timsort: merges two runs
-
-
 @dataclass
 class Pass1:
     """What pass 1 keeps of every accepted record, by record number (accepted records in file order)."""
@@ -129,7 +106,8 @@ class Pass1:
 
 
 class _Pass1Builder:
-    """Grows the Pass1 columns in compact `array`s (no per-record Python objects)."""
+    """Grows the Pass1 columns in compact `array`s (no per-record Python objects). Its settings half
+    (`sampling`) is what the workers use to work out a record's hashes."""
 
     def __init__(self, names: list[str], mix: MixParams, seed: int):
         self.names = names
@@ -137,35 +115,43 @@ class _Pass1Builder:
         self.mix, self.seed = mix, seed
         self.file, self.line, self.bucket = array("I"), array("q"), array("H")
         self.held_out, self.digest = bytearray(), bytearray()
-        self.capped = {b for b, pol in mix.buckets.items() if pol.cap}
-        self.weighted = {name: {b for b, w in ph.weights.items() if w > 0} for name, ph in mixes_of(mix).items()}
-        self.keys = {k: array("Q") for k in (["cap"] if self.capped else []) + list(self.weighted)}
+        capped = {b for b, pol in mix.buckets.items() if pol.cap}
+        weighted = {name: {b for b, w in ph.weights.items() if w > 0} for name, ph in mixes_of(mix).items()}
+        self.key_buckets = {**({"cap": capped} if capped else {}), **weighted}   # key name -> buckets it covers
+        self.keys = {k: array("Q") for k in self.key_buckets}
         self.how: Counter = Counter()
 
-    def add(self, fi: int, line: int, digest: bytes, rid: str, bucket: str | None) -> int:
-        """Append a record; `bucket` None when the embedding classifier decides later (`set_bucket`)."""
-        slot = len(self.file)
-        self.file.append(fi)
-        self.line.append(line)
-        self.digest += digest
-        held = is_eval(rid, self.mix.eval_fraction, self.mix.eval_salt)
-        self.held_out.append(held)
-        self.bucket.append(_NO_BUCKET)
-        for k in self.keys.values():
-            k.append(0)
-        if bucket is not None:
-            self.set_bucket(slot, rid, bucket)
-        return slot
+    def held(self, rid: str) -> bool:
+        return is_eval(rid, self.mix.eval_fraction, self.mix.eval_salt)
+
+    def sampling(self, rid: str, bucket: str, held: bool) -> tuple[int, ...]:
+        """The record's hashes, one per key (0 where its bucket has none): a held-out record is never sampled."""
+        if held:
+            return (0,) * len(self.key_buckets)
+        return tuple(hash_key(self.seed, k, rid) if bucket in bs else 0 for k, bs in self.key_buckets.items())
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def add_block(self, fi: int, rows: list[tuple[int, bytes, bool, str | None, tuple[int, ...] | None]]) -> None:
+        """Append a block's accepted records of file `fi`: (line, id digest, held out, bucket, hashes); bucket
+        and hashes None when the embedding classifier decides later (`set_bucket`)."""
+        if not rows:
+            return
+        lines, digests, held, buckets, keys = zip(*rows)
+        self.file.extend([fi] * len(rows))
+        self.line.extend(lines)
+        self.digest += b"".join(digests)
+        self.held_out += bytes(held)
+        self.bucket.extend(_NO_BUCKET if b is None else self.code[b] for b in buckets)
+        zero = (0,) * len(self.keys)
+        for col, values in zip(self.keys.values(), zip(*(k or zero for k in keys))):
+            col.extend(values)
 
     def set_bucket(self, slot: int, rid: str, bucket: str) -> None:
         self.bucket[slot] = self.code[bucket]
-        if self.held_out[slot]:
-            return                                               # never sampled: no sampling hashes
-        if bucket in self.capped:
-            self.keys["cap"][slot] = hash_key(self.seed, "cap", rid)
-        for name, buckets in self.weighted.items():
-            if bucket in buckets:
-                self.keys[name][slot] = hash_key(self.seed, name, rid)
+        for k, v in zip(self.keys.values(), self.sampling(rid, bucket, bool(self.held_out[slot]))):
+            k[slot] = v
 
     def build(self) -> Pass1:
         return Pass1(self.names, np.frombuffer(self.file, dtype=np.uint32), np.frombuffer(self.line, dtype=np.int64),
@@ -174,19 +160,31 @@ class _Pass1Builder:
                      {k: np.frombuffer(v, dtype=np.uint64) for k, v in self.keys.items()}, self.how)
 
 
-_ASSIGNER: list[BucketAssigner | None] = [None]   # set in the parent before the pool forks
+@dataclass
+class _Shared:
+    """What the per-record work of both passes needs; set before pass 1's pool forks, so workers inherit it."""
+
+    assigner: BucketAssigner
+    builder: _Pass1Builder
+    bparams: BucketsParams
+    seed: int
+    max_line_bytes: int
 
 
-def _bucket_lines(job: tuple[list[tuple[int, bytes]], int, bool]) -> list[tuple[int, Any, Any]]:
-    """Pass 1's per-record work on a block of lines, in a worker: parse, check, the id's digest and the
-    bucket rules. Per line (line, BadLine or reject reason or None, None or (digest, id, bucket, how,
-    prompt text when the embedding classifier will need it)); records stay here, only their verdicts go back."""
-    lines, max_line_bytes, want_text = job
-    assigner = _ASSIGNER[0]
-    assert assigner is not None
+_SHARED: list[_Shared | None] = [None]
+
+
+def _bucket_lines(lines: list[tuple[int, bytes]]) -> list[tuple[int, Any, Any]]:
+    """Pass 1's per-record work on a block of lines, in a worker: parse, check, the id's digest, the bucket
+    rules, the eval split and the sampling hashes. Per line (line, BadLine or reject reason or None, None or
+    (digest, id, bucket, how, held, hashes, prompt text)); when the embedding classifier decides, the prompt
+    text is there, the hashes are None and the bucket is its fallback. Only verdicts go back, not records."""
+    sh = _SHARED[0]
+    assert sh is not None
+    embed = sh.bparams.embedding.enabled
     out: list[tuple[int, Any, Any]] = []
     for ln, raw in lines:
-        obj = parse_line(raw, ln, max_line_bytes)
+        obj = parse_line(raw, ln, sh.max_line_bytes)
         if isinstance(obj, BadLine):
             out.append((ln, obj, None))
             continue
@@ -194,21 +192,27 @@ def _bucket_lines(job: tuple[list[tuple[int, bytes]], int, bool]) -> list[tuple[
         if reason is not None:
             out.append((ln, reason, None))
             continue
-        bucket, how = assigner.assign(obj)
-        text = record_texts(obj)[0] if want_text and (bucket is None or how == "refine") else None
-        out.append((ln, None, (id_digest(obj["id"]), obj["id"], bucket, how, text)))
+        rid = obj["id"]
+        bucket, how = sh.assigner.assign(obj)
+        held = sh.builder.held(rid)
+        text, keys = None, None
+        if bucket is None or how == "refine":
+            if embed:
+                text = record_texts(obj)[0]
+            how = how or "default"
+            bucket = bucket or sh.bparams.default
+        if text is None:
+            keys = sh.builder.sampling(rid, bucket, held)
+        out.append((ln, None, (id_digest(rid), rid, bucket, how, held, keys, text)))
     return out
 
 
-def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, seed: int, max_line_bytes: int,
-                quarantine: Quarantine, counter: StageCounter) -> Pass1:
+def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, builder: _Pass1Builder,
+                pool: OrderedPool, quarantine: Quarantine, counter: StageCounter) -> Pass1:
     """Pass 1: check, de-duplicate (first occurrence of an id wins) and bucket every record."""
-    assigner = BucketAssigner(bparams)
-    names = list(bparams.names)
-    if len(names) >= _NO_BUCKET:
-        raise ParamsError(f"buckets.extra: at most {_NO_BUCKET - 1} buckets")
-    known = set(names)
-    out = _Pass1Builder(names, mix, seed)
+    known = set(builder.names)
+    out = builder
+    max_line_bytes = _SHARED[0].max_line_bytes if _SHARED[0] else None
     seen = DigestSet()
     pending: list[tuple[int, str, str, str]] = []                # (slot, id, prompt text, fallback bucket)
     clf = None
@@ -225,51 +229,36 @@ def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, seed:
         pending.clear()
 
     bar = progress(desc="mix: bucket")
-    _ASSIGNER[0] = assigner
-    try:
-        with OrderedPool(1 if mix.workers == 1 else worker_count(mix.workers, files)) as pool:
-            jobs = (((fi, lines), (lines, max_line_bytes, bparams.embedding.enabled))
-                    for fi, lines in line_blocks(files, BLOCK))
-            for (fi, lines), results in pool.map(_bucket_lines, jobs):
-                f = str(files[fi])
-                bar.update(len(lines))
-                counter.records_in += len(lines)
-                good = [j for j, r in enumerate(results) if r[1] is None]
-                digests = [results[j][2][0] for j in good]
-                dup = seen.contains(np.array(digests, dtype="S16")) if digests else np.zeros(0, dtype=bool)
-                new: dict[bytes, None] = {}
-                duplicate: set[int] = set()
-                for j, d, is_dup in zip(good, digests, dup):
-                    if is_dup or d in new:
-                        duplicate.add(j)
-                    else:
-                        new[d] = None
-                seen.add(np.array(list(new), dtype="S16"))
-                for j, ((lineno, raw), (_, problem, info)) in enumerate(zip(lines, results)):
-                    if isinstance(problem, BadLine):
-                        quarantine.reject_bad_line(problem, f)
-                        continue
-                    if problem is not None or j in duplicate:   # the record itself goes to the quarantine
-                        quarantine.reject(problem or "duplicate_id", parse_line(raw, lineno, max_line_bytes),
-                                          file=f, line=lineno)
-                        continue
-                    d, rid, bucket, how, text = info
-                    if bucket is not None and bucket not in known:
-                        quarantine.reject("unknown_bucket", parse_line(raw, lineno, max_line_bytes),
-                                          detail=f"bucket {bucket!r} is not in the buckets list")
-                        continue
-                    if bucket is None or how == "refine":
-                        fallback = bucket or bparams.default
-                        if bparams.embedding.enabled:
-                            pending.append((out.add(fi, lineno, d, rid, None), rid, text, fallback))
-                            if len(pending) >= EMBED_BATCH:
-                                embed_pending()
-                            continue
-                        bucket, how = fallback, how or "default"
-                    out.add(fi, lineno, d, rid, bucket)
-                    out.how[how.split("[")[0]] += 1
-    finally:
-        _ASSIGNER[0] = None
+    for (fi, lines), results in pool.map(_bucket_lines, (((fi, lines), lines) for fi, lines in line_blocks(files, BLOCK))):
+        f = str(files[fi])
+        bar.update(len(lines))
+        counter.records_in += len(lines)
+        good = [j for j, r in enumerate(results) if r[1] is None]
+        first = seen.first_seen(results[j][2][0] for j in good)
+        duplicate = {j for j, is_first in zip(good, first) if not is_first}
+        accepted: list[tuple[int, bytes, bool, str | None, tuple[int, ...] | None]] = []
+        for j, ((lineno, raw), (_, problem, info)) in enumerate(zip(lines, results)):
+            if isinstance(problem, BadLine):
+                quarantine.reject_bad_line(problem, f)
+                continue
+            if problem is not None or j in duplicate:   # the record itself goes to the quarantine
+                quarantine.reject(problem or "duplicate_id", parse_line(raw, lineno, max_line_bytes),
+                                  file=f, line=lineno)
+                continue
+            d, rid, bucket, how, held, keys, text = info
+            if bucket is not None and bucket not in known:
+                quarantine.reject("unknown_bucket", parse_line(raw, lineno, max_line_bytes),
+                                  detail=f"bucket {bucket!r} is not in the buckets list")
+                continue
+            if text is not None:                                 # the embedding classifier decides
+                pending.append((len(out) + len(accepted), rid, text, bucket))
+                accepted.append((lineno, d, held, None, None))
+                continue
+            accepted.append((lineno, d, held, bucket, keys))
+            out.how[how.split("[")[0]] += 1
+        out.add_block(fi, accepted)
+        if len(pending) >= EMBED_BATCH:
+            embed_pending()
     bar.close()
     if pending:
         embed_pending()
@@ -365,24 +354,30 @@ class Spill:
     """The drawn records of every mix file, put in their final order with bounded memory.
 
     A record goes to the partition of its file that its shuffle hash falls in (partitions split the
-    64-bit hash range evenly, ~`part_records` records each). Partitions live in memory until the buffered
-    lines pass `budget` bytes, then every buffer is appended to its temp file. `write` sorts one partition
-    at a time by (hash, id, copy): the order of one in-memory sort of the whole file.
+    64-bit hash range evenly, ~`part_records` records each), as one text line `hash TAB copy TAB id (JSON)
+    TAB record`; each block of records comes in as one string per partition. Partitions live in
+    memory until the buffered text passes `budget` bytes, then every buffer is appended to its temp file.
+    `write` sorts one partition at a time by (hash, id, copy): the order of one in-memory sort of the
+    whole file.
     """
 
     def __init__(self, folder: Path, totals: dict[str, int], budget: int = SPILL_BUDGET,
                  part_records: int = PART_RECORDS):
         self.folder, self.budget = folder, budget
         self.parts = {name: max(1, math.ceil(n / part_records)) for name, n in totals.items()}
-        self.buf: dict[str, list[list[tuple[int, str, int, str]]]] = {n: [[] for _ in range(p)]
-                                                                      for n, p in self.parts.items()}
+        self.buf: dict[str, list[list[str]]] = {n: [[] for _ in range(p)] for n, p in self.parts.items()}
         self.held = 0
         self.dir: Path | None = None
         self.spilled_bytes = 0
 
-    def add(self, name: str, key: int, rid: str, copy_no: int, line: str) -> None:
-        self.buf[name][(key * self.parts[name]) >> 64].append((key, rid, copy_no, line))
-        self.held += len(line) + 100
+    @staticmethod
+    def line(key: int, rid: str, copy_no: int, record_line: str) -> str:
+        return f"{key}\t{copy_no}\t{json.dumps(rid)}\t{record_line}\n"
+
+    def add(self, name: str, part: int, text: str) -> None:
+        """Lines (`Spill.line`) of partition `part` of mix `name`."""
+        self.buf[name][part].append(text)
+        self.held += len(text)
         if self.held > self.budget:
             self.flush()
 
@@ -398,43 +393,44 @@ class Spill:
             except OSError as e:
                 raise _spill_error(self.folder, e) from None
         for name, parts in self.buf.items():
-            for p, items in enumerate(parts):
-                if not items:
+            for p, texts in enumerate(parts):
+                if not texts:
                     continue
-                data = "".join(f"{k}\t{c}\t{json.dumps(r)}\t{line}\n" for k, r, c, line in items).encode("utf-8")
+                data = "".join(texts).encode("utf-8")
                 try:
                     with open(self._file(name, p), "ab") as fh:
                         fh.write(data)
                 except OSError as e:
                     raise _spill_error(self.folder, e) from None
                 self.spilled_bytes += len(data)
-                items.clear()
+                texts.clear()
         self.held = 0
 
     def write(self, name: str, writer: AtomicWriter) -> None:
         for p in range(self.parts[name]):
-            items = self.buf[name][p]
+            texts = self.buf[name][p]
             if self.dir is not None and self._file(name, p).exists():
-                with open(self._file(name, p), "rb") as fh:
-                    for raw in fh:
-                        k, c, r, line = raw.decode("utf-8").rstrip("\n").split("\t", 3)
-                        items.append((int(k), json.loads(r), int(c), line))
-            items.sort(key=lambda t: (t[0], t[1], t[2]))
-            for _, _, _, line in items:
-                writer.write(line)
-                writer.write("\n")
-                writer.count += 1
+                texts.insert(0, self._file(name, p).read_bytes().decode("utf-8"))
+            rows = "".join(texts).split("\n")
+            rows.pop()
             self.buf[name][p] = []
+            keys = np.array([int(r[:r.index("\t")]) for r in rows], dtype=np.uint64)
+            order = np.argsort(keys, kind="stable").tolist()
+            if (np.diff(keys[order]) == 0).any():                # equal 64-bit hashes: by (hash, id, copy)
+                cols = [r.split("\t", 3) for r in rows]
+                order = sorted(order, key=lambda i: (int(cols[i][0]), json.loads(cols[i][2]), int(cols[i][1])))
+            for s in range(0, len(order), 1024):               # a chunk at a time: no second copy of the partition
+                writer.write("".join([rows[i].split("\t", 3)[3] + "\n" for i in order[s:s + 1024]]))
+            writer.count += len(rows)
 
     def close(self) -> None:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _read_lines(path: Path, wanted: Iterator[tuple]) -> Iterator[tuple[tuple, dict]]:
-    """(item, record) for every item of `wanted` ((line number, ...), ascending lines) of a file pass 1
-    accepted; the other lines are not parsed. Decodes a line as `iter_jsonl` does (a leading BOM skipped);
-    the caller checks each record is the one pass 1 saw."""
+def _raw_lines(path: Path, wanted: Iterator[tuple]) -> Iterator[tuple[tuple, bytes]]:
+    """(item, raw line) for every item of `wanted` ((line number, ...), ascending lines) of a file pass 1
+    accepted; the other lines are skipped, not parsed. A leading BOM is taken off as `iter_jsonl` does."""
     item = next(wanted, None)
     if item is None:
         return
@@ -445,8 +441,7 @@ def _read_lines(path: Path, wanted: Iterator[tuple]) -> Iterator[tuple[tuple, di
                     continue
                 if lineno == 1 and raw.startswith(UTF8_BOM):
                     raw = raw[len(UTF8_BOM):]
-                obj = fast_loads(raw)
-                yield item, obj if type(obj) is dict else json.loads(raw.decode("utf-8"))
+                yield item, raw
                 item = next(wanted, None)
                 if item is None:
                     return
@@ -455,12 +450,52 @@ def _read_lines(path: Path, wanted: Iterator[tuple]) -> Iterator[tuple[tuple, di
     raise InputError(f"{path}: shorter on the second pass than on the first (changed while mixing?)")
 
 
+def _draw_lines(job: tuple[list[tuple[int, bytes, bytes, str, bool, tuple[int, ...]]], list[str], list[int]]
+                ) -> tuple[int | None, str, int, list[dict[int, str]]]:
+    """Pass 2's per-record work on a block of wanted lines: parse each line again, check it is the record
+    pass 1 saw, write its bucket on it, and turn it into its eval line or its copies' spill lines.
+    Job: ((line, raw, id digest, bucket, held out, draws per mix), mix names, partitions per mix).
+    Returns (the line of a record that changed since pass 1, else None; eval lines; how many; per mix
+    {partition: spill lines})."""
+    items, names, parts = job
+    sh = _SHARED[0]
+    assert sh is not None
+    evals: list[str] = []
+    spill: list[dict[int, list[str]]] = [{} for _ in names]
+    for lineno, raw, digest, bucket, held, drawn in items:
+        try:
+            rec = fast_loads(raw)
+            if type(rec) is not dict:
+                rec = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            rec = None
+        rid = rec.get("id") if isinstance(rec, dict) else None
+        if not isinstance(rid, str) or id_digest(rid) != digest:
+            return lineno, "", 0, []
+        sh.assigner.finalize(rec, bucket)
+        if held:
+            evals.append(dumps(_copy_for(rec, 0, "eval")) + "\n")
+            continue
+        for m, (name, t) in enumerate(zip(names, drawn)):
+            for c in range(t):
+                key = hash_key(sh.seed, name, "order", rid, c)
+                spill[m].setdefault((key * parts[m]) >> 64, []).append(
+                    Spill.line(key, rid, c, dumps(_copy_for(rec, c, name))))
+    return None, "".join(evals), len(evals), [{p: "".join(v) for p, v in d.items()} for d in spill]
+
+
 def _wanted(p1: Pass1, which: np.ndarray, times: list[np.ndarray], chunk: int = 1 << 16) -> Iterator[tuple]:
-    """(line, record number, draws per mix) of the records `which`, converted to Python a chunk at a time."""
+    """(line, id digest, bucket, held out, draws per mix) of the records `which`, converted to Python a chunk
+    at a time (not one numpy scalar at a time)."""
+    names = np.array(p1.names, dtype=object)
     for s in range(0, len(which), chunk):
         part = which[s:s + chunk]
+        blob = p1.digest[part].tobytes()        # not .tolist(): numpy drops a digest's trailing NUL bytes
         per_mix = [t[part].tolist() for t in times]
-        yield from zip(p1.line[part].tolist(), part.tolist(), zip(*per_mix) if per_mix else ((),) * len(part))
+        rows = zip(p1.line[part].tolist(), names[p1.bucket[part]].tolist(), p1.held_out[part].tolist(),
+                   zip(*per_mix) if per_mix else ((),) * len(part))
+        for k, (line, bucket, held, drawn) in enumerate(rows):
+            yield line, blob[16 * k:16 * k + 16], bucket, held, drawn
 
 
 def unused_stats(p1: Pass1, draws: Draws, mix: MixParams) -> dict[str, Any]:
@@ -505,32 +540,81 @@ def unused_warning(metrics: dict[str, Any], mix: MixParams) -> str | None:
             f"bucket cap {why['over_cap']:,}, in no mix's weights {why['unweighted']:,} ({'; '.join(fix)})")
 
 
+def _draw_jobs(files: list[Path], p1: Pass1, draws: Draws, needed: np.ndarray, names: list[str],
+               parts: list[int]) -> Iterator[tuple[tuple[Path, int], tuple]]:
+    """Pass 2's blocks for `_draw_lines`: the wanted lines of every file, `BLOCK_LINES` at a time, with what
+    pass 1 decided about each."""
+    times = [draws.times[n] for n in names]
+    for fi, f in enumerate(files):
+        lo, hi = np.searchsorted(p1.file, [fi, fi + 1])         # records are in file order
+        which = lo + np.flatnonzero(needed[lo:hi])
+        block: list[tuple] = []
+        for (lineno, *decided), raw in _raw_lines(f, _wanted(p1, which, times)):
+            block.append((lineno, raw, *decided))
+            if len(block) >= BLOCK_LINES:
+                yield (f, len(block)), (block, names, parts)
+                block = []
+        if block:
+            yield (f, len(block)), (block, names, parts)
+
+
 def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams, mix: MixParams, seed: int,
             max_line_bytes: int, gate: Gate, plots_dir: str | Path | None, *,
             counter: StageCounter | None = None, spill_budget: int = SPILL_BUDGET,
             part_records: int = PART_RECORDS) -> dict[str, Any]:
     """Run the whole stage; returns the metrics dict. The gate is checked after pass 1, before any writing."""
     validate_manifest(bparams, mix)
+    names = list(bparams.names)
+    if len(names) >= _NO_BUCKET:
+        raise ParamsError(f"buckets.extra: at most {_NO_BUCKET - 1} buckets")
     files = input_files(inputs)
     if not files:
         raise DistilleryError(f"{', '.join(map(str, inputs))}: no records.jsonl found")
     out = Path(output)
     counter = counter if counter is not None else StageCounter()
-    assigner = BucketAssigner(bparams)
-    with Quarantine(out / "quarantine.jsonl", "mix", counter) as q:
-        p1 = bucket_pass(files, bparams, mix, seed, max_line_bytes, q, counter)
-    gate.check("mix", counter, out / "quarantine.jsonl")
-    draws = plan_all(p1, mix)
-    comp = composition(draws.plans, mix)
-    short = {n: c["short_buckets"] for n, c in comp.items() if c["short_buckets"]}
-    for n, bs in short.items():
-        log.warning("mix %s: short buckets %s (realised < target)", n, ", ".join(bs))
-    if mix.strict and short:
-        n, bs = next(iter(short.items()))
-        b = bs[0]
-        r = comp[n]["buckets"][b]
-        raise DistilleryError(f"mix.strict: phase {n!r} bucket {b!r} has {r['realised']} of its {r['target']} "
-                              f"target records ({r['available']} available); lower the weight or allow upsampling")
+    builder = _Pass1Builder(names, mix, seed)
+    _SHARED[0] = _Shared(BucketAssigner(bparams), builder, bparams, seed, max_line_bytes)
+    try:
+        with OrderedPool(1 if mix.workers == 1 else worker_count(mix.workers, files)) as pool, \
+                Quarantine(out / "quarantine.jsonl", "mix", counter) as q:
+            p1 = bucket_pass(files, bparams, mix, builder, pool, q, counter)
+        gate.check("mix", counter, out / "quarantine.jsonl")
+        draws = plan_all(p1, mix)
+        comp = composition(draws.plans, mix)
+        short = {n: c["short_buckets"] for n, c in comp.items() if c["short_buckets"]}
+        for n, bs in short.items():
+            log.warning("mix %s: short buckets %s (realised < target)", n, ", ".join(bs))
+        if mix.strict and short:
+            n, bs = next(iter(short.items()))
+            b = bs[0]
+            r = comp[n]["buckets"][b]
+            raise DistilleryError(f"mix.strict: phase {n!r} bucket {b!r} has {r['realised']} of its {r['target']} "
+                                  f"target records ({r['available']} available); lower the weight or allow upsampling")
+        counts = write_mixes(files, out, p1, draws, spill_budget, part_records)
+    finally:
+        _SHARED[0] = None
+    write_json(out / "composition.json", comp)
+    if plots_dir is not None:
+        write_json(Path(plots_dir) / "mix_composition.json", plot_rows(comp))
+    counter.records_out = counts[PRODUCTION]
+    metrics = counter.as_metrics()
+    metrics.update({
+        "eval_records": counts[EVAL_FILE], "production_records": counts[PRODUCTION],
+        **unused_stats(p1, draws, mix),
+        "bucketed_by": dict(sorted(p1.how.items())), "pool": dict(sorted(draws.sizes.items())),
+        "phases": {n: {"size": c["size"], "realised": c["realised"], "short_buckets": len(c["short_buckets"]),
+                       "share": {b: {"target": r["target_share"], "realised": r["realised_share"]}
+                                 for b, r in c["buckets"].items()}}
+                   for n, c in comp.items()},
+    })
+    return metrics
+
+
+def write_mixes(files: list[Path], out: Path, p1: Pass1, draws: Draws, spill_budget: int,
+                part_records: int) -> dict[str, int]:
+    """Pass 2: eval.jsonl in input order, then every mix file in its shuffle order; records written per file.
+    It runs in this process: on 2 cores, a pool that sent the wanted lines out and the spill lines back cost
+    more CPU in the pipes than it saved (86 against 69 CPU s at 600K), and its idle workers ~100 MB."""
     totals = {name: plan.realised for name, plan in draws.plans.items()}
     drawn_any = np.zeros(p1.n, dtype=bool)
     for t in draws.times.values():
@@ -538,29 +622,25 @@ def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams
     needed = p1.held_out | drawn_any
     out.mkdir(parents=True, exist_ok=True)
     spill = Spill(out, totals, spill_budget, part_records)
+    names = list(draws.times)
+    parts = [spill.parts[n] for n in names]
     counts = {}
     try:
         with AtomicWriter(out / EVAL_FILE) as ev:
             bar = progress(desc="mix: write", total=int(needed.sum()))
-            names = list(draws.times)
-            for fi, f in enumerate(files):
-                lo, hi = np.searchsorted(p1.file, [fi, fi + 1])         # records are in file order
-                which = lo + np.flatnonzero(needed[lo:hi])
-                for (lineno, slot, drawn), rec in _read_lines(f, _wanted(p1, which, list(draws.times.values()))):
-                    bar.update(1)
-                    rid = rec.get("id") if isinstance(rec, dict) else None
-                    if not isinstance(rid, str) or id_digest(rid) != p1.digest[slot:slot + 1].tobytes():
-                        raise InputError(f"{f}:{lineno}: not the record read on the first pass (the file changed "
-                                         "while mixing); run the stage again")
-                    assigner.finalize(rec, p1.names[p1.bucket[slot]])
-                    if p1.held_out[slot]:
-                        ev.write_record(_copy_for(rec, 0, "eval"))
-                        continue
-                    for name, t in zip(names, drawn):
-                        for c in range(t):
-                            key = hash_key(seed, name, "order", rid, c)
-                            spill.add(name, key, rid, c, dumps(_copy_for(rec, c, name)))
+            for (f, k), job in _draw_jobs(files, p1, draws, needed, names, parts):
+                changed, ev_text, n_ev, per_mix = _draw_lines(job)
+                if changed is not None:
+                    raise InputError(f"{f}:{changed}: not the record read on the first pass (the file changed "
+                                     "while mixing); run the stage again")
+                ev.write(ev_text)
+                ev.count += n_ev
+                for name, by_part in zip(names, per_mix):
+                    for part, text in by_part.items():
+                        spill.add(name, part, text)
+                bar.update(k)
             bar.close()
+        counts[EVAL_FILE] = ev.count
         for name in draws.plans:
             path = out / PRODUCTION_FILE if name == PRODUCTION else out / PHASES_DIR / f"{name}.jsonl"
             with AtomicWriter(path) as w:
@@ -570,18 +650,4 @@ def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams
         spill.close()
     if spill.spilled_bytes:
         log.info("mix: spilled %.1f MB of drawn records to disk to write them in order", spill.spilled_bytes / 2**20)
-    write_json(out / "composition.json", comp)
-    if plots_dir is not None:
-        write_json(Path(plots_dir) / "mix_composition.json", plot_rows(comp))
-    counter.records_out = counts[PRODUCTION]
-    metrics = counter.as_metrics()
-    metrics.update({
-        "eval_records": ev.count, "production_records": counts[PRODUCTION],
-        **unused_stats(p1, draws, mix),
-        "bucketed_by": dict(sorted(p1.how.items())), "pool": dict(sorted(draws.sizes.items())),
-        "phases": {n: {"size": c["size"], "realised": c["realised"], "short_buckets": len(c["short_buckets"]),
-                       "share": {b: {"target": r["target_share"], "realised": r["realised_share"]}
-                                 for b, r in c["buckets"].items()}}
-                   for n, c in comp.items()},
-    })
-    return metrics
+    return counts
