@@ -210,3 +210,32 @@ def test_flattening_in_workers_gives_the_same_tables(mixed, monkeypatch):
         con.close()
     assert dumps[1] == dumps[2]
     assert dumps[2][1]["sft"] and dumps[2][1]["mix_records"]
+
+
+def test_an_exported_id_takes_bucket_and_score_from_the_first_mix_file_that_holds_it(mixed):
+    """Production, then eval, then the phases: a phase copy of a record with another bucket or score, or an
+    eval record sharing an exported id, does not change what the export is checked against."""
+    import sqlite3
+
+    from distillery.validate.run import flatten_tables
+
+    prod = mixed / "mix" / "production.jsonl"
+    rows = [json.loads(x) for x in prod.read_text().splitlines()]
+    sft = [r for r in rows if r["kind"] == "sft"]
+    first, second = sft[0], sft[1]
+    rows[rows.index(first)] = {**first, "scores": {"judge": {"overall": 9.0}}}
+    _jsonl(prod, rows)
+    ev = mixed / "mix" / "eval.jsonl"
+    other = {r["id"]: "red_team" if r["bucket"] != "red_team" else "code" for r in (first, second)}
+    ev.write_text(ev.read_text() + json.dumps({**second, "bucket": other[second["id"]],
+                                               "scores": {"judge": {"overall": 1.0}}}) + "\n")
+    phase = mixed / "mix" / "phases" / "robustness.jsonl"
+    phase.write_text(phase.read_text() + json.dumps({**first, "bucket": other[first["id"]],
+                                                     "scores": {"judge": {"overall": 2.0}}}) + "\n")
+    path = mixed / "flat.sqlite"
+    flatten_tables(path, mixed / "export", mixed / "mix", ValidateParams(chunk_rows=5), MIX)
+    con = sqlite3.connect(path)
+    got = dict(((i, (b, s)) for i, b, s in con.execute("SELECT id, bucket, score FROM sft")))
+    con.close()
+    assert got[first["id"]] == (first["bucket"], 9.0)
+    assert got[second["id"]] == (second["bucket"], 7.5)

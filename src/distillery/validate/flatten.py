@@ -8,7 +8,8 @@ names it instead of the loader crashing.
 
 Files are read line by line and inserted `chunk_rows` rows at a time; the bucket and score of an
 exported id are joined in SQL from a table of the mix records (first file wins: production, eval,
-then the phases), so no per-id dict is kept in memory either. The suites then run on the tables
+then the phases), so no per-id dict is kept in memory either. The mix files are read once, for that
+index and for the mix suites' table together. The suites then run on the tables
 through GX's SQL execution engine (the queries run in SQLite, the counts and the first failing rows
 come back).
 """
@@ -83,6 +84,7 @@ DPO_COLUMNS = [("row", "INTEGER"), ("id", "TEXT"), ("prompt_roles", "TEXT"), ("p
                ("bucket", "TEXT"), ("score", "REAL")]
 MIX_RECORD_COLUMNS = [("phase", "TEXT"), ("row", "INTEGER"), ("id", "TEXT"), ("bucket", "TEXT"),
                       ("in_eval_split", "BOOLEAN")]
+MIX_ROW_COLUMNS = [("index_id", "TEXT"), ("index_bucket", "TEXT"), ("index_score", "REAL"), *MIX_RECORD_COLUMNS]
 MIX_SHARE_COLUMNS = [("phase", "TEXT"), ("bucket", "TEXT"), ("row", "TEXT"), ("id", "TEXT"), ("count", "INTEGER"),
                      ("target", "INTEGER"), ("limit", "INTEGER"), ("saturated", "BOOLEAN"), ("share_gap", "REAL"),
                      ("shortfall", "REAL")]
@@ -120,24 +122,15 @@ def mix_record_row(line: int, rec: dict, phase: str, eval_fraction: float, eval_
             bool(rid) and is_eval(rid, eval_fraction, eval_salt))
 
 
-def mix_index_row(line: int, rec: dict) -> tuple | None:
-    """(id, bucket, judge score) of one mix record with an id (exports drop bucket and score)."""
-    if not isinstance(rec.get("id"), str):
-        return None
-    return rec["id"], _text(rec.get("bucket")), judge_score(rec)
-
-
-def mix_record_rows(mix_dir: Path, mix: MixParams, pool: OrderedPool) -> Iterator[tuple]:
-    """One row per record in production and every phase file: phase, row, id, bucket, held-out flag."""
-    for phase, f in phase_files(mix_dir):
-        yield from record_rows(f, mix_record_row, pool, phase, mix.eval_fraction, mix.eval_salt)
-
-
-def mix_index_rows(mix_dir: Path | None, pool: OrderedPool) -> Iterator[tuple]:
-    """(id, bucket, judge score) of every record of the mix stage's files (exports drop both), in the
-    order production, eval, phases: the first one of an id wins."""
-    for f in record_files(mix_dir):
-        yield from record_rows(f, mix_index_row, pool)
+def mix_row(line: int, rec: dict, phase: str | None, eval_fraction: float, eval_salt: str) -> tuple:
+    """Both views of one record of a mix file, from one parse: (id, bucket, judge score) for the index the
+    exports are joined with (id None when it is not a string; exports drop bucket and score), then
+    `mix_record_row` (all None for the eval file, which is not a mix)."""
+    rid = rec.get("id")
+    index = (rid, _text(rec.get("bucket")), judge_score(rec)) if isinstance(rid, str) else (None, None, None)
+    if phase is None:
+        return (*index, None, None, None, None, None)
+    return (*index, *mix_record_row(line, rec, phase, eval_fraction, eval_salt))
 
 
 def mix_shares(counts: dict[tuple[str, str], int], composition: dict[str, Any], mix: MixParams) -> list[tuple]:
@@ -244,18 +237,27 @@ class FlatStore:
         self.con.commit()
         return n
 
-    def load_mix_index(self, mix_dir: Path | None) -> None:
+    def load_mix(self, mix_dir: Path | None, mix: MixParams, records: bool) -> None:
+        """Read every record file of the mix once (production, eval, then the phases) into `mixinfo` (id ->
+        bucket, judge score: the first file of an id wins) and, with `records`, `mix_records`. Rows are
+        appended in file order and the index is built by one GROUP BY: inserting a million random ids into
+        a keyed table one by one cost twice as much."""
+        phases = {f: name for name, f in phase_files(mix_dir)} if mix_dir is not None else {}
+        rows = (r for f in record_files(mix_dir)
+                for r in record_rows(f, mix_row, self.pool, phases.get(f), mix.eval_fraction, mix.eval_salt))
+        self._create("mixrows", MIX_ROW_COLUMNS)
+        self.insert("mixrows", MIX_ROW_COLUMNS, rows)
         self.con.execute("DROP TABLE IF EXISTS mixinfo")
         self.con.execute("CREATE TABLE mixinfo (id TEXT PRIMARY KEY, bucket TEXT, score REAL) WITHOUT ROWID")
-        sql = "INSERT OR IGNORE INTO mixinfo VALUES (?, ?, ?)"       # first file of an id wins
-        chunk = []
-        for r in mix_index_rows(mix_dir, self.pool):
-            chunk.append(r)
-            if len(chunk) >= self.chunk_rows:
-                self.con.executemany(sql, chunk)
-                chunk = []
-        if chunk:
-            self.con.executemany(sql, chunk)
+        # SQLite gives bare columns the values of the row min() picks: the first row of each id
+        self.con.execute("INSERT INTO mixinfo SELECT index_id, index_bucket, index_score FROM (SELECT index_id, "
+                         "index_bucket, index_score, MIN(rowid) FROM mixrows WHERE index_id IS NOT NULL "
+                         "GROUP BY index_id)")
+        if records:
+            self._create("mix_records", MIX_RECORD_COLUMNS)
+            self.con.execute('INSERT INTO mix_records SELECT phase, "row", id, bucket, in_eval_split FROM mixrows '
+                             "WHERE phase IS NOT NULL ORDER BY rowid")
+        self.con.execute("DROP TABLE mixrows")
         self.con.commit()
 
     def _export_table(self, name: str, cols: list[tuple[str, str]], rows: Iterable[tuple]) -> Table:
@@ -284,11 +286,6 @@ class FlatStore:
 
     def dpo(self, path: Path) -> Table:
         return self._export_table("dpo", DPO_COLUMNS, record_rows(path, dpo_row, self.pool))
-
-    def mix_records(self, mix_dir: Path, mix: MixParams) -> Table:
-        self._create("mix_records", MIX_RECORD_COLUMNS)
-        self.insert("mix_records", MIX_RECORD_COLUMNS, mix_record_rows(mix_dir, mix, self.pool))
-        return self.table("mix_records")
 
     def mix_shares(self, composition: dict[str, Any], mix: MixParams) -> Table:
         counts = {(p, b): n for p, b, n in

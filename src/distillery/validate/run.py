@@ -154,18 +154,19 @@ def _flatten_into(store: FlatStore, export_dir: Path | None, mix_dir: Path | Non
                   mix: MixParams) -> list[tuple[str, Table]]:
     try:
         tables = []
+        check_mix = mix_dir is not None and p.check_mix
+        store.load_mix(mix_dir, mix, records=check_mix)
         if export_dir is not None:
             sft, dpo = export_dir / p.sft_file, export_dir / p.dpo_file
-            store.load_mix_index(mix_dir)
             if sft.exists():
                 tables.append(("sft", store.sft(sft)))
             if dpo.exists():
                 tables.append(("dpo", store.dpo(dpo)))
-            store.con.execute("DROP TABLE IF EXISTS mixinfo")
-        if mix_dir is not None and p.check_mix:
+        store.con.execute("DROP TABLE IF EXISTS mixinfo")
+        if check_mix:
             comp_path = mix_dir / "composition.json"
             comp = read_json(comp_path) if comp_path.exists() else {}
-            recs = store.mix_records(mix_dir, mix)
+            recs = store.table("mix_records")
             tables.append(("mix_shares", store.mix_shares(comp, mix)))
             tables.append(("mix_records", recs))
         return tables
