@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import psutil
 import pytest
 
 from distillery.dedup.config import DedupParams
@@ -122,11 +123,21 @@ def test_per_source_mode_keeps_copies_across_sources(tmp_path):
 def test_same_output_whatever_the_worker_count(tmp_path, monkeypatch):
     records = corpus() * 1 + [rec(f"z{i:03d}", edit(text(100 + i % 7), 1 + i % 4, seed=i)) for i in range(120)]
     monkeypatch.setattr(engine, "_MAX_OPEN", 2)   # far fewer spill files open than batches: verification reopens
+    monkeypatch.setattr(engine, "VERIFY_TASK_PAIRS", 5)   # and many small verification tasks
+    workers_while_writing = []
+    write_outputs = engine._write_outputs
+
+    def counting(*a, **kw):
+        workers_while_writing.append(len(psutil.Process().children(recursive=True)))
+        return write_outputs(*a, **kw)
+
+    monkeypatch.setattr(engine, "_write_outputs", counting)
     outs = []
     for w, bs in ((1, 1000), (2, 7), (3, 16)):
         _, out = run(tmp_path, records, f"w{w}", workers=w, batch_size=bs)
         outs.append({f: (out / f).read_bytes() for f in ("records.jsonl", "quarantine.jsonl", "clusters.jsonl")})
     assert outs[0] == outs[1] == outs[2]
+    assert workers_while_writing == [0, 0, 0]     # the pool is gone before the parent's largest phase
 
 
 # ---------------------------------------------------------------- bad input

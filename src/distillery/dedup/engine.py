@@ -10,6 +10,7 @@ Write: re-read the input, copy kept lines as they are, quarantine the rest with 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
@@ -52,6 +53,24 @@ def _init_worker(settings: Settings, index: EvalIndex | None, spill_dir: str) ->
     _W.update(settings=settings, index=index, spill_dir=spill_dir, maps=OrderedDict())
 
 
+def _libc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):     # not glibc: nothing to call
+        return None
+
+
+_TRIM = _libc_trim()
+
+
+def give_back_freed_memory() -> None:
+    """Return the C heap's free pages to the system (glibc `malloc_trim`) at the end of a worker's task. A worker
+    otherwise keeps its largest batch's worth of freed heap resident while it waits for the next task (or through
+    LSH in the parent), and the process tree's peak memory counts it: 642 -> 581 MB at 600K records."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
 def _spill_path(batch_no: int, what: str) -> str:
     return os.path.join(_W["spill_dir"], f"{batch_no:07d}.{what}")
 
@@ -67,8 +86,12 @@ def _work_prepare(task: tuple[int, int, int, bytes]) -> tuple[int, int, Prepared
             write_array(_spill_path(batch_no, "sig"), sig.astype(np.uint32, copy=False))
 
     prep = prepare_batch(lines, _W["settings"], _W["index"], spill, fallback_id=lambda ln: f"{file_no}:{ln}")
+    del lines
+    give_back_freed_memory()        # idle through LSH in the parent, the worker holds no batch's leftovers
     return batch_no, file_no, prep
 
+
+VERIFY_TASK_PAIRS = 16_384    # pairs per verification task at most: a worker's memory does not grow with N
 
 # spill files open per worker (least recently used is closed): a quarter of the process's descriptor limit,
 # so that a run of many batches does not reopen files for most pairs (with 256 open and the offsets read by
@@ -105,9 +128,12 @@ def _work_verify(task: tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray
     """Similarity of each pair, streaming (a few thousand pairs' sets in memory at a time)."""
     mode, ub, ul, vb, vl = task
     if mode == "signature":
-        return np.fromiter((estimate(_signature(a, i), _signature(b, j)) for a, i, b, j in zip(ub, ul, vb, vl)),
+        sims = np.fromiter((estimate(_signature(a, i), _signature(b, j)) for a, i, b, j in zip(ub, ul, vb, vl)),
                            dtype=np.float64, count=len(ub))
-    return verify_pairs((_shingle_set(a, i), _shingle_set(b, j)) for a, i, b, j in zip(ub, ul, vb, vl))
+    else:
+        sims = verify_pairs((_shingle_set(a, i), _shingle_set(b, j)) for a, i, b, j in zip(ub, ul, vb, vl))
+    give_back_freed_memory()
+    return sims
 
 
 def _close_spill() -> None:
@@ -204,59 +230,65 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
     _init_worker(settings, index, spill_dir)
     pool = OrderedPool(workers, initializer=_init_worker, initargs=(settings, index, spill_dir))
     try:
-        with pool, Quarantine(out_dir / "quarantine.jsonl", stage) as quarantine:
-            # ---- pass 1: prepare every batch (workers), keep band keys + scalars
-            t = time.perf_counter()
-            table = Table(Path(spill_dir) / "table", bands)
-            lines_in = 0
-            bar = progress(desc=f"{stage}: signatures", unit="rec")
-            for batch_no, file_no, prep in pool.imap(_work_prepare, iter_line_batches(files, p.batch_size)):
-                lines_in += len(prep.ids) + len(prep.bad)
-                bar.update(len(prep.ids) + len(prep.bad))
-                for ln, reason, raw, detail in prep.bad:
-                    if isinstance(raw, dict):
-                        quarantine.reject(reason, raw, file=str(files[file_no]), line=ln, detail=detail)
-                    else:
-                        quarantine.reject_bad_line(BadLine(reason, ln, raw, detail), str(files[file_no]))
-                table.add(batch_no, file_no, prep)
-            bar.close()
-            cols, ids, band_keys = table.freeze()
-            n = len(ids)
-            timings["prepare_s"] = time.perf_counter() - t
-            log.info("dedup: prepared %d records in %.1fs (%d bands x %d rows)", n, timings["prepare_s"], bands, rows)
-            bad_counts = Counter(quarantine.counts)
-
-            # ---- decide
-            t = time.perf_counter()
-            dec = Decisions.start(table, ids, index, p)
-            rank, status, dup_of, sim = dec.rank, dec.status, dec.dup_of, dec.sim  # marked in place below
-            timings["exact_s"] = time.perf_counter() - t
-
-            t = time.perf_counter()
-            edges_u = edges_v = np.zeros(0, np.int64)
-            pair_sims = np.zeros(0)
-            n_candidates = 0
-            if p.near and n:
-                active = (status == KEEP) & (cols["nsh"] > 0)
-                act = np.flatnonzero(active)
-                pairs = candidate_pairs(band_keys.columns(act), rank[act], p.max_bucket_all_pairs)
-                n_candidates = len(pairs)
-                timings["lsh_s"] = time.perf_counter() - t
-                log.info("dedup: %d candidate pairs from LSH", n_candidates)
+        with Quarantine(out_dir / "quarantine.jsonl", stage) as quarantine:
+            # the workers make signatures and verify pairs; what follows needs none, so they exit (and
+            # give their memory back) before the parent's largest phases
+            with pool:
+                # ---- pass 1: prepare every batch (workers), keep band keys + scalars
                 t = time.perf_counter()
-                by_rank = np.argsort(rank)
-                u_idx, v_idx = by_rank[pairs[:, 0]], by_rank[pairs[:, 1]]
-                pair_sims = _verify(pool, p.verify, cols, u_idx, v_idx, workers)
-                ok = pair_sims >= p.threshold - 1e-12
-                edges_u, edges_v = pairs[ok, 0], pairs[ok, 1]
-                timings["verify_s"] = time.perf_counter() - t
-                log.info("dedup: %d of %d pairs verified in %.1fs", int(ok.sum()), n_candidates, timings["verify_s"])
+                table = Table(Path(spill_dir) / "table", bands)
+                lines_in = 0
+                bar = progress(desc=f"{stage}: signatures", unit="rec")
+                for batch_no, file_no, prep in pool.imap(_work_prepare, iter_line_batches(files, p.batch_size)):
+                    lines_in += len(prep.ids) + len(prep.bad)
+                    bar.update(len(prep.ids) + len(prep.bad))
+                    for ln, reason, raw, detail in prep.bad:
+                        if isinstance(raw, dict):
+                            quarantine.reject(reason, raw, file=str(files[file_no]), line=ln, detail=detail)
+                        else:
+                            quarantine.reject_bad_line(BadLine(reason, ln, raw, detail), str(files[file_no]))
+                    table.add(batch_no, file_no, prep)
+                bar.close()
+                cols, ids, band_keys = table.freeze()
+                n = len(ids)
+                timings["prepare_s"] = time.perf_counter() - t
+                log.info("dedup: prepared %d records in %.1fs (%d bands x %d rows)", n, timings["prepare_s"], bands,
+                         rows)
+                bad_counts = Counter(quarantine.counts)
+
+                # ---- decide
                 t = time.perf_counter()
-                label = components(n, edges_u, edges_v)          # in rank space
-                need = mark_near(label, rank, by_rank, active, status, dup_of, sim, edges_u, edges_v, pair_sims[ok])
-                if len(need):
-                    sim[need] = _verify(pool, p.verify, cols, need, dup_of[need], workers)
-                timings["cluster_s"] = time.perf_counter() - t
+                dec = Decisions.start(table, ids, index, p)
+                rank, status, dup_of, sim = dec.rank, dec.status, dec.dup_of, dec.sim  # marked in place below
+                timings["exact_s"] = time.perf_counter() - t
+
+                t = time.perf_counter()
+                edges_u = edges_v = np.zeros(0, np.int64)
+                pair_sims = np.zeros(0)
+                n_candidates = 0
+                if p.near and n:
+                    active = (status == KEEP) & (cols["nsh"] > 0)
+                    act = np.flatnonzero(active)
+                    pairs = candidate_pairs(band_keys.columns(act), rank[act], p.max_bucket_all_pairs)
+                    n_candidates = len(pairs)
+                    timings["lsh_s"] = time.perf_counter() - t
+                    log.info("dedup: %d candidate pairs from LSH", n_candidates)
+                    t = time.perf_counter()
+                    by_rank = np.argsort(rank)
+                    u_idx, v_idx = by_rank[pairs[:, 0]], by_rank[pairs[:, 1]]
+                    pair_sims = _verify(pool, p.verify, cols, u_idx, v_idx, workers)
+                    ok = pair_sims >= p.threshold - 1e-12
+                    edges_u, edges_v = pairs[ok, 0], pairs[ok, 1]
+                    timings["verify_s"] = time.perf_counter() - t
+                    log.info("dedup: %d of %d pairs verified in %.1fs", int(ok.sum()), n_candidates,
+                             timings["verify_s"])
+                    t = time.perf_counter()
+                    label = components(n, edges_u, edges_v)          # in rank space
+                    need = mark_near(label, rank, by_rank, active, status, dup_of, sim, edges_u, edges_v,
+                                     pair_sims[ok])
+                    if len(need):
+                        sim[need] = _verify(pool, p.verify, cols, need, dup_of[need], workers)
+                    timings["cluster_s"] = time.perf_counter() - t
 
             if p.semantic.enabled and n:
                 t = time.perf_counter()
@@ -295,7 +327,7 @@ def _verify(pool: OrderedPool, mode: str, cols: dict, u: np.ndarray, v: np.ndarr
     b, l = cols["batch_no"], cols["local"]
     order = np.lexsort((b[v], b[u]))  # batch locality for the spill maps; results are put back in order
     u, v = u[order], v[order]
-    step = max(1000, math.ceil(len(u) / (4 * workers)))
+    step = min(VERIFY_TASK_PAIRS, max(1000, math.ceil(len(u) / (4 * workers))))
     tasks = [(mode, b[u[i:i + step]], l[u[i:i + step]], b[v[i:i + step]], l[v[i:i + step]])
              for i in range(0, len(u), step)]
     sims = np.empty(len(u))

@@ -229,7 +229,8 @@ def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, build
         pending.clear()
 
     bar = progress(desc="mix: bucket")
-    for (fi, lines), results in pool.map(_bucket_lines, (((fi, lines), lines) for fi, lines in line_blocks(files, BLOCK))):
+    blocks = (((fi, lines), lines) for fi, lines in line_blocks(files, BLOCK))
+    for (fi, lines), results in pool.map(_bucket_lines, blocks):
         f = str(files[fi])
         bar.update(len(lines))
         counter.records_in += len(lines)
