@@ -207,12 +207,11 @@ def _bucket_lines(lines: list[tuple[int, bytes]]) -> list[tuple[int, Any, Any]]:
     return out
 
 
-def bucket_pass(files: list[Path], bparams: BucketsParams, mix: MixParams, builder: _Pass1Builder,
+def bucket_pass(files: list[Path], bparams: BucketsParams, builder: _Pass1Builder, max_line_bytes: int,
                 pool: OrderedPool, quarantine: Quarantine, counter: StageCounter) -> Pass1:
     """Pass 1: check, de-duplicate (first occurrence of an id wins) and bucket every record."""
     known = set(builder.names)
     out = builder
-    max_line_bytes = _SHARED[0].max_line_bytes if _SHARED[0] else None
     seen = DigestSet()
     pending: list[tuple[int, str, str, str]] = []                # (slot, id, prompt text, fallback bucket)
     clf = None
@@ -578,7 +577,7 @@ def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams
     try:
         with OrderedPool(1 if mix.workers == 1 else worker_count(mix.workers, files)) as pool, \
                 Quarantine(out / "quarantine.jsonl", "mix", counter) as q:
-            p1 = bucket_pass(files, bparams, mix, builder, pool, q, counter)
+            p1 = bucket_pass(files, bparams, builder, max_line_bytes, pool, q, counter)
         gate.check("mix", counter, out / "quarantine.jsonl")
         draws = plan_all(p1, mix)
         comp = composition(draws.plans, mix)
