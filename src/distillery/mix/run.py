@@ -162,12 +162,11 @@ class _Pass1Builder:
 
 @dataclass
 class _Shared:
-    """What the per-record work of both passes needs; set before pass 1's pool forks, so workers inherit it."""
+    """What pass 1's per-record work needs; set before its pool forks, so the workers inherit it."""
 
     assigner: BucketAssigner
     builder: _Pass1Builder
     bparams: BucketsParams
-    seed: int
     max_line_bytes: int
 
 
@@ -246,7 +245,7 @@ def bucket_pass(files: list[Path], bparams: BucketsParams, builder: _Pass1Builde
                                   file=f, line=lineno)
                 continue
             d, rid, bucket, how, held, keys, text = info
-            if bucket is not None and bucket not in known:
+            if bucket not in known:
                 quarantine.reject("unknown_bucket", parse_line(raw, lineno, max_line_bytes),
                                   detail=f"bucket {bucket!r} is not in the buckets list")
                 continue
@@ -450,16 +449,12 @@ def _raw_lines(path: Path, wanted: Iterator[tuple]) -> Iterator[tuple[tuple, byt
     raise InputError(f"{path}: shorter on the second pass than on the first (changed while mixing?)")
 
 
-def _draw_lines(job: tuple[list[tuple[int, bytes, bytes, str, bool, tuple[int, ...]]], list[str], list[int]]
-                ) -> tuple[int | None, str, int, list[dict[int, str]]]:
-    """Pass 2's per-record work on a block of wanted lines: parse each line again, check it is the record
-    pass 1 saw, write its bucket on it, and turn it into its eval line or its copies' spill lines.
-    Job: ((line, raw, id digest, bucket, held out, draws per mix), mix names, partitions per mix).
-    Returns (the line of a record that changed since pass 1, else None; eval lines; how many; per mix
-    {partition: spill lines})."""
-    items, names, parts = job
-    sh = _SHARED[0]
-    assert sh is not None
+def _draw_block(items: list[tuple[int, bytes, bytes, str, bool, tuple[int, ...]]], path: Path, names: list[str],
+                parts: list[int], assigner: BucketAssigner, seed: int) -> tuple[str, int, list[dict[int, str]]]:
+    """Pass 2's per-record work on a block of wanted lines of `path`, (line, raw, id digest, bucket, held out,
+    draws per mix) each: parse the line again, check it is the record pass 1 saw, write its bucket on it, and
+    turn it into its eval line or its copies' spill lines. Returns (eval lines, how many, per mix
+    {partition: spill lines}): one string per partition per block, not one object per record."""
     evals: list[str] = []
     spill: list[dict[int, list[str]]] = [{} for _ in names]
     for lineno, raw, digest, bucket, held, drawn in items:
@@ -471,17 +466,18 @@ def _draw_lines(job: tuple[list[tuple[int, bytes, bytes, str, bool, tuple[int, .
             rec = None
         rid = rec.get("id") if isinstance(rec, dict) else None
         if not isinstance(rid, str) or id_digest(rid) != digest:
-            return lineno, "", 0, []
-        sh.assigner.finalize(rec, bucket)
+            raise InputError(f"{path}:{lineno}: not the record read on the first pass (the file changed while "
+                             "mixing); run the stage again")
+        assigner.finalize(rec, bucket)
         if held:
             evals.append(dumps(_copy_for(rec, 0, "eval")) + "\n")
             continue
         for m, (name, t) in enumerate(zip(names, drawn)):
             for c in range(t):
-                key = hash_key(sh.seed, name, "order", rid, c)
+                key = hash_key(seed, name, "order", rid, c)
                 spill[m].setdefault((key * parts[m]) >> 64, []).append(
                     Spill.line(key, rid, c, dumps(_copy_for(rec, c, name))))
-    return None, "".join(evals), len(evals), [{p: "".join(v) for p, v in d.items()} for d in spill]
+    return "".join(evals), len(evals), [{p: "".join(v) for p, v in d.items()} for d in spill]
 
 
 def _wanted(p1: Pass1, which: np.ndarray, times: list[np.ndarray], chunk: int = 1 << 16) -> Iterator[tuple]:
@@ -540,10 +536,10 @@ def unused_warning(metrics: dict[str, Any], mix: MixParams) -> str | None:
             f"bucket cap {why['over_cap']:,}, in no mix's weights {why['unweighted']:,} ({'; '.join(fix)})")
 
 
-def _draw_jobs(files: list[Path], p1: Pass1, draws: Draws, needed: np.ndarray, names: list[str],
-               parts: list[int]) -> Iterator[tuple[tuple[Path, int], tuple]]:
-    """Pass 2's blocks for `_draw_lines`: the wanted lines of every file, `BLOCK_LINES` at a time, with what
-    pass 1 decided about each."""
+def _wanted_blocks(files: list[Path], p1: Pass1, draws: Draws, needed: np.ndarray, names: list[str]
+                   ) -> Iterator[tuple[Path, list[tuple]]]:
+    """(file, block) of the wanted lines of every file, `BLOCK_LINES` at a time, each line with what pass 1
+    decided about it (for `_draw_block`)."""
     times = [draws.times[n] for n in names]
     for fi, f in enumerate(files):
         lo, hi = np.searchsorted(p1.file, [fi, fi + 1])         # records are in file order
@@ -552,10 +548,10 @@ def _draw_jobs(files: list[Path], p1: Pass1, draws: Draws, needed: np.ndarray, n
         for (lineno, *decided), raw in _raw_lines(f, _wanted(p1, which, times)):
             block.append((lineno, raw, *decided))
             if len(block) >= BLOCK_LINES:
-                yield (f, len(block)), (block, names, parts)
+                yield f, block
                 block = []
         if block:
-            yield (f, len(block)), (block, names, parts)
+            yield f, block
 
 
 def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams, mix: MixParams, seed: int,
@@ -573,26 +569,27 @@ def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams
     out = Path(output)
     counter = counter if counter is not None else StageCounter()
     builder = _Pass1Builder(names, mix, seed)
-    _SHARED[0] = _Shared(BucketAssigner(bparams), builder, bparams, seed, max_line_bytes)
+    assigner = BucketAssigner(bparams)
+    _SHARED[0] = _Shared(assigner, builder, bparams, max_line_bytes)
     try:
         with OrderedPool(1 if mix.workers == 1 else worker_count(mix.workers, files)) as pool, \
                 Quarantine(out / "quarantine.jsonl", "mix", counter) as q:
             p1 = bucket_pass(files, bparams, builder, max_line_bytes, pool, q, counter)
-        gate.check("mix", counter, out / "quarantine.jsonl")
-        draws = plan_all(p1, mix)
-        comp = composition(draws.plans, mix)
-        short = {n: c["short_buckets"] for n, c in comp.items() if c["short_buckets"]}
-        for n, bs in short.items():
-            log.warning("mix %s: short buckets %s (realised < target)", n, ", ".join(bs))
-        if mix.strict and short:
-            n, bs = next(iter(short.items()))
-            b = bs[0]
-            r = comp[n]["buckets"][b]
-            raise DistilleryError(f"mix.strict: phase {n!r} bucket {b!r} has {r['realised']} of its {r['target']} "
-                                  f"target records ({r['available']} available); lower the weight or allow upsampling")
-        counts = write_mixes(files, out, p1, draws, spill_budget, part_records)
     finally:
         _SHARED[0] = None
+    gate.check("mix", counter, out / "quarantine.jsonl")
+    draws = plan_all(p1, mix)
+    comp = composition(draws.plans, mix)
+    short = {n: c["short_buckets"] for n, c in comp.items() if c["short_buckets"]}
+    for n, bs in short.items():
+        log.warning("mix %s: short buckets %s (realised < target)", n, ", ".join(bs))
+    if mix.strict and short:
+        n, bs = next(iter(short.items()))
+        b = bs[0]
+        r = comp[n]["buckets"][b]
+        raise DistilleryError(f"mix.strict: phase {n!r} bucket {b!r} has {r['realised']} of its {r['target']} "
+                              f"target records ({r['available']} available); lower the weight or allow upsampling")
+    counts = write_mixes(files, out, p1, draws, assigner, seed, spill_budget, part_records)
     write_json(out / "composition.json", comp)
     if plots_dir is not None:
         write_json(Path(plots_dir) / "mix_composition.json", plot_rows(comp))
@@ -610,8 +607,8 @@ def run_mix(inputs: list[str | Path], output: str | Path, bparams: BucketsParams
     return metrics
 
 
-def write_mixes(files: list[Path], out: Path, p1: Pass1, draws: Draws, spill_budget: int,
-                part_records: int) -> dict[str, int]:
+def write_mixes(files: list[Path], out: Path, p1: Pass1, draws: Draws, assigner: BucketAssigner, seed: int,
+                spill_budget: int, part_records: int) -> dict[str, int]:
     """Pass 2: eval.jsonl in input order, then every mix file in its shuffle order; records written per file.
     It runs in this process: on 2 cores, a pool that sent the wanted lines out and the spill lines back cost
     more CPU in the pipes than it saved (86 against 69 CPU s at 600K), and its idle workers ~100 MB."""
@@ -628,17 +625,14 @@ def write_mixes(files: list[Path], out: Path, p1: Pass1, draws: Draws, spill_bud
     try:
         with AtomicWriter(out / EVAL_FILE) as ev:
             bar = progress(desc="mix: write", total=int(needed.sum()))
-            for (f, k), job in _draw_jobs(files, p1, draws, needed, names, parts):
-                changed, ev_text, n_ev, per_mix = _draw_lines(job)
-                if changed is not None:
-                    raise InputError(f"{f}:{changed}: not the record read on the first pass (the file changed "
-                                     "while mixing); run the stage again")
+            for f, block in _wanted_blocks(files, p1, draws, needed, names):
+                ev_text, n_ev, per_mix = _draw_block(block, f, names, parts, assigner, seed)
                 ev.write(ev_text)
                 ev.count += n_ev
                 for name, by_part in zip(names, per_mix):
                     for part, text in by_part.items():
                         spill.add(name, part, text)
-                bar.update(k)
+                bar.update(len(block))
             bar.close()
         counts[EVAL_FILE] = ev.count
         for name in draws.plans:
