@@ -242,7 +242,7 @@ class FlatStore:
         bucket, judge score: the first file of an id wins) and, with `records`, `mix_records`. Rows are
         appended in file order and the index is built by one GROUP BY: inserting a million random ids into
         a keyed table one by one cost twice as much."""
-        phases = {f: name for name, f in phase_files(mix_dir)} if mix_dir is not None else {}
+        phases = {f: name for name, f in phase_files(mix_dir)} if mix_dir is not None and records else {}
         rows = (r for f in record_files(mix_dir)
                 for r in record_rows(f, mix_row, self.pool, phases.get(f), mix.eval_fraction, mix.eval_salt))
         self._create("mixrows", MIX_ROW_COLUMNS)
