@@ -1,15 +1,18 @@
 """Local provider benchmark (`make bench-local`): generated tokens/s on the offline model (SmolLM2-135M).
 
 The same chat prompts, the same max_tokens, greedy, in one run:
-1. ours (the provider's batched loop: KV cache, finished rows leave the batch) at batch 1, at the
-   shipped `llm.teachers.local-smollm2.batch_size` and at batch 16;
+1. ours (the provider's batched loop: KV cache, finished rows leave the batch) at batch 1 and at
+   batch 16;
 2. plain `transformers` `model.generate` on the same batches (left padding, KV cache);
 3. both at batch 16 on a mix of short and long answers (twice max_tokens), where ours drops the
-   finished rows and `generate` computes them until the longest is done.
+   finished rows and `generate` computes them until the longest is done;
+4. ours at batch 64 (sampled, temperature 0.7: the distill setting), the shipped batch size;
+5. the guided judge (four expected-score dimensions + overall, as score.judge sends them) on the same
+   number of prompts: one prompt at a time (the loop before batching) and as one batch.
 Targets (issue 14): ours at batch 16 >= 3x ours at batch 1; ours >= HF generate at batch 16.
 
 Prints a markdown table, writes benchmarks/out/local.md, and ends with one line for scripts:
-`local tok_s_b1=X tok_s_b16=X speedup_b16=X vs_hf_b16=X vs_hf_mixed_b16=X`. Timings depend on machine load; the load
+`local tok_s_b1=X tok_s_b16=X tok_s_b64=X speedup_b16=X vs_hf_b16=X vs_hf_mixed_b16=X judge_batched_vs_single=X`. Timings depend on machine load; the load
 average before and after is printed beside them.
 """
 
@@ -49,8 +52,36 @@ def prompts(n: int) -> list[list[dict]]:
     return [[{"role": "user", "content": f"Explain {TOPICS[i % len(TOPICS)]} to a ten-year-old."}] for i in range(n)]
 
 
-def ours(teacher: TeacherParams, payloads: list, batch: int, max_tokens: int) -> tuple[int, float]:
-    gen = {"temperature": 0.0, "max_tokens": max_tokens}
+def judge_prompts(n: int) -> list[list[dict]]:
+    """Pointwise judge requests of a realistic length (~250 tokens): a question and a paragraph answer."""
+    answer = ("{t} is a topic many children ask about. In simple words, it is about how things around us work, "
+              "why they happen and what we can learn from them. A good explanation uses an everyday example, "
+              "avoids long words and checks that the listener followed each step before moving on. ") * 3
+    return [[{"role": "user", "content": f"Rate the answer to the question on helpfulness, accuracy, clarity and "
+                                         f"completeness, then overall, each from 1 to 10. Reply with JSON.\n\n"
+                                         f"Question: Explain {TOPICS[i % len(TOPICS)]} to a ten-year-old.\n\n"
+                                         f"Answer: {answer.format(t=TOPICS[i % len(TOPICS)].capitalize())}"}]
+            for i in range(n)]
+
+
+def judge(teacher: TeacherParams, payloads: list, batch: int) -> float:
+    """Seconds to judge `payloads` under the rubric schema, `batch` prompts per decode."""
+    from distillery.generation.judge import rubric_schema
+    from distillery.llm.guided import decode_batch, guided_fields, plan
+
+    model, tok = load(teacher)
+    steps = plan(tok, guided_fields(rubric_schema(["helpfulness", "accuracy", "clarity", "completeness"],
+                                                  "expected")))
+    ids = [tok(render(tok, "chat", p), add_special_tokens=False)["input_ids"] for p in payloads]
+    start = time.perf_counter()
+    for s in range(0, len(ids), batch):
+        decode_batch(model, tok, ids[s:s + batch], steps)
+    return time.perf_counter() - start
+
+
+def ours(teacher: TeacherParams, payloads: list, batch: int, max_tokens: int, temperature: float = 0.0
+         ) -> tuple[int, float]:
+    gen = {"temperature": temperature, "max_tokens": max_tokens}
     start, n = time.perf_counter(), 0
     for s in range(0, len(payloads), batch):
         n += sum(o.completion_tokens for o in generate(teacher, "chat", payloads[s:s + batch], gen))
@@ -88,7 +119,7 @@ def main() -> None:
     payloads = prompts(a.prompts)
     generate(teacher, "chat", payloads[:2], {"temperature": 0.0, "max_tokens": 4})    # warm up
     load0 = os.getloadavg()
-    sizes = sorted({1, shipped.batch_size, 16})
+    sizes = [1, 16]
     rows, rate = [], {}
     for b in sizes:
         for name, fn in (("ours", ours), ("hf generate", hf)):
@@ -103,6 +134,18 @@ def main() -> None:
         rows.append(f"| {name}, half short answers, max_tokens {2 * a.max_tokens} | 16 | 16 | {n} | {dt:.1f} | "
                     f"{n / dt:.1f} |")
         print(rows[-1], flush=True)
+    n, dt = ours(teacher, prompts(64), 64, 2 * a.max_tokens, temperature=0.7)
+    rate["ours", 64] = n / dt
+    rows.append(f"| ours, sampled (temperature 0.7), max_tokens {2 * a.max_tokens} | 64 | 64 | {n} | {dt:.1f} | "
+                f"{n / dt:.1f} |")
+    print(rows[-1], flush=True)
+    judged = judge_prompts(a.prompts)
+    for b in (1, len(judged)):
+        dt = judge(teacher, judged, b)
+        rate["judge", b] = len(judged) / dt
+        rows.append(f"| guided judge (5 expected scores), {'one prompt at a time' if b == 1 else 'batched'} | {b} | "
+                    f"{len(judged)} | – | {dt:.1f} | {len(judged) / dt:.2f} verdicts/s |")
+        print(rows[-1], flush=True)
     load1 = os.getloadavg()
     import torch
 
@@ -115,9 +158,10 @@ def main() -> None:
     Path(a.out).write_text(table)
     print(table)
     b1, b16 = rate["ours", 1], rate["ours", 16]
-    print(f"local tok_s_b1={b1:.1f} tok_s_b16={b16:.1f} speedup_b16={b16 / b1:.2f} "
+    print(f"local tok_s_b1={b1:.1f} tok_s_b16={b16:.1f} tok_s_b64={rate['ours', 64]:.1f} speedup_b16={b16 / b1:.2f} "
           f"vs_hf_b16={b16 / rate['hf generate', 16]:.2f} "
-          f"vs_hf_mixed_b16={rate['ours', 'mixed'] / rate['hf generate', 'mixed']:.2f}")
+          f"vs_hf_mixed_b16={rate['ours', 'mixed'] / rate['hf generate', 'mixed']:.2f} "
+          f"judge_batched_vs_single={rate['judge', len(judged)] / rate['judge', 1]:.2f}")
 
 
 if __name__ == "__main__":

@@ -92,3 +92,43 @@ def test_guided_requests_still_parse_in_a_batch(teacher):
         js = json.loads(o.text)
         assert 1 <= js["score"] <= 5 and isinstance(js["ok"], bool) and o.finish_reason == "stop"
         assert o.prompt_tokens > 10 and o.completion_tokens > 0
+
+
+def test_a_guided_verdict_does_not_depend_on_its_batch(model_tok):
+    """Rows of different prompt lengths, decoded together (masked holes where a row has nothing to
+    feed), give each prompt the verdict it gets alone: choices, expected scores and token counts."""
+    from distillery.llm.guided import decode, decode_batch as decode_guided, guided_fields, plan
+
+    model, tok = model_tok
+    expected = {"type": "number", "minimum": 1, "maximum": 10, "x-guided": "expected"}
+    steps = plan(tok, guided_fields({"type": "object", "properties": {
+        "verdict": {"enum": ["A", "B", "tie"]}, "clarity": expected, "score": {"type": "integer", "minimum": 1,
+                                                                                "maximum": 10},
+        "ok": {"type": "boolean"}, "overall": expected}}))
+    prompts = [tok(tok.apply_chat_template(chat(f"Rate the answer {q!r} as JSON." + " Be fair." * i),
+                                           add_generation_prompt=True, tokenize=False),
+                   add_special_tokens=False)["input_ids"] for i, q in enumerate(QUESTIONS)]
+    assert len({len(p) for p in prompts}) == len(prompts)
+    assert decode_guided(model, tok, prompts, steps) == [decode(model, tok, p, steps) for p in prompts]
+
+
+def test_the_kv_cache_outgrowing_its_capacity_gives_the_same_logits(model_tok):
+    """The preallocated cache grows when a caller underestimates its length, and still matches
+    transformers' DynamicCache step by step."""
+    import torch
+    from transformers import DynamicCache
+
+    from distillery.llm.decoding import kv_cache
+
+    model, tok = model_tok
+    ids = tok(QUESTIONS[2], return_tensors="pt")["input_ids"]
+    caches = {"ours": kv_cache(model, capacity=2), "hf": DynamicCache()}
+    logits = {}
+    with torch.inference_mode():
+        for name, cache in caches.items():
+            out = [model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0, -1]]
+            for t in (11, 12, 13):
+                out.append(model(input_ids=torch.tensor([[t]]), past_key_values=cache, use_cache=True).logits[0, -1])
+            logits[name] = torch.stack(out)
+    assert caches["ours"].get_seq_length() == ids.shape[1] + 3
+    assert torch.allclose(logits["ours"], logits["hf"], atol=1e-4)

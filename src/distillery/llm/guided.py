@@ -99,82 +99,137 @@ def plan(tok: Any, fields: list[GuidedField]) -> list[_Step]:
     return steps
 
 
+class _Rows:
+    """The rows of one guided batch on one KV cache. `feed` appends each row's pending tokens at once;
+    a row with fewer (or none) gets masked holes before them, so every row's last real token sits in
+    the last column and one forward pass gives each row's next-token logits."""
+
+    def __init__(self, model: Any, tok: Any, width: int, n: int) -> None:
+        from .decoding import kv_cache
+
+        self.model, self.n = model, n
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        self.cache = kv_cache(model, width + 32)
+        self.mask: Any = None
+        self.count = [0] * n          # real tokens per row = the position of its next token
+
+    def feed(self, chunks: list[list[int]]) -> Any:
+        """Append `chunks[r]` to row r; the logits (rows x vocab) after each row's last token (a row fed
+        nothing gets a meaningless row: callers read only rows they fed)."""
+        import torch
+
+        width = max(len(c) for c in chunks)
+        ids = torch.full((self.n, width), self.pad, dtype=torch.long)
+        mask = torch.zeros((self.n, width), dtype=torch.long)
+        pos = torch.tensor(self.count, dtype=torch.long)[:, None].repeat(1, width)
+        for r, c in enumerate(chunks):
+            if c:
+                ids[r, width - len(c):] = torch.tensor(c, dtype=torch.long)
+                mask[r, width - len(c):] = 1
+                pos[r, width - len(c):] = torch.arange(self.count[r], self.count[r] + len(c))
+                self.count[r] += len(c)
+        dev = self.model.device
+        self.mask = mask.to(dev) if self.mask is None else torch.cat([self.mask, mask.to(dev)], dim=1)
+        return self.model(input_ids=ids.to(dev), attention_mask=self.mask, position_ids=pos.to(dev),
+                          past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+
+    def crop(self, n: int) -> None:
+        """Forget the last `n` columns, which every row filled with real tokens (a probe)."""
+        self.cache.crop(-n)
+        self.mask = self.mask[:, :-n]
+        self.count = [c - n for c in self.count]
+
+
 def decode(model: Any, tok: Any, prompt_ids: list[int], steps: list[_Step]) -> tuple[str, int]:
-    """(JSON text, completion tokens) for one tokenised prompt; greedy among allowed tokens (an
-    `expected` field: the probability-weighted mean, see the module doc). Logits are computed for the
-    last position only (the prompt's other positions never need the vocab head)."""
+    """`decode_batch` for one prompt."""
+    return decode_batch(model, tok, [prompt_ids], steps)[0]
+
+
+def decode_batch(model: Any, tok: Any, prompts: list[list[int]], steps: list[_Step]) -> list[tuple[str, int]]:
+    """(JSON text, completion tokens) per tokenised prompt, the prompts decoded together: greedy among
+    allowed tokens (an `expected` field: the probability-weighted mean, see the module doc). Every
+    row walks the same tries, so a batch costs one forward pass per step for all rows, where one
+    prompt at a time paid a pass per step per prompt (at batch 1 each pass reads all the weights).
+    Logits are computed for each row's last position only."""
     import torch
 
-    pending, past, out, n_out = list(prompt_ids), None, [], 0
-
-    def step() -> torch.Tensor:
-        nonlocal pending, past
-        res = model(input_ids=torch.tensor([pending], device=model.device), past_key_values=past, use_cache=True,
-                    logits_to_keep=1)
-        past, pending = res.past_key_values, []
-        return res.logits[0, -1]
-
+    n = len(prompts)
+    rows = _Rows(model, tok, max(len(p) for p in prompts) + sum(len(st.literal_ids) for st in steps), n)
+    pending = [list(p) for p in prompts]
+    out: list[list[str]] = [[] for _ in prompts]
+    n_out = [0] * n
     with torch.inference_mode():
         for st in steps:
-            pending += st.literal_ids
-            n_out += len(st.literal_ids)
+            for r in range(n):
+                pending[r] += st.literal_ids
+                n_out[r] += len(st.literal_ids)
             if st.expected:
                 node, head = st.trie, []
                 while len(node) == 1:           # the tokens every value starts with (" ")
                     head.append(next(iter(node)))
                     node = node[head[-1]]
-                pending += head
-                logits = step()                 # the cache now ends where the values branch
-                probs = value_probs(model, node, logits, lambda: past, tuple(head))
-                best: tuple[int, ...] = max(probs, key=lambda s: probs[s])
-                walked = list(best)
-                pending += walked[len(head):]
-                mean = sum(p * float(st.value_of[s]) for s, p in probs.items())
-                out.append(f"{st.literal} {mean:.2f}{st.end}")
-                n_out += len(walked)
+                logits = rows.feed([p + head for p in pending])     # the cache now ends where the values branch
+                probs = value_probs(rows, node, logits, tuple(head))
+                for r in range(n):
+                    best: tuple[int, ...] = max(probs[r], key=lambda s: probs[r][s])
+                    pending[r] = list(best[len(head):])
+                    mean = sum(p * float(st.value_of[s]) for s, p in probs[r].items())
+                    out[r].append(f"{st.literal} {mean:.2f}{st.end}")
+                    n_out[r] += len(best)
                 continue
-            node, walked = st.trie, []
-            while node:
-                allowed = list(node)
-                choice = allowed[0] if len(allowed) == 1 else \
-                    allowed[int(torch.argmax(step()[torch.tensor(allowed)]))]
-                walked.append(choice)
-                pending.append(choice)
-                node = node[choice]
-            out.append(st.literal + " " + st.value_of[tuple(walked)] + st.end)
-            n_out += len(walked)
-    return "".join(out), n_out
+            nodes, walked = [st.trie] * n, [[] for _ in prompts]
+            while True:
+                for r in range(n):
+                    while len(nodes[r]) == 1:   # no choice to make: no forward pass
+                        t = next(iter(nodes[r]))
+                        walked[r].append(t)
+                        pending[r].append(t)
+                        nodes[r] = nodes[r][t]
+                choosing = [r for r in range(n) if nodes[r]]
+                if not choosing:
+                    break
+                logits = rows.feed(pending)     # a choosing row always has pending tokens: its last choice
+                pending = [[] for _ in prompts]
+                for r in choosing:
+                    allowed = list(nodes[r])
+                    t = allowed[int(torch.argmax(logits[r, torch.tensor(allowed)]))]
+                    walked[r].append(t)
+                    pending[r].append(t)
+                    nodes[r] = nodes[r][t]
+            for r in range(n):
+                out[r].append(st.literal + " " + st.value_of[tuple(walked[r])] + st.end)
+                n_out[r] += len(walked[r])
+    return [("".join(o), k) for o, k in zip(out, n_out)]
 
 
-
-def value_probs(model: Any, trie: dict, logits: Any, cache: Any, prefix: tuple[int, ...] = ()
-                ) -> dict[tuple[int, ...], float]:
-    """Probability of every full token sequence of the trie (after `prefix`, the tokens leading to it), each branching node's softmax restricted to
-    its children. `logits`: the next-token logits at the root;
-    `cache()`: the KV cache holding everything up to the root. An off-root branching node costs one
-    forward pass of the tokens leading to it; the cache is cropped back after each, so it ends as it began."""
+def value_probs(rows: _Rows, trie: dict, logits: Any, prefix: tuple[int, ...] = ()
+                ) -> list[dict[tuple[int, ...], float]]:
+    """Per row, the probability of every full token sequence of the trie (after `prefix`, the tokens
+    leading to it), each branching node's softmax restricted to its children. `logits`: every row's
+    next-token logits at the root, with `rows`' cache ending there. An off-root branching node costs
+    one forward pass of the tokens leading to it, for all rows at once (they share the trie); the
+    cache is cropped back after each, so it ends as it began."""
     import torch
 
-    out: dict[tuple[int, ...], float] = {}
+    out: list[dict[tuple[int, ...], float]] = [{} for _ in range(rows.n)]
 
-    def walk(node: dict, logits: Any, prefix: tuple[int, ...], mass: float) -> None:
+    def walk(node: dict, logits: Any, prefix: tuple[int, ...], mass: Any) -> None:
         allowed = list(node)
-        probs = [1.0] if len(allowed) == 1 else torch.softmax(logits[torch.tensor(allowed)].float(), -1).tolist()
-        for tok_id, p in zip(allowed, probs):
+        probs = torch.ones((rows.n, 1)) if len(allowed) == 1 else \
+            torch.softmax(logits[:, torch.tensor(allowed)].float(), -1)
+        for j, tok_id in enumerate(allowed):
             chain, child = [tok_id], node[tok_id]
             while len(child) == 1:          # no choice to make: no forward pass
                 t = next(iter(child))
                 chain.append(t)
                 child = child[t]
-            seq = prefix + tuple(chain)
+            seq, m = prefix + tuple(chain), mass * probs[:, j]
             if not child:
-                out[seq] = out.get(seq, 0.0) + mass * p
+                for r, p in enumerate(m.tolist()):
+                    out[r][seq] = out[r].get(seq, 0.0) + p
                 continue
-            past = cache()
-            res = model(input_ids=torch.tensor([list(seq[-len(chain):])], device=model.device),
-                        past_key_values=past, use_cache=True, logits_to_keep=1)
-            walk(child, res.logits[0, -1], seq, mass * p)
-            past.crop(-len(chain))     # a negative count removes that many tokens (transformers 4.x and 5.x)
+            walk(child, rows.feed([chain] * rows.n), seq, m)
+            rows.crop(len(chain))
 
-    walk(trie, logits, prefix, 1.0)
+    walk(trie, logits, prefix, torch.ones(rows.n))
     return out

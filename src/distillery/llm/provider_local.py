@@ -15,7 +15,8 @@ from typing import Any
 from .. import models  # noqa: F401 - sets the OpenMP wait policy before torch loads
 from .config import TeacherParams
 from .decoding import Sampling, decode_batch
-from .guided import decode, guided_fields, plan
+from .guided import decode_batch as decode_guided
+from .guided import guided_fields, plan
 from .outcome import CallError, Outcome
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,7 @@ def generate(teacher: TeacherParams, mode: str, payloads: list[Any], gen: dict, 
     prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     fields = guided_fields(schema)
     if fields is not None:
-        steps = plan(tok, fields)
-        done = [decode(model, tok, p, steps) for p in prompts]
+        done = decode_guided(model, tok, prompts, plan(tok, fields))
         return [Outcome(text=text, finish_reason="stop", prompt_tokens=len(p), completion_tokens=n_out,
                         model=teacher.model) for p, (text, n_out) in zip(prompts, done)]
     stops = gen.get("stop") or []
