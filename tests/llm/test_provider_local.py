@@ -55,6 +55,16 @@ def test_seeded_sampling_is_the_same_in_any_batch(teacher):
     assert [o.text for o in other_seed] != together     # the seed, not luck, fixes the text
 
 
+def test_requests_that_differ_only_in_seed_share_a_batch(teacher):
+    """Distill's answers per prompt (one seed each) decode as one batch and give each request the text
+    it gets alone with its own seed."""
+    gen = {"temperature": 0.9, "max_tokens": 12}
+    qs = [chat(QUESTIONS[2]), chat(QUESTIONS[2]), chat(QUESTIONS[3])]
+    together = [o.text for o in generate(teacher, "chat", qs, gen, seeds=[1, 2, 1])]
+    alone = [generate(teacher, "chat", [q], {**gen, "seed": seed})[0].text for q, seed in zip(qs, [1, 2, 1])]
+    assert together == alone and together[0] != together[1]
+
+
 def test_a_row_that_finishes_early_leaves_the_others_unchanged(teacher):
     """The short answer ends on EOS and leaves the batch (its cache rows dropped); the long ones give the
     text they give alone."""

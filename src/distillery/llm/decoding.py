@@ -155,8 +155,11 @@ def _select(cache: Any, mask: Any, keep: Any) -> tuple[Any, int]:
 
 
 def decode_batch(model: Any, tok: Any, prompts: list[list[int]], max_new: int, sampling: Sampling,
-                 stops: list[str] | None = None, eos_ids: set[int] | None = None) -> list[Decoded]:
-    """Generate for token-id prompts together; returns one `Decoded` per prompt, in order."""
+                 stops: list[str] | None = None, eos_ids: set[int] | None = None,
+                 seeds: list[int] | None = None) -> list[Decoded]:
+    """Generate for token-id prompts together; returns one `Decoded` per prompt, in order. `seeds`:
+    each row's sampling seed (requests that differ only in their seed share a batch); default
+    `sampling.seed` for every row."""
     import torch
 
     stops = [st for st in (stops or []) if st]
@@ -174,8 +177,9 @@ def decode_batch(model: Any, tok: Any, prompts: list[list[int]], max_new: int, s
             mask[i, width - len(p):] = 1
     ids, mask = ids.to(dev), mask.to(dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    rows = [{"prompt": p, "out": [], "gen": torch.Generator(device=dev).manual_seed(sampling.seed)}
-            for p in prompts]
+    seeds = seeds or [sampling.seed] * n
+    rows = [{"prompt": p, "out": [], "gen": torch.Generator(device=dev).manual_seed(seed)}
+            for p, seed in zip(prompts, seeds)]
     results = [Decoded() for _ in prompts]
     active = list(range(n))
     next_pos = pos[:, -1] + 1

@@ -1,5 +1,7 @@
 """The local backend: an in-process model (`provider_local`) generates a teacher's misses in padded
-batches of `batch_size`, grouped by mode, generation params and schema, shortest prompts first."""
+batches of `batch_size`, grouped by mode, generation params and schema, shortest prompts first.
+Requests that differ only in their sampling seed (distill's answers per prompt) share a batch: each
+row samples from its own seeded generator."""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ class LocalBackend:
         out: Outcomes = {}
         groups: dict[str, list[Item]] = defaultdict(list)
         for it in items:
-            groups[f"{it.mode}|{sorted(it.gen.items())!r}|{json.dumps(it.schema_js, sort_keys=True)}"].append(it)
+            shared = sorted((k, v) for k, v in it.gen.items() if k != "seed")
+            groups[f"{it.mode}|{shared!r}|{json.dumps(it.schema_js, sort_keys=True)}"].append(it)
         for gk in sorted(groups):
             if s.guard.halted is not None:
                 break
@@ -44,7 +47,8 @@ class LocalBackend:
                 start = time.perf_counter()
                 try:
                     outs = provider_local.generate(t, chunk[0].mode, [it.payload for it in chunk], chunk[0].gen,
-                                                   chunk[0].schema_js)
+                                                   chunk[0].schema_js,
+                                                   seeds=[int(it.gen.get("seed") or 0) for it in chunk])
                 except CallError as e:
                     for it in chunk:
                         out[it.index] = e

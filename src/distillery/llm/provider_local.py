@@ -74,9 +74,10 @@ def _eos_ids(model: Any, tok: Any) -> set[int]:
     return {i for i in ({tok.eos_token_id} | set(cfg if isinstance(cfg, (list, tuple)) else [cfg])) if i is not None}
 
 
-def generate(teacher: TeacherParams, mode: str, payloads: list[Any], gen: dict, schema: dict | None = None
-             ) -> list[Outcome]:
-    """Generate for prompts that share `gen`, as one batch whose finished rows leave it
+def generate(teacher: TeacherParams, mode: str, payloads: list[Any], gen: dict, schema: dict | None = None,
+             seeds: list[int] | None = None) -> list[Outcome]:
+    """Generate for prompts that share `gen` (but for each row's sampling seed, `seeds`; default
+    `gen["seed"]`), as one batch whose finished rows leave it
     (`decoding.decode_batch`). A structured request whose schema `guided.guided_fields` accepts is
     decoded under that schema instead, so it always parses."""
     try:
@@ -94,6 +95,6 @@ def generate(teacher: TeacherParams, mode: str, payloads: list[Any], gen: dict, 
     if isinstance(stops, str):
         stops = [stops]
     outs = decode_batch(model, tok, prompts, int(gen.get("max_tokens") or 256), Sampling.from_gen(gen),
-                        stops=list(stops), eos_ids=_eos_ids(model, tok))
+                        stops=list(stops), eos_ids=_eos_ids(model, tok), seeds=seeds)
     return [Outcome(text=o.text, finish_reason=o.finish_reason, prompt_tokens=len(p), completion_tokens=len(o.ids),
                     model=teacher.model) for p, o in zip(prompts, outs)]
