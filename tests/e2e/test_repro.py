@@ -120,8 +120,8 @@ def test_repro_builds_the_export_bundle_offline(project):
 # What the offline default must produce with the shipped params (issue 14; README "What the offline run
 # produces"). Each floor is read from the stage's metrics, so a regression in a template, a gen setting or
 # the local provider fails CI instead of shipping an export with no generated data in it.
-FLOORS = {"distill": 16, "completion": 8, "multiturn": 3, "scenarios": 2}
-MIN_JUDGED_PAIRS = 2
+FLOORS = {"distill": 40, "completion": 24, "multiturn": 4, "scenarios": 2}
+MIN_JUDGED_PAIRS = 5
 MIN_JUDGE_PARSE_RATE = 0.95
 
 
@@ -142,11 +142,18 @@ def test_offline_default_meets_the_generation_floors(project):
     assert pd["unique_prompts"] == pd["prompts_in"] - pd["duplicates_skipped"] - pd["contaminated_skipped"] \
         - pd["bad_input"]
     assert m["distill"]["input_records"] == pd["unique_prompts"]
-    # max_tokens and stop sequences leave truncation a minority outcome (truncated answers are still rejected)
+    # max_tokens and stop sequences leave truncation a minority outcome (truncated answers are still rejected):
+    # at most a quarter, distill's gate (12 of 64 measured, 19%). Multiturn counts turns: one looping
+    # assistant turn loses its whole conversation (2 of 8 measured), but max_tokens and the stops govern turns.
     for stage in FLOORS:
         rejects = m[stage].get("rejects_by_reason") or {}
         truncated = sum(v for k, v in rejects.items() if "truncat" in k)
-        assert truncated <= 0.2 * m[stage]["records_in"], (stage, rejects)
+        if stage == "multiturn":
+            cost = json.loads((proj / "metrics/multiturn.details.json").read_text())["cost"]["local-smollm2"]
+            assert truncated == cost["failed_by_reason"].get("truncated", 0)
+            assert truncated <= 0.25 * cost["requests"], (stage, rejects, cost["requests"])
+        else:
+            assert truncated <= 0.25 * m[stage]["records_in"], (stage, rejects)
     # multi-turn conversations have exactly the turn count they were planned with
     convs = [json.loads(x) for x in (proj / "data/synth/multiturn/records.jsonl").read_text().splitlines()]
     assert len(convs) >= FLOORS["multiturn"]

@@ -177,7 +177,8 @@ def decode_batch(model: Any, tok: Any, prompts: list[list[int]], steps: list[_St
                     out[r].append(f"{st.literal} {mean:.2f}{st.end}")
                     n_out[r] += len(best)
                 continue
-            nodes, walked = [st.trie] * n, [[] for _ in prompts]
+            nodes: list[dict] = [st.trie] * n
+            walked: list[list[int]] = [[] for _ in prompts]
             while True:
                 for r in range(n):
                     while len(nodes[r]) == 1:   # no choice to make: no forward pass
