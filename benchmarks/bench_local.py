@@ -12,8 +12,8 @@ The same chat prompts, the same max_tokens, greedy, in one run:
 Targets (issue 14): ours at batch 16 >= 3x ours at batch 1; ours >= HF generate at batch 16.
 
 Prints a markdown table, writes benchmarks/out/local.md, and ends with one line for scripts:
-`local tok_s_b1=X tok_s_b16=X tok_s_b64=X speedup_b16=X vs_hf_b16=X vs_hf_mixed_b16=X judge_batched_vs_single=X`. Timings depend on machine load; the load
-average before and after is printed beside them.
+`local tok_s_b1=X tok_s_b16=X tok_s_b64=X speedup_b16=X vs_hf_b16=X vs_hf_mixed_b16=X judge_batched_vs_single=X`.
+Timings depend on machine load; the load average before and after is printed beside them.
 """
 
 from __future__ import annotations
