@@ -109,3 +109,32 @@ def test_completion_prompt_sent_verbatim_trimmed_and_copies_flagged(tmp_path, ge
     assert step["prompt"].endswith("\nPrompt: What is gravity?\nCompletion:\n")     # the answer's slot
     assert "<|im_start|>" not in step["prompt"] and len(step["exemplars"]) == 6
     assert step["raw_completion"].endswith("Red") and step["trimmed"] is True
+
+
+def test_multiturn_resamples_a_truncated_turn_with_a_new_seed(tmp_path, gen_params, engine_for, gh, server):
+    """A looping turn is asked again with the next seed (up to resample_truncated times): the
+    conversation survives, every attempt stays in its lineage and the truncated one in the
+    failed-requests log; a turn truncated every time still ends in the quarantine."""
+    mt = dict(synthesize__multiturn__conversations=1, synthesize__multiturn__personas=["CEO"],
+              synthesize__multiturn__min_turns=1, synthesize__multiturn__max_turns=1,
+              synthesize__multiturn__resample_truncated=1,
+              synthesize__multiturn__assistant_gen={"temperature": 0.7, "max_tokens": 64})
+    looping = {"match": "^CEO_ASKS", "response": "It depends on", "finish_reason": "length"}
+    fine = {"match": "^CEO_ASKS", "response": "Start with a small pilot."}
+    params = gen_params(rules=[{**looping, "times": 1}, fine] + SIM, **mt)
+    m = run_multiturn(params, tmp_path / "mt", engine_for(params, "multiturn"))
+    [rec] = gh.read_jsonl(tmp_path / "mt" / "records.jsonl")
+    assert m["records_out"] == 1 and not (tmp_path / "mt" / "quarantine.jsonl").read_text()
+    assert rec["messages"][-1] == {"role": "assistant", "content": "Start with a small pilot."}
+    first, second = [s for s in rec["lineage"] if s["role"] == "answer"]
+    assert (first["attempt"], first["finish_reason"], second["attempt"]) == (1, "length", 2)
+    assert second["params"]["gen"]["seed"] == first["params"]["gen"]["seed"] + 1000
+    assert [r["body"]["seed"] for r in server.requests() if "CEO_ASKS" in json.dumps(r["body"]["messages"])] == [42, 1042]
+    assert [f["error"] for f in gh.read_jsonl(tmp_path / "failed" / "multiturn.jsonl")] == ["truncated"]
+
+    # truncated on every attempt: two paid requests, then the quarantine
+    params = gen_params(rules=[looping] + SIM, project__seed=7, **mt)
+    run_multiturn(params, tmp_path / "mt2", engine_for(params, "multiturn"))
+    [q] = gh.read_jsonl(tmp_path / "mt2" / "quarantine.jsonl")
+    assert q["reason"] == "truncated_turn"
+    assert sum(s["role"] == "answer" for s in q["record"]["lineage"]) == 2

@@ -24,6 +24,12 @@ def gen_with_seed(gen: dict, seed: int) -> dict:
     return {**gen, "seed": seed}
 
 
+def sample_gen(gen: dict, sample: int) -> dict:
+    """Draw i > 0 of the same request gets its own seed (best-of-n answers, a resampled truncated
+    turn), so the draws differ but stay reproducible."""
+    return gen if sample == 0 else {**gen, "seed": gen.get("seed", 0) + 1000 * sample}
+
+
 def list_cost(llm: Any, result: Any) -> float:
     """What an answer costs at the teacher's list prices, from its token usage (the same whether
     it came from the cache or a fresh call, so records stay byte-identical across reruns)."""

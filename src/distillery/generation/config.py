@@ -123,6 +123,8 @@ class MultiturnParams(Section):
     persona_template: str = "prompts/multiturn/persona_judge.j2"
     user_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.9, max_tokens=48, stop=["\n"]))
     assistant_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=96))
+    resample_truncated: int = Field(0, ge=0, description="a sampled turn that runs past max_tokens is asked again "
+                                    "with the next seed, up to N times (each attempt is a paid request)")
     max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ from ..core.io import write_json
 from ..core.quarantine import StageCounter
 from ..core.records import prompt_messages, stable_id
 from ..llm import ChatRequest, ChatResult
-from .common import gen_with_seed, hash_sample, lineage_entry, list_cost, read_records
+from .common import gen_with_seed, hash_sample, lineage_entry, list_cost, read_records, sample_gen
 from .config import DistillParams
 from .routing import route, weights_for
 from .step import Reject, Resend, Sink, Step, classify, failed, is_truncated, run_step
@@ -225,11 +225,6 @@ def job_tag(job: Job) -> str:
     """The unit of work in the failed-requests file: one answer slot (and sample) of one prompt."""
     extra = f":{job.slot}.{job.sample}" if job.slot or job.sample else ""
     return f"distill:{job.prompt.rec['id']}{extra}"
-
-
-def sample_gen(gen: dict, sample: int) -> dict:
-    """Sample i > 0 of a teacher gets its own seed, so best-of-n answers differ but stay reproducible."""
-    return gen if sample == 0 else {**gen, "seed": gen.get("seed", 0) + 1000 * sample}
 
 
 def _record(job: Job, verdict: object) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from typing import Any
 from ..core.quarantine import StageCounter
 from ..core.records import check_roles, stable_id
 from ..llm import ChatRequest, ChatResult
-from .common import gen_with_seed
+from .common import gen_with_seed, lineage_entry, sample_gen
 from .config import MultiturnParams
 from .judge import find_json_objects
 from .routing import unit_hash
-from .step import Reject, Sink, Step, classify, run_step
+from .step import Reject, Resend, Sink, Step, classify, failed, is_truncated, run_step
 from .templates import Template, load_template
 
 STAGE = "multiturn"
@@ -88,19 +88,34 @@ def validate(conv: Conversation, p: MultiturnParams) -> tuple[str, str]:
 
 
 class _TurnStep(Step[Conversation]):
-    """One turn's call for every live conversation; a failed, empty or truncated answer ends it."""
+    """One turn's call for every live conversation; a failed, empty or truncated answer ends it. A
+    sampled answer that runs past max_tokens (a small model looping) is first asked again with the
+    next seed, `resample_truncated` times at most; every attempt stays in the lineage and the
+    failed-requests log."""
 
     stage = STAGE
 
-    def __init__(self, teacher: str, gen: dict, templates: tuple[Template, ...], llm: Any, turn: int):
+    def __init__(self, teacher: str, gen: dict, templates: tuple[Template, ...], llm: Any, turn: int,
+                 resample: int = 0):
         self.teacher, self.gen, self.templates, self.llm, self.turn = teacher, gen, templates, llm, turn
         self.tpls = templates
+        self.resample = resample if gen.get("temperature") else 0   # greedy would loop the same way
 
-    def lineage_extra(self, item: Conversation) -> dict[str, Any]:
-        return {"turn": self.turn}
+    def request(self, c: Conversation, attempt: int) -> ChatRequest:
+        raise NotImplementedError
 
-    def answer(self, results: list[ChatResult]) -> str | Reject:
+    def prompt(self, c: Conversation) -> ChatRequest:
+        return self.request(c, 0)
+
+    def lineage(self, c: Conversation, results: list[ChatResult]) -> list[dict[str, Any]]:
+        return [lineage_entry(self.stage, r, sample_gen(self.gen, n), self.templates, role=self.role, llm=self.llm,
+                              turn=self.turn, **({"attempt": n + 1} if len(results) > 1 else {}))
+                for n, r in enumerate(results)]
+
+    def answer(self, c: Conversation, results: list[ChatResult]) -> str | Reject | Resend:
         res = results[-1]
+        if is_truncated(res) and not failed(res) and len(results) <= self.resample:
+            return Resend.of(self.request(c, len(results)))
         return classify(res, empty="empty_turn", truncated="truncated_turn") or (res.text or "")
 
 
@@ -113,15 +128,16 @@ class UserTurn(_TurnStep):
         super().__init__(*a)
         self.p = p
 
-    def prompt(self, c: Conversation) -> ChatRequest:
-        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"multiturn:{c.id}:user{self.turn}", messages=[
+    def request(self, c: Conversation, attempt: int) -> ChatRequest:
+        return ChatRequest(teacher=self.teacher, gen=sample_gen(self.gen, attempt),
+                           tag=f"multiturn:{c.id}:user{self.turn}" + (f":r{attempt}" if attempt else ""), messages=[
             {"role": "user", "content": self.tpls[0].render(
                 persona=c.persona, flow=c.flow, flow_description=self.p.flows[c.flow], topic=c.topic,
                 turn=self.turn, turns=c.turns, transcript=c.messages)}])
 
-    def parse(self, c: Conversation, results: list[ChatResult]) -> Conversation | Reject:
-        text = self.answer(results)
-        if isinstance(text, Reject):
+    def parse(self, c: Conversation, results: list[ChatResult]) -> Conversation | Reject | Resend:
+        text = self.answer(c, results)
+        if not isinstance(text, str):
             return text
         text = clean_user_turn(text)
         c.messages.append({"role": "user", "content": text})
@@ -135,14 +151,15 @@ class AssistantTurn(_TurnStep):
         super().__init__(*a)
         self.systems = systems
 
-    def prompt(self, c: Conversation) -> ChatRequest:
+    def request(self, c: Conversation, attempt: int) -> ChatRequest:
         system = self.systems[c.id]
-        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"multiturn:{c.id}:assistant{self.turn}",
+        return ChatRequest(teacher=self.teacher, gen=sample_gen(self.gen, attempt),
+                           tag=f"multiturn:{c.id}:assistant{self.turn}" + (f":r{attempt}" if attempt else ""),
                            messages=([{"role": "system", "content": system}] if system else []) + c.messages)
 
-    def parse(self, c: Conversation, results: list[ChatResult]) -> Conversation | Reject:
-        text = self.answer(results)
-        if isinstance(text, Reject):
+    def parse(self, c: Conversation, results: list[ChatResult]) -> Conversation | Reject | Resend:
+        text = self.answer(c, results)
+        if not isinstance(text, str):
             return text
         c.messages.append({"role": "assistant", "content": text.strip()})
         return c
@@ -176,8 +193,8 @@ def run_multiturn(params: Any, output: str | Path, engine: Any, *,
         active = [c for c in convs if not c.reason and c.turns >= turn]
         if not active:
             break
-        _advance(UserTurn(user_teacher, ugen, (user_tpl,), params.llm, turn, p=p), active, engine)
-        _advance(AssistantTurn(p.teacher, agen, (sys_tpl,), params.llm, turn, systems=systems),
+        _advance(UserTurn(user_teacher, ugen, (user_tpl,), params.llm, turn, p.resample_truncated, p=p), active, engine)
+        _advance(AssistantTurn(p.teacher, agen, (sys_tpl,), params.llm, turn, p.resample_truncated, systems=systems),
                  [c for c in active if not c.reason], engine)
 
     if p.persona_judge:

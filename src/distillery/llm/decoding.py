@@ -10,6 +10,7 @@ seed, so a request gives the same text whatever batch it lands in and wherever i
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,21 +90,25 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[:min(hits)], True) if hits else (text, False)
 
 
-def kv_cache(model: Any, capacity: int) -> Any:
-    """A KV cache whose layers write each step into buffers sized for the whole batch run.
+@functools.cache
+def _preallocated_layer() -> type:
+    """The cache-layer class, made once on first use (it subclasses a transformers class, which this
+    module imports only when a model runs)."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
 
-    transformers' DynamicCache concatenates every layer's keys and values at every step, copying the
-    whole cache 60 times per token (at batch 64, ~7% of the decode time, plus the allocator's churn).
-    Here each layer allocates `capacity` positions once (prompt width + max_new) and hands attention
-    a view of the filled part."""
-    from transformers.cache_utils import Cache, DynamicLayer
+    class PreallocatedLayer(DynamicLayer):
+        """Keys and values written in place into buffers of `capacity` positions."""
 
-    class Preallocated(DynamicLayer):
+        def __init__(self, capacity: int) -> None:
+            super().__init__()
+            self.capacity = capacity
+
         def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
             super().lazy_initialization(key_states, value_states)
             b, h, _, d = key_states.shape
-            self.kbuf = key_states.new_empty((b, h, capacity, d))
-            self.vbuf = value_states.new_empty((b, h, capacity, d))
+            self.kbuf = key_states.new_empty((b, h, self.capacity, d))
+            self.vbuf = value_states.new_empty((b, h, self.capacity, d))
             self.filled = 0
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -138,9 +143,40 @@ def kv_cache(model: Any, capacity: int) -> Any:
         def _view(self) -> None:
             self.keys, self.values = self.kbuf[:, :, :self.filled], self.vbuf[:, :, :self.filled]
 
+    return PreallocatedLayer
+
+
+def kv_cache(model: Any, capacity: int) -> Any:
+    """A KV cache whose layers write each step into buffers sized for the whole batch run.
+
+    transformers' DynamicCache concatenates every layer's keys and values at every step, copying the
+    whole cache 60 times per token (at batch 64, ~7% of the decode time, plus the allocator's churn).
+    Here each layer allocates `capacity` positions once (prompt width + max_new) and hands attention
+    a view of the filled part."""
+    from transformers.cache_utils import Cache
+
+    layer = _preallocated_layer()
+    return Cache(layers=[layer(capacity) for _ in range(model.config.num_hidden_layers)])
+
+
+def left_padded(tok: Any, chunks: list[list[int]], starts: list[int] | None = None) -> tuple[Any, Any, Any]:
+    """(ids, attention mask, positions), rows x the longest chunk, with each row's tokens aligned
+    right: every row's last token sits in the last column, so one forward pass gives each row's
+    next-token logits. Masked holes go before a shorter row's tokens; row r's positions continue
+    from `starts[r]` (default 0), so a chunk can extend a row already in a KV cache."""
     import torch
 
-    return Cache(layers=[Preallocated() for _ in range(model.config.num_hidden_layers)])
+    n, width = len(chunks), max(len(c) for c in chunks)
+    starts = starts or [0] * n
+    ids = torch.full((n, width), tok.pad_token_id if tok.pad_token_id is not None else 0, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    pos = torch.tensor(starts, dtype=torch.long)[:, None].repeat(1, width)
+    for r, c in enumerate(chunks):
+        if c:
+            ids[r, width - len(c):] = torch.tensor(c, dtype=torch.long)
+            mask[r, width - len(c):] = 1
+            pos[r, width - len(c):] = torch.arange(starts[r], starts[r] + len(c))
+    return ids, mask, pos
 
 
 def _select(cache: Any, mask: Any, keep: Any) -> tuple[Any, int]:
@@ -169,14 +205,7 @@ def decode_batch(model: Any, tok: Any, prompts: list[list[int]], max_new: int, s
     n = len(prompts)
     width = max(len(p) for p in prompts)
     dev = model.device
-    ids = torch.full((n, width), tok.pad_token_id if tok.pad_token_id is not None else 0, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        if p:
-            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
-    ids, mask = ids.to(dev), mask.to(dev)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    ids, mask, pos = (t.to(dev) for t in left_padded(tok, prompts))
     seeds = seeds or [sampling.seed] * n
     rows = [{"prompt": p, "out": [], "gen": torch.Generator(device=dev).manual_seed(seed)}
             for p, seed in zip(prompts, seeds)]

@@ -24,6 +24,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .decoding import kv_cache, left_padded
+
 _MAX_CHOICES = 101
 
 
@@ -105,10 +107,7 @@ class _Rows:
     the last column and one forward pass gives each row's next-token logits."""
 
     def __init__(self, model: Any, tok: Any, width: int, n: int) -> None:
-        from .decoding import kv_cache
-
-        self.model, self.n = model, n
-        self.pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        self.model, self.tok, self.n = model, tok, n
         self.cache = kv_cache(model, width + 32)
         self.mask: Any = None
         self.count = [0] * n          # real tokens per row = the position of its next token
@@ -118,16 +117,8 @@ class _Rows:
         nothing gets a meaningless row: callers read only rows they fed)."""
         import torch
 
-        width = max(len(c) for c in chunks)
-        ids = torch.full((self.n, width), self.pad, dtype=torch.long)
-        mask = torch.zeros((self.n, width), dtype=torch.long)
-        pos = torch.tensor(self.count, dtype=torch.long)[:, None].repeat(1, width)
-        for r, c in enumerate(chunks):
-            if c:
-                ids[r, width - len(c):] = torch.tensor(c, dtype=torch.long)
-                mask[r, width - len(c):] = 1
-                pos[r, width - len(c):] = torch.arange(self.count[r], self.count[r] + len(c))
-                self.count[r] += len(c)
+        ids, mask, pos = left_padded(self.tok, chunks, self.count)
+        self.count = [c + len(chunk) for c, chunk in zip(self.count, chunks)]
         dev = self.model.device
         self.mask = mask.to(dev) if self.mask is None else torch.cat([self.mask, mask.to(dev)], dim=1)
         return self.model(input_ids=ids.to(dev), attention_mask=self.mask, position_ids=pos.to(dev),
