@@ -84,6 +84,36 @@ def test_scenarios_chain_and_trait_check(tmp_path, gen_params, engine_for, gh, s
     assert {(x["reason"], x["detail"]) for x in q} == {("trait_missing", "inquisitive")}
 
 
+def test_scenarios_split_a_run_on_idea_list_and_redraw_a_looping_response(tmp_path, gen_params, engine_for, gh,
+                                                                           server):
+    """A small model's "1. ... 2. ..." on one line gives two ideas; a response that hits max_tokens is
+    asked again with the next seed (resample_truncated) and kept, with both draws in its lineage."""
+    rules = [{"match": "List 2 distinct", "response": "1. A budget overrun at a startup. 2. A delayed launch"},
+             {"match": "Write a realistic", "response": "MEMO To: the team. From: Dana. We are over budget by 20% "
+                                                          "and the launch slipped a month. Please help."},
+             {"match": "How should I respond", "response": "Let's work through", "finish_reason": "length",
+              "times": 1},
+             {"match": "How should I respond", "response": "Let's work through this together. What matters most?"},
+             {"match": r"RESPONSE:\s*Let's work", "response": '{"collaborative": 9}'}]
+    sc = dict(synthesize__scenarios__categories=["crisis response"], synthesize__scenarios__ideas_per_category=2,
+              synthesize__scenarios__traits={"collaborative": "partnership"})
+    params = gen_params(rules=rules, synthesize__scenarios__resample_truncated=1, **sc)
+    m = run_scenarios(params, tmp_path / "sc", engine_for(params, "scenarios"))
+    recs = gh.read_jsonl(tmp_path / "sc" / "records.jsonl")
+    assert m["records_out"] == 2 and {r["labels"]["idea"] for r in recs} == {"A budget overrun at a startup.",
+                                                                             "A delayed launch"}
+    roles = sorted([s["role"] for s in r["lineage"]] for r in recs)
+    assert roles == [["ideas", "document", "answer", "answer", "judge"], ["ideas", "document", "answer", "judge"]]
+    first, second = [s for r in recs for s in r["lineage"] if s["role"] == "answer" and s.get("attempt")]
+    assert first["finish_reason"] == "length" and second["params"]["gen"]["seed"] == first["params"]["gen"]["seed"] + 1000
+    assert [f["error"] for f in gh.read_jsonl(tmp_path / "failed" / "scenarios.jsonl")] == ["truncated"]
+    # without a redraw the looping response is quarantined
+    server.reset()
+    params = gen_params(rules=rules, project__seed=5, **sc)
+    run_scenarios(params, tmp_path / "sc2", engine_for(params, "scenarios"))
+    assert [x["reason"] for x in gh.read_jsonl(tmp_path / "sc2" / "quarantine.jsonl")] == ["truncated_response"]
+
+
 def test_completion_prompt_sent_verbatim_trimmed_and_copies_flagged(tmp_path, gen_params, engine_for, gh, server):
     rules = [{"match": r"Prompt: What is gravity\?\nCompletion:\n$",
               "response": "Gravity pulls masses together.\nName a primary color:\nRed"},

@@ -172,6 +172,8 @@ class ScenariosParams(Section):
     idea_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.9, max_tokens=64))
     document_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=128))
     response_gen: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=128))
+    resample_truncated: int = Field(0, ge=0, description="a sampled response that runs past max_tokens is asked "
+                                    "again with the next seed, up to N times (each attempt is a paid request)")
     trait_check: TraitCheckParams = Field(default_factory=TraitCheckParams)
     max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")
 

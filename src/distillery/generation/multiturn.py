@@ -18,11 +18,11 @@ from typing import Any
 from ..core.quarantine import StageCounter
 from ..core.records import check_roles, stable_id
 from ..llm import ChatRequest, ChatResult
-from .common import gen_with_seed, lineage_entry, sample_gen
+from .common import gen_with_seed, sample_gen
 from .config import MultiturnParams
 from .judge import find_json_objects
 from .routing import unit_hash
-from .step import Reject, Resend, Sink, Step, classify, failed, is_truncated, run_step
+from .step import RedrawnStep, Reject, Resend, Sink, Step, classify, run_step
 from .templates import Template, load_template
 
 STAGE = "multiturn"
@@ -87,36 +87,24 @@ def validate(conv: Conversation, p: MultiturnParams) -> tuple[str, str]:
     return "", ""
 
 
-class _TurnStep(Step[Conversation]):
-    """One turn's call for every live conversation; a failed, empty or truncated answer ends it. A
-    sampled answer that runs past max_tokens (a small model looping) is first asked again with the
-    next seed, `resample_truncated` times at most; every attempt stays in the lineage and the
-    failed-requests log."""
+class _TurnStep(RedrawnStep[Conversation]):
+    """One turn's call for every live conversation: a looping sampled answer is redrawn
+    (`resample_truncated`), then a failed, empty or still truncated answer ends the conversation."""
 
     stage = STAGE
 
     def __init__(self, teacher: str, gen: dict, templates: tuple[Template, ...], llm: Any, turn: int,
-                 resample: int = 0):
+                 redraws: int = 0):
         self.teacher, self.gen, self.templates, self.llm, self.turn = teacher, gen, templates, llm, turn
-        self.tpls = templates
-        self.resample = resample if gen.get("temperature") else 0   # greedy would loop the same way
+        self.tpls, self.redraws = templates, redraws
 
-    def request(self, c: Conversation, attempt: int) -> ChatRequest:
-        raise NotImplementedError
-
-    def prompt(self, c: Conversation) -> ChatRequest:
-        return self.request(c, 0)
-
-    def lineage(self, c: Conversation, results: list[ChatResult]) -> list[dict[str, Any]]:
-        return [lineage_entry(self.stage, r, sample_gen(self.gen, n), self.templates, role=self.role, llm=self.llm,
-                              turn=self.turn, **({"attempt": n + 1} if len(results) > 1 else {}))
-                for n, r in enumerate(results)]
+    def lineage_extra(self, item: Conversation) -> dict[str, Any]:
+        return {"turn": self.turn}
 
     def answer(self, c: Conversation, results: list[ChatResult]) -> str | Reject | Resend:
         res = results[-1]
-        if is_truncated(res) and not failed(res) and len(results) <= self.resample:
-            return Resend.of(self.request(c, len(results)))
-        return classify(res, empty="empty_turn", truncated="truncated_turn") or (res.text or "")
+        return (self.redraw(c, results) or classify(res, empty="empty_turn", truncated="truncated_turn")
+                or (res.text or ""))
 
 
 class UserTurn(_TurnStep):

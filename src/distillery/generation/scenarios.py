@@ -16,19 +16,23 @@ from typing import Any
 from ..core.quarantine import StageCounter
 from ..core.records import stable_id
 from ..llm import ChatRequest, ChatResult
-from .common import gen_with_seed, lineage_entry, summary
+from .common import gen_with_seed, lineage_entry, sample_gen, summary
 from .config import ScenariosParams
 from .judge import JudgeCall, parse_scores, run_with_retries
-from .step import Reject, Sink, Step, classify, run_step
+from .step import RedrawnStep, Reject, Resend, Sink, classify, run_step
 from .templates import Template, load_template
 
 STAGE = "scenarios"
 _ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s+(.*\S)\s*$")
+_INLINE_ITEM = re.compile(r"\s+(?=\d{1,2}[.)]\s+\S)")
 
 
 def parse_ideas(text: str, n: int) -> list[str]:
-    """Up to n ideas from a numbered or bulleted list (plain non-empty lines if there is no list)."""
-    lines = (text or "").splitlines()
+    """Up to n ideas from a numbered or bulleted list (plain non-empty lines if there is no list). A
+    list item that runs on into the next numbers ("1. A ... 2. B ...", as small models write) is
+    split there."""
+    lines = [part for ln in (text or "").splitlines()
+             for part in (_INLINE_ITEM.split(ln) if _ITEM.match(ln) else [ln])]
     items = [m.group(1).strip() for m in map(_ITEM.match, lines) if m]
     if not items:
         items = [ln.strip() for ln in lines if len(ln.split()) >= 3]
@@ -66,8 +70,9 @@ class Category:
     lineage: list[dict] = field(default_factory=list)
 
 
-class _ScenarioStep(Step[Any]):
-    """What the four scenario steps share: the stage, its params and templates."""
+class _ScenarioStep(RedrawnStep[Any]):
+    """What the scenario steps share: the stage, its params and templates (the response step redraws a
+    looping answer, `resample_truncated`)."""
 
     stage = STAGE
 
@@ -75,8 +80,9 @@ class _ScenarioStep(Step[Any]):
         self.p, self.teacher, self.gen, self.templates, self.llm = p, teacher, gen, templates, llm
         self.tpls = templates
 
-    def ask(self, tag: str, messages: list[dict]) -> ChatRequest:
-        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"scenarios:{tag}", messages=messages)
+    def ask(self, tag: str, messages: list[dict], draw: int = 0) -> ChatRequest:
+        return ChatRequest(teacher=self.teacher, gen=sample_gen(self.gen, draw),
+                           tag=f"scenarios:{tag}" + (f":r{draw}" if draw else ""), messages=messages)
 
 
 class IdeasStep(_ScenarioStep):
@@ -119,21 +125,21 @@ class ResponseStep(_ScenarioStep):
 
     def __init__(self, *a: Any, system: str):
         super().__init__(*a)
-        self.system = system
+        self.system, self.redraws = system, self.p.resample_truncated
 
     def messages(self, item: Scenario) -> list[dict]:
         return [{"role": "system", "content": self.system},
                 {"role": "user", "content": self.tpls[1].render(document=item.document, doc_type=item.doc_type,
                                                                      idea=item.idea)}]
 
-    def prompt(self, item: Scenario) -> ChatRequest:
+    def request(self, item: Scenario, draw: int) -> ChatRequest:
         item.messages = self.messages(item)
-        return self.ask(f"response:{item.id}", item.messages)
+        return self.ask(f"response:{item.id}", item.messages, draw)
 
-    def parse(self, item: Scenario, results: list[ChatResult]) -> Scenario | Reject:
+    def parse(self, item: Scenario, results: list[ChatResult]) -> Scenario | Reject | Resend:
         res = results[-1]
         item.response = (res.text or "").strip()
-        bad = classify(res)
+        bad = self.redraw(item, results) or classify(res)
         if bad:
             return bad
         n = len(item.response.split())

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from ..core.io import AtomicWriter
 from ..core.quarantine import Quarantine, StageCounter
 from ..llm import ChatRequest, ChatResult
-from .common import lineage_entry
+from .common import lineage_entry, sample_gen
 from .templates import Template
 
 if TYPE_CHECKING:
@@ -118,6 +118,35 @@ class Step(Generic[I]):
         if target is None:
             raise TypeError(f"{type(item).__name__} has no lineage list; override Step.attach")
         target.extend(entries)
+
+
+class RedrawnStep(Step[I]):
+    """A step with one sampled request per item, whose answer may loop past max_tokens (a small
+    model): `redraw` asks a truncated answer again with the next seed (`sample_gen`), at most
+    `redraws` times, before the step classifies it. Every draw is a paid request; each stays in the
+    item's lineage with its own seed and `attempt`, and the engine logs the truncated ones in
+    failed_requests.jsonl. Greedy steps are not redrawn: they would loop the same way."""
+
+    redraws = 0
+
+    def request(self, item: I, draw: int) -> ChatRequest:
+        """The request of draw `draw` (0 = the first) for `item`, its gen from `sample_gen(gen, draw)`."""
+        raise NotImplementedError
+
+    def prompt(self, item: I) -> ChatRequest:
+        return self.request(item, 0)
+
+    def redraw(self, item: I, results: list[ChatResult]) -> Resend | None:
+        res = results[-1]
+        if self.gen.get("temperature") and len(results) <= self.redraws and is_truncated(res) and not failed(res):
+            return Resend.of(self.request(item, len(results)))
+        return None
+
+    def lineage(self, item: I, results: list[ChatResult]) -> list[dict[str, Any]]:
+        extra = self.lineage_extra(item)
+        return [lineage_entry(self.stage, r, sample_gen(self.gen, n), self.templates, role=self.role, llm=self.llm,
+                              **extra, **({"attempt": n + 1} if len(results) > 1 else {}))
+                for n, r in enumerate(results)]
 
 
 def _as_list(reqs: ChatRequest | Sequence[ChatRequest] | None) -> list[ChatRequest]:
