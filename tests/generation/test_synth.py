@@ -114,6 +114,33 @@ def test_scenarios_split_a_run_on_idea_list_and_redraw_a_looping_response(tmp_pa
     assert [x["reason"] for x in gh.read_jsonl(tmp_path / "sc2" / "quarantine.jsonl")] == ["truncated_response"]
 
 
+def test_scenarios_trait_check_goes_guided_with_the_judge(tmp_path, gen_params, engine_for, gh, server):
+    """With score.judge.guided the trait check carries the traits' schema: the engine validates and
+    repairs the answer, and the stage does not re-ask on top (free text it re-asks)."""
+    rules = [{"match": "List 1 distinct", "response": "1. A budget overrun at a startup"},
+             {"match": "Write a realistic", "response": "MEMO To: the team. From: Dana. We are over budget by 20% "
+                                                          "and need a plan by Friday. Please help."},
+             {"match": "How should I respond", "response": "Let's work through this together. What matters most?"},
+             {"match": "could not be used", "response": '{"collaborative": 8, "overall": 8}'},   # the engine's repair
+             {"match": r"RESPONSE:\s*Let's work", "response": "A collaborative answer, I would say."}]
+    sc = dict(synthesize__scenarios__categories=["crisis response"],
+              synthesize__scenarios__traits={"collaborative": "partnership"})
+    params = gen_params(rules=rules, score__judge__guided=True, score__judge__parse_retries=3,
+                        llm__max_parse_retries=1, **sc)
+    run_scenarios(params, tmp_path / "sc", engine_for(params, "scenarios"))
+    [rec] = gh.read_jsonl(tmp_path / "sc" / "records.jsonl")
+    assert rec["scores"]["traits"] == {"collaborative": 8}
+    judged = [r["body"]["messages"] for r in server.requests() if "RESPONSE:" in json.dumps(r["body"]["messages"])]
+    assert len(judged) == 2 and "could not be used" in judged[1][-1]["content"]
+    assert not any("could not be parsed" in m["content"] for msgs in judged for m in msgs)
+    # free text (no schema): the stage re-asks with its own correction
+    server.reset()
+    params = gen_params(rules=rules, score__judge__parse_retries=1, project__seed=3, **sc)
+    run_scenarios(params, tmp_path / "sc2", engine_for(params, "scenarios"))
+    judged = [r["body"]["messages"] for r in server.requests() if "RESPONSE:" in json.dumps(r["body"]["messages"])]
+    assert len(judged) == 2 and "could not be parsed" in judged[1][-1]["content"]
+
+
 def test_completion_prompt_sent_verbatim_trimmed_and_copies_flagged(tmp_path, gen_params, engine_for, gh, server):
     rules = [{"match": r"Prompt: What is gravity\?\nCompletion:\n$",
               "response": "Gravity pulls masses together.\nName a primary color:\nRed"},

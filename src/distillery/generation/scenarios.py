@@ -18,7 +18,7 @@ from ..core.records import stable_id
 from ..llm import ChatRequest, ChatResult
 from .common import gen_with_seed, lineage_entry, sample_gen, summary
 from .config import ScenariosParams
-from .judge import JudgeCall, parse_scores, run_with_retries
+from .judge import JudgeCall, parse_scores, rubric_schema, run_with_retries
 from .step import RedrawnStep, Reject, Resend, Sink, classify, run_step
 from .templates import Template, load_template
 
@@ -148,17 +148,21 @@ class ResponseStep(_ScenarioStep):
 
 def _trait_check(live: list[Scenario], p: ScenariosParams, params: Any, engine: Any,
                  trait_scores: dict[str, list[float]]) -> dict[str, Reject]:
-    """4. The judge scores each trait (re-asked when unparseable); a trait under min_score fails."""
+    """4. The judge scores each trait; a trait under min_score fails. Like every judge call it goes
+    guided when `score.judge.guided` (decoded under the traits' schema, so it always parses), and
+    an unparseable free-text answer is re-asked."""
     tc = p.trait_check
     t_judge = load_template(tc.template, "synthesize.scenarios.trait_check.template")
     judge_t = tc.teacher or params.score.judge.teachers[0]
     params.llm.teacher(judge_t)
     g_judge = gen_with_seed(tc.gen.as_gen(), params.project.seed)
+    schema = rubric_schema(list(p.traits), params.score.judge.guided_scores) if params.score.judge.guided else None
     calls: list[JudgeCall[dict[str, float]]] = [
         JudgeCall(key=s.id, teacher=judge_t, messages=[{"role": "user", "content": t_judge.render(
-            traits=p.traits, document=s.document, response=s.response)}]) for s in live]
+            traits=p.traits, document=s.document, response=s.response)}], enforced=schema is not None)
+        for s in live]
     run_with_retries(calls, engine, lambda c: ChatRequest(teacher=judge_t, gen=g_judge, tag=f"scenarios:traits:{c.key}",
-                                                          messages=c.messages),
+                                                          messages=c.messages, schema=schema),
                      lambda t: parse_scores(t, list(p.traits)), params.score.judge.parse_retries)
     rejects: dict[str, Reject] = {}
     for s, c in zip(live, calls):
