@@ -145,14 +145,16 @@ def test_offline_default_meets_the_generation_floors(project):
         - pd["bad_input"]
     assert m["distill"]["input_records"] == pd["unique_prompts"]
     # max_tokens and stop sequences leave truncation a minority outcome (truncated answers are still rejected):
-    # at most a quarter, distill's gate (12 of 64 measured, 19%). Multiturn counts turns: one looping
-    # assistant turn loses its whole conversation (2 of 8 measured), but max_tokens and the stops govern turns.
+    # at most a quarter, distill's gate (12 of 64 measured, 19%). Multiturn counts turns: a looping turn is
+    # redrawn (resample_truncated), and a conversation is lost only when every draw of one turn looped.
+    params = yaml.safe_load((proj / "params.yaml").read_text())
     for stage in FLOORS:
         rejects = m[stage].get("rejects_by_reason") or {}
         truncated = sum(v for k, v in rejects.items() if "truncat" in k)
         if stage == "multiturn":
             cost = json.loads((proj / "metrics/multiturn.details.json").read_text())["cost"]["local-smollm2"]
-            assert truncated == cost["failed_by_reason"].get("truncated", 0)
+            draws = 1 + params["synthesize"]["multiturn"]["resample_truncated"]
+            assert truncated * draws <= cost["failed_by_reason"].get("truncated", 0), (rejects, cost)
             assert truncated <= 0.25 * cost["requests"], (stage, rejects, cost["requests"])
         else:
             assert truncated <= 0.25 * m[stage]["records_in"], (stage, rejects)
