@@ -18,7 +18,7 @@ from typing import Any
 from ..core.quarantine import StageCounter
 from ..core.records import check_roles, stable_id
 from ..llm import ChatRequest, ChatResult
-from .common import gen_with_seed, sample_gen
+from .common import gen_with_seed
 from .config import MultiturnParams
 from .judge import find_json_objects
 from .routing import unit_hash
@@ -116,9 +116,8 @@ class UserTurn(_TurnStep):
         super().__init__(*a)
         self.p = p
 
-    def request(self, c: Conversation, attempt: int) -> ChatRequest:
-        return ChatRequest(teacher=self.teacher, gen=sample_gen(self.gen, attempt),
-                           tag=f"multiturn:{c.id}:user{self.turn}" + (f":r{attempt}" if attempt else ""), messages=[
+    def prompt(self, c: Conversation) -> ChatRequest:
+        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"multiturn:{c.id}:user{self.turn}", messages=[
             {"role": "user", "content": self.tpls[0].render(
                 persona=c.persona, flow=c.flow, flow_description=self.p.flows[c.flow], topic=c.topic,
                 turn=self.turn, turns=c.turns, transcript=c.messages)}])
@@ -139,10 +138,9 @@ class AssistantTurn(_TurnStep):
         super().__init__(*a)
         self.systems = systems
 
-    def request(self, c: Conversation, attempt: int) -> ChatRequest:
+    def prompt(self, c: Conversation) -> ChatRequest:
         system = self.systems[c.id]
-        return ChatRequest(teacher=self.teacher, gen=sample_gen(self.gen, attempt),
-                           tag=f"multiturn:{c.id}:assistant{self.turn}" + (f":r{attempt}" if attempt else ""),
+        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"multiturn:{c.id}:assistant{self.turn}",
                            messages=([{"role": "system", "content": system}] if system else []) + c.messages)
 
     def parse(self, c: Conversation, results: list[ChatResult]) -> Conversation | Reject | Resend:

@@ -16,7 +16,7 @@ from typing import Any
 from ..core.quarantine import StageCounter
 from ..core.records import stable_id
 from ..llm import ChatRequest, ChatResult
-from .common import gen_with_seed, lineage_entry, sample_gen, summary
+from .common import gen_with_seed, lineage_entry, summary
 from .config import ScenariosParams
 from .judge import JudgeCall, parse_scores, rubric_schema, run_with_retries
 from .step import RedrawnStep, Reject, Resend, Sink, classify, run_step
@@ -80,9 +80,8 @@ class _ScenarioStep(RedrawnStep[Any]):
         self.p, self.teacher, self.gen, self.templates, self.llm = p, teacher, gen, templates, llm
         self.tpls = templates
 
-    def ask(self, tag: str, messages: list[dict], draw: int = 0) -> ChatRequest:
-        return ChatRequest(teacher=self.teacher, gen=sample_gen(self.gen, draw),
-                           tag=f"scenarios:{tag}" + (f":r{draw}" if draw else ""), messages=messages)
+    def ask(self, tag: str, messages: list[dict]) -> ChatRequest:
+        return ChatRequest(teacher=self.teacher, gen=self.gen, tag=f"scenarios:{tag}", messages=messages)
 
 
 class IdeasStep(_ScenarioStep):
@@ -132,9 +131,9 @@ class ResponseStep(_ScenarioStep):
                 {"role": "user", "content": self.tpls[1].render(document=item.document, doc_type=item.doc_type,
                                                                      idea=item.idea)}]
 
-    def request(self, item: Scenario, draw: int) -> ChatRequest:
+    def prompt(self, item: Scenario) -> ChatRequest:
         item.messages = self.messages(item)
-        return self.ask(f"response:{item.id}", item.messages, draw)
+        return self.ask(f"response:{item.id}", item.messages)
 
     def parse(self, item: Scenario, results: list[ChatResult]) -> Scenario | Reject | Resend:
         res = results[-1]

@@ -18,7 +18,7 @@ logs each failed request in failed_requests.jsonl.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -122,25 +122,20 @@ class Step(Generic[I]):
 
 class RedrawnStep(Step[I]):
     """A step with one sampled request per item, whose answer may loop past max_tokens (a small
-    model): `redraw` asks a truncated answer again with the next seed (`sample_gen`), at most
-    `redraws` times, before the step classifies it. Every draw is a paid request; each stays in the
-    item's lineage with its own seed and `attempt`, and the engine logs the truncated ones in
-    failed_requests.jsonl. Greedy steps are not redrawn: they would loop the same way."""
+    model): `redraw` asks a truncated answer again with the next seed (`sample_gen`, tag suffix
+    `:rN`), at most `redraws` times, before the step classifies it. Every draw is a paid request;
+    each stays in the item's lineage with its own seed and `attempt`, and the engine logs the
+    truncated ones in failed_requests.jsonl. Greedy steps are not redrawn: they would loop the same way."""
 
     redraws = 0
 
-    def request(self, item: I, draw: int) -> ChatRequest:
-        """The request of draw `draw` (0 = the first) for `item`, its gen from `sample_gen(gen, draw)`."""
-        raise NotImplementedError
-
-    def prompt(self, item: I) -> ChatRequest:
-        return self.request(item, 0)
-
     def redraw(self, item: I, results: list[ChatResult]) -> Resend | None:
-        res = results[-1]
-        if self.gen.get("temperature") and len(results) <= self.redraws and is_truncated(res) and not failed(res):
-            return Resend.of(self.request(item, len(results)))
-        return None
+        res, n = results[-1], len(results)
+        if not (self.gen.get("temperature") and n <= self.redraws and is_truncated(res) and not failed(res)):
+            return None
+        first = self.prompt(item)
+        assert isinstance(first, ChatRequest), "a redrawn step sends one request per item"
+        return Resend.of(replace(first, gen=sample_gen(first.gen, n), tag=f"{first.tag}:r{n}"))
 
     def lineage(self, item: I, results: list[ChatResult]) -> list[dict[str, Any]]:
         extra = self.lineage_extra(item)
