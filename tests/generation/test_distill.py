@@ -85,3 +85,32 @@ def test_script_stops_with_one_line_for_an_unknown_teacher(tmp_path, run_script,
     assert r.stderr.strip().splitlines()[-1].startswith(
         "error: params.yaml: distill.teachers.nope: 'nope' is not defined in llm.teachers")
     assert "Traceback" not in r.stderr
+
+
+def test_a_looping_sample_is_redrawn_with_a_seed_no_other_sample_uses(tmp_path, server, gen_params, engine_for, gh):
+    """Best-of-2 answers take seeds 42 and 1042; their redraws take 2042 and 3042, so the cache never
+    answers a redraw with the other sample's text. Each draw is a paid request in the lineage."""
+    dist = dict(distill__sample=0, distill__samples_per_teacher=2, distill__resample_truncated=1,
+                distill__gen={"temperature": 0.7, "max_tokens": 32})
+    looping = {"match": "number 0:", "response": "It depends on", "finish_reason": "length"}
+    params = gen_params(rules=[{**looping, "times": 2}], **dist)
+    _inputs(gh, tmp_path, 1)
+    m = run_distill(params, [tmp_path / "ingest"], tmp_path / "out", engine_for(params, "distill"))
+    recs = gh.read_jsonl(tmp_path / "out" / "records.jsonl")
+    assert m["records_out"] == 2 and m["teachers"]["big"]["redrawn"] == 2
+    assert sorted(r["body"]["seed"] for r in server.requests()) == [42, 1042, 2042, 3042]
+    for rec in recs:
+        first, kept = [s for s in rec["lineage"] if s["stage"] == "distill"]
+        assert (first["attempt"], first["finish_reason"], kept["attempt"]) == (1, "length", 2)
+        assert kept["params"]["gen"]["seed"] == first["params"]["gen"]["seed"] + 2000
+        assert rec["messages"][-1]["content"].startswith("Test answer to: Question number 0")
+    assert [f["error"] for f in gh.read_jsonl(tmp_path / "failed" / "distill.jsonl")] == ["truncated", "truncated"]
+
+    # looping on every draw: two paid requests per sample, then the quarantine
+    server.reset()
+    params = gen_params(rules=[looping], project__seed=7, **dist)
+    m = run_distill(params, [tmp_path / "ingest"], tmp_path / "out2", engine_for(params, "distill"))
+    q = gh.read_jsonl(tmp_path / "out2" / "quarantine.jsonl")
+    assert [x["reason"] for x in q] == ["truncated_response"] * 2 and m["records_out"] == 0
+    assert len({r["body"]["seed"] for r in server.requests()}) == 4
+    assert all(sum(s["stage"] == "distill" for s in x["record"]["lineage"]) == 2 for x in q)

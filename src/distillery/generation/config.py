@@ -74,6 +74,8 @@ class DistillParams(Section):
     buckets: list[BucketName] = Field(default_factory=list, description="only prompts of these buckets (empty = all)")
     max_prompt_words: int = Field(300, gt=0, description="longer prompts are skipped (prompt_too_long)")
     keep_truncated: bool = False
+    resample_truncated: int = Field(0, ge=0, description="a sampled answer that runs past max_tokens is asked "
+                                    "again with a seed no other sample uses, up to this many times, before truncated_response")
     batch_size: int = Field(16, gt=0)
     gen: GenParams = Field(default_factory=GenParams)
     pilot: PilotParams = Field(default_factory=PilotParams)

@@ -23,7 +23,7 @@ from ..llm import ChatRequest, ChatResult
 from .common import gen_with_seed, hash_sample, lineage_entry, list_cost, read_records, sample_gen
 from .config import DistillParams
 from .routing import route, weights_for
-from .step import Reject, Resend, Sink, Step, classify, failed, is_truncated, run_step
+from .step import RedrawnStep, Reject, Resend, Sink, Step, classify, current_draws, failed, is_truncated, run_step
 from .templates import Template, load_template
 
 log = logging.getLogger(__name__)
@@ -122,28 +122,37 @@ class Router:
                         teacher, self.streak[teacher])
 
 
-class DistillStep(Step[Job]):
+class DistillStep(RedrawnStep[Job]):
     """Ask the routed teacher; a failed request (not a truncation) fails over to the next teacher
-    (`Resend`); the last answer is classified: teacher_failed, empty_response, truncated_response."""
+    (`Resend`); a sampled answer that loops past max_tokens is redrawn (`resample_truncated`, seeds
+    strided past the other samples); the last answer is classified: teacher_failed, empty_response,
+    truncated_response."""
 
     stage = STAGE
 
     def __init__(self, p: DistillParams, gen: dict, templates: tuple[Template | None, ...], llm: Any,
                  router: Router, per_teacher: dict[str, Counter]):
-        self.p, self.base_gen, self.templates, self.llm = p, gen, templates, llm
+        self.p, self.gen, self.templates, self.llm = p, gen, templates, llm
         self.router, self.per_teacher = router, per_teacher
+        self.redraws = 0 if p.keep_truncated else p.resample_truncated   # kept truncated: nothing to redraw
+        self.redraw_stride = p.samples_per_teacher
 
     def prompt(self, job: Job) -> ChatRequest:
-        return ChatRequest(teacher=job.teacher, messages=job.prompt.messages, gen=sample_gen(self.base_gen, job.sample),
+        return ChatRequest(teacher=job.teacher, messages=job.prompt.messages, gen=sample_gen(self.gen, job.sample),
                            tag=job_tag(job))
 
     def parse(self, job: Job, results: list[ChatResult]) -> Job | Reject | Resend:
         res, t = results[-1], job.teacher
-        job.tried.append(t)
+        if not job.tried or job.tried[-1] != t:
+            job.tried.append(t)
         bad = failed(res)
         if res.error != "budget_refused":  # the budget, not the teacher, said no
             self.router.record(t, not bad)
         self.per_teacher[t]["requests"] += 1
+        again = self.redraw(job, results)
+        if again is not None:
+            self.per_teacher[t]["redrawn"] += 1
+            return again
         if bad:
             self.per_teacher[t]["failed"] += 1
             nxt = self.router.next(job.prompt.rec, job.tried, job.used)
@@ -163,12 +172,17 @@ class DistillStep(Step[Job]):
         return job
 
     def lineage(self, job: Job, results: list[ChatResult]) -> list[dict]:
-        """One step: the answer kept (earlier teachers that failed are named in `failover_from`)."""
+        """One step per draw of the last teacher asked: the answer kept, after any looping draws it
+        replaced, each with its own seed and `attempt` (earlier teachers that failed are named in
+        `failover_from`)."""
         extra: dict[str, Any] = {"failover_from": job.tried[:-1]} if len(job.tried) > 1 else {}
         if self.p.samples_per_teacher > 1:
             extra["sample"] = job.sample
-        return [lineage_entry(STAGE, results[-1], sample_gen(self.base_gen, job.sample), self.templates,
-                              llm=self.llm, **extra)]
+        draws = results[-current_draws(results):]
+        attempts: list[dict[str, Any]] = [{"attempt": k + 1} if len(draws) > 1 else {} for k in range(len(draws))]
+        return [lineage_entry(STAGE, r, sample_gen(self.gen, job.sample + k * self.redraw_stride), self.templates,
+                              llm=self.llm, **extra, **attempts[k])
+                for k, r in enumerate(draws)]
 
 
 def _jobs(batch: list[Prompt], router: Router, samples: int) -> list[Job]:

@@ -120,22 +120,36 @@ class Step(Generic[I]):
         target.extend(entries)
 
 
+def current_draws(results: list[ChatResult]) -> int:
+    """How many of `results` are draws of the request now being asked: the last one and the truncated
+    answers just before it (a failed request before them was another teacher's, or another turn's)."""
+    n = 1
+    while n < len(results) and is_truncated(results[-n - 1]) and not failed(results[-n - 1]):
+        n += 1
+    return n
+
+
 class RedrawnStep(Step[I]):
     """A step with one sampled request per item, whose answer may loop past max_tokens (a small
     model): `redraw` asks a truncated answer again with the next seed (`sample_gen`, tag suffix
     `:rN`), at most `redraws` times, before the step classifies it. Every draw is a paid request;
     each stays in the item's lineage with its own seed and `attempt`, and the engine logs the
-    truncated ones in failed_requests.jsonl. Greedy steps are not redrawn: they would loop the same way."""
+    truncated ones in failed_requests.jsonl. Greedy steps are not redrawn: they would loop the same way.
+
+    `redraw_stride`: a step that already sends n samples of one prompt (best-of-n, seeds + 1000 x
+    sample) sets it to n, so draw k of sample s takes sample s + k x n's seed, which no other sample
+    or draw uses (the cache would otherwise answer a redraw with another sample's text)."""
 
     redraws = 0
+    redraw_stride = 1
 
     def redraw(self, item: I, results: list[ChatResult]) -> Resend | None:
-        res, n = results[-1], len(results)
+        res, n = results[-1], current_draws(results)
         if not (self.gen.get("temperature") and n <= self.redraws and is_truncated(res) and not failed(res)):
             return None
         first = self.prompt(item)
         assert isinstance(first, ChatRequest), "a redrawn step sends one request per item"
-        return Resend.of(replace(first, gen=sample_gen(first.gen, n), tag=f"{first.tag}:r{n}"))
+        return Resend.of(replace(first, gen=sample_gen(first.gen, n * self.redraw_stride), tag=f"{first.tag}:r{n}"))
 
     def lineage(self, item: I, results: list[ChatResult]) -> list[dict[str, Any]]:
         extra = self.lineage_extra(item)
