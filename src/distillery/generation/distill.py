@@ -20,10 +20,10 @@ from ..core.io import write_json
 from ..core.quarantine import StageCounter
 from ..core.records import prompt_messages, stable_id
 from ..llm import ChatRequest, ChatResult
-from .common import gen_with_seed, hash_sample, lineage_entry, list_cost, read_records, sample_gen
+from .common import gen_with_seed, hash_sample, list_cost, read_records, sample_gen
 from .config import DistillParams
 from .routing import route, weights_for
-from .step import RedrawnStep, Reject, Resend, Sink, Step, classify, current_draws, failed, is_truncated, run_step
+from .step import RedrawnStep, Reject, Resend, Sink, Step, classify, failed, is_truncated, run_step
 from .templates import Template, load_template
 
 log = logging.getLogger(__name__)
@@ -171,18 +171,13 @@ class DistillStep(RedrawnStep[Job]):
         self.per_teacher[res.teacher]["records"] += 1
         return job
 
-    def lineage(self, job: Job, results: list[ChatResult]) -> list[dict]:
-        """One step per draw of the last teacher asked: the answer kept, after any looping draws it
-        replaced, each with its own seed and `attempt` (earlier teachers that failed are named in
-        `failover_from`)."""
+    def lineage_extra(self, job: Job) -> dict[str, Any]:
+        """Earlier teachers that failed (`failover_from`) and which best-of-n sample this is; the
+        lineage itself (one entry per draw of the last teacher asked) is `RedrawnStep`'s."""
         extra: dict[str, Any] = {"failover_from": job.tried[:-1]} if len(job.tried) > 1 else {}
         if self.p.samples_per_teacher > 1:
             extra["sample"] = job.sample
-        draws = results[-current_draws(results):]
-        attempts: list[dict[str, Any]] = [{"attempt": k + 1} if len(draws) > 1 else {} for k in range(len(draws))]
-        return [lineage_entry(STAGE, r, sample_gen(self.gen, job.sample + k * self.redraw_stride), self.templates,
-                              llm=self.llm, **extra, **attempts[k])
-                for k, r in enumerate(draws)]
+        return extra
 
 
 def _jobs(batch: list[Prompt], router: Router, samples: int) -> list[Job]:

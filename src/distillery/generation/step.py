@@ -143,19 +143,29 @@ class RedrawnStep(Step[I]):
     redraws = 0
     redraw_stride = 1
 
+    def draw_gen(self, first: ChatRequest, draw: int) -> dict[str, Any]:
+        """The gen of draw `draw` (0 = the first) of a request: its own seed, strided past other samples."""
+        return sample_gen(first.gen, draw * self.redraw_stride)
+
     def redraw(self, item: I, results: list[ChatResult]) -> Resend | None:
         res, n = results[-1], current_draws(results)
         if not (self.gen.get("temperature") and n <= self.redraws and is_truncated(res) and not failed(res)):
             return None
-        first = self.prompt(item)
-        assert isinstance(first, ChatRequest), "a redrawn step sends one request per item"
-        return Resend.of(replace(first, gen=sample_gen(first.gen, n * self.redraw_stride), tag=f"{first.tag}:r{n}"))
+        first = self._first(item)
+        return Resend.of(replace(first, gen=self.draw_gen(first, n), tag=f"{first.tag}:r{n}"))
 
     def lineage(self, item: I, results: list[ChatResult]) -> list[dict[str, Any]]:
-        extra = self.lineage_extra(item)
-        return [lineage_entry(self.stage, r, sample_gen(self.gen, n), self.templates, role=self.role, llm=self.llm,
-                              **extra, **({"attempt": n + 1} if len(results) > 1 else {}))
-                for n, r in enumerate(results)]
+        """One entry per draw of the request asked last (`current_draws`), each with the gen it was sent with."""
+        extra, first = self.lineage_extra(item), self._first(item)
+        draws = results[-current_draws(results):]
+        return [lineage_entry(self.stage, r, self.draw_gen(first, k), self.templates, role=self.role, llm=self.llm,
+                              **extra, **({"attempt": k + 1} if len(draws) > 1 else {}))
+                for k, r in enumerate(draws)]
+
+    def _first(self, item: I) -> ChatRequest:
+        first = self.prompt(item)
+        assert isinstance(first, ChatRequest), "a redrawn step sends one request per item"
+        return first
 
 
 def _as_list(reqs: ChatRequest | Sequence[ChatRequest] | None) -> list[ChatRequest]:
