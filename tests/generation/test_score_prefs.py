@@ -133,6 +133,40 @@ def test_preferences_pairs_ties_and_dpo_to_sft(tmp_path, gen_params, engine_for,
     assert m["outputs"]["pairs"] == 1 and m["outputs"]["sft_from_dpo"] == 1
 
 
+def test_four_answers_give_every_pair_over_the_margin_and_one_sft_per_chosen(tmp_path, gen_params, engine_for, gh,
+                                                                              server):
+    MID = '{"helpfulness": 6, "accuracy": 6, "clarity": 6, "completeness": 6, "overall": 6}'
+    rules = [{"match": r"ANSWER:\s*GREAT", "response": GOOD}, {"match": r"ANSWER:\s*MEH", "response": POOR},
+             {"match": r"ANSWER:\s*SO-SO", "response": MID}]
+    # four samples of one teacher (9, 6, 3, 3) and a prompt whose two answers tie
+    _group(gh, tmp_path, [("p1", "t", "GREAT answer."), ("p1", "t", "SO-SO answer."), ("p1", "t", "MEH one."),
+                          ("p1", "t", "MEH two."), ("p2", "t", "SO-SO a."), ("p2", "t", "SO-SO b.")])
+    recs = gh.read_jsonl(tmp_path / "distill" / "records.jsonl")
+    for i, r in enumerate(recs):
+        r["id"] = f"{r['id']}-{i}"                      # four samples of one teacher: distinct ids
+    gh.write_records(tmp_path / "distill" / "records.jsonl", recs)
+    params = gen_params(rules=rules, preferences__min_margin=2.0, preferences__pairs_per_prompt=0)
+    m = run_preferences(params, [tmp_path / "distill"], tmp_path / "all", engine_for(params, "preferences"))
+    out = gh.read_jsonl(tmp_path / "all" / "records.jsonl")
+    pairs = [(r["chosen"]["content"], r["rejected"]["content"], r["scores"]["preference"]["margin"])
+             for r in out if r["kind"] == "preference"]
+    # 9-6, 9-3, 9-3, 6-3, 6-3 reach the margin of 2; 3-3 (MEH one vs two) is a tie; widest first
+    assert pairs == [("GREAT answer.", "MEH two.", 6), ("GREAT answer.", "MEH one.", 6),
+                     ("GREAT answer.", "SO-SO answer.", 3), ("SO-SO answer.", "MEH two.", 3),
+                     ("SO-SO answer.", "MEH one.", 3)]
+    # one SFT record per distinct chosen answer, not per pair
+    assert sorted(r["messages"][-1]["content"] for r in out if r["kind"] == "sft") == ["GREAT answer.", "SO-SO answer."]
+    # the prompt is the accounting unit: p1 paired, p2 quarantined once as a tie
+    assert [x["reason"] for x in gh.read_jsonl(tmp_path / "all" / "quarantine.jsonl")] == ["tie"]
+    assert (m["records_in"], m["records_out"], m["rejected"]) == (2, 1, 1)
+    assert m["outputs"] == {"pairs": 5, "sft_from_dpo": 2}
+    # pairs_per_prompt 2 keeps the two widest
+    params = gen_params(rules=rules, preferences__min_margin=2.0, preferences__pairs_per_prompt=2)
+    run_preferences(params, [tmp_path / "distill"], tmp_path / "two", engine_for(params, "preferences"))
+    assert [r["rejected"]["content"] for r in gh.read_jsonl(tmp_path / "two" / "records.jsonl")
+            if r["kind"] == "preference"] == ["MEH two.", "MEH one."]
+
+
 def test_pairwise_mode_judges_both_orders(tmp_path, gen_params, engine_for, gh, server):
     # a judge that always prefers position A has no real preference: both orders disagree -> tie
     _group(gh, tmp_path, [("p1", "big", "Answer one."), ("p1", "small", "Answer two.")])

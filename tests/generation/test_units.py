@@ -9,7 +9,7 @@ from distillery.generation.config import HeuristicParams, IdentityParams, Requir
 from distillery.generation.heuristics import (HeuristicScorer, find_identity_leak, identity_leak_pattern,
                                               repeated_trigram_ratio)
 from distillery.generation.judge import combine_orders, parse_scores, parse_winner
-from distillery.generation.pairs import Candidate, dpo_to_sft, pick_pair, teacher_rank_scores
+from distillery.generation.pairs import Candidate, dpo_to_sft, pick_pairs, teacher_rank_scores
 from distillery.generation.routing import route
 
 DIMS = ["helpfulness", "accuracy", "clarity", "completeness"]
@@ -72,19 +72,30 @@ def _cand(text, teacher, score, rid):
 
 def test_pairs_drop_ties_and_identical_answers():
     a, b, c = _cand("Paris.", "t1", 8, "1"), _cand("Lyon.", "t2", 7.5, "2"), _cand(" paris. ", "t3", 3, "3")
-    assert pick_pair([a, b], 1.0) == "tie"                      # margin 0.5 < 1.0
-    assert pick_pair([a, _cand("Lyon.", "t2", 8, "2")], 0.0) == "tie"   # equal scores never pair
-    assert pick_pair([a, c], 1.0) == "identical_answers"        # same text after normalisation
-    chosen, rejected, margin = pick_pair([a, b, _cand("Rome.", "t4", 2, "4")], 1.0)
+    assert pick_pairs([a, b], 1.0) == "tie"                     # margin 0.5 < 1.0
+    assert pick_pairs([a, _cand("Lyon.", "t2", 8, "2")], 0.0) == "tie"   # equal scores never pair
+    assert pick_pairs([a, c], 1.0) == "identical_answers"       # same text after normalisation
+    [(chosen, rejected, margin)] = pick_pairs([a, b, _cand("Rome.", "t4", 2, "4")], 1.0)
     assert (chosen.answer, rejected.answer, margin) == ("Paris.", "Rome.", 6)
-    assert pick_pair([a], 1.0) == "too_few_answers"
-    assert pick_pair([a, _cand("x", "t9", None, "9")], 1.0) == "unscored"
+    assert pick_pairs([a], 1.0) == "too_few_answers"
+    assert pick_pairs([a, _cand("x", "t9", None, "9")], 1.0) == "unscored"
+
+
+def test_every_pair_of_four_answers_over_the_margin_widest_first():
+    # four sampled answers scored 8, 7.5, 3 (the same text as the 8) and 2
+    cands = [_cand("Paris.", "t", 8, "1"), _cand("Lyon.", "t", 7.5, "2"), _cand(" paris. ", "t", 3, "3"),
+             _cand("Rome.", "t", 2, "4")]
+    got = [(c.record["id"], r.record["id"], m) for c, r, m in pick_pairs(cands, 1.5, limit=0)]
+    # of the 6 pairs, 1-3 is one text twice, 1-2 (0.5) and 3-4 (1.0) are under the margin
+    assert got == [("1", "4", 6), ("2", "4", 5.5), ("2", "3", 4.5)]
+    assert [(c.record["id"], r.record["id"]) for c, r, _ in pick_pairs(cands, 1.5, limit=2)] == [("1", "4"), ("2", "4")]
+    assert [(c.record["id"], r.record["id"]) for c, r, _ in pick_pairs(cands, 1.5)] == [("1", "4")]
 
 
 def test_teacher_rank_strong_vs_weak():
     cands = [_cand("weak answer", "small", None, "1"), _cand("strong answer", "big", None, "2")]
     teacher_rank_scores(cands, ["big", "small"])
-    chosen, rejected, _ = pick_pair(cands, 1.0)
+    [(chosen, rejected, _)] = pick_pairs(cands, 1.0)
     assert (chosen.teacher, rejected.teacher) == ("big", "small")
 
 

@@ -305,6 +305,8 @@ class DpoToSftParams(Section):
 class PreferencesParams(Section):
     mode: str = Field("judge", pattern="^(judge|pairwise|teacher_rank)$")
     min_margin: float = Field(1.0, ge=0, description="judge-score (or win) gap needed; smaller = tie, dropped")
+    pairs_per_prompt: int = Field(1, ge=0, description="1 = best vs worst; k = up to k pairs, widest margin "
+                                                       "first; 0 = every pair of answers over min_margin")
     teacher_rank: list[TeacherName] = Field(default_factory=list, description="strongest first (mode teacher_rank)")
     dpo_to_sft: DpoToSftParams = Field(default_factory=DpoToSftParams)
     max_reject_rate: float | None = Field(None, ge=0, le=1, description="default project.max_reject_rate")

@@ -23,8 +23,15 @@ class Candidate:
     score: float | None   # judge overall / wins / rank score (higher is better)
 
 
-def pick_pair(cands: list[Candidate], min_margin: float) -> tuple[Candidate, Candidate, float] | str:
-    """(chosen, rejected, margin) or a reason code: too_few_answers, unscored, identical_answers, tie."""
+def pick_pairs(cands: list[Candidate], min_margin: float,
+               limit: int = 1) -> list[tuple[Candidate, Candidate, float]] | str:
+    """Up to `limit` (chosen, rejected, margin) pairs, widest margin first (0 = every pair), or a reason
+    code: too_few_answers, unscored, identical_answers, tie.
+
+    limit 1 is best against worst. More pairs per prompt (InstructGPT's K-choose-2 comparisons of K
+    answers) get more preference signal from answers already paid for; each pair still needs two
+    different texts and a gap of at least `min_margin`.
+    """
     scored = [c for c in cands if c.score is not None]
     if len(cands) < 2:
         return "too_few_answers"
@@ -32,15 +39,16 @@ def pick_pair(cands: list[Candidate], min_margin: float) -> tuple[Candidate, Can
         return "unscored"
     # stable order: score desc, then teacher name, so equal scores never depend on input order
     ranked = sorted(scored, key=lambda c: (-c.score, c.teacher, c.record.get("id", "")))
-    chosen = ranked[0]
-    rejected = next((c for c in reversed(ranked) if dedup_key_text(c.answer) != dedup_key_text(chosen.answer)),
-                    None)
-    if rejected is None:
+    texts = [dedup_key_text(c.answer) for c in ranked]
+    # each chosen against the lowest-ranked first, so equal margins keep best-vs-worst in front
+    distinct = [(ranked[i], ranked[j], ranked[i].score - ranked[j].score)
+                for i in range(len(ranked)) for j in reversed(range(i + 1, len(ranked))) if texts[i] != texts[j]]
+    if not distinct:
         return "identical_answers"
-    margin = chosen.score - rejected.score
-    if margin <= 0 or margin < min_margin:
+    kept = sorted((p for p in distinct if p[2] > 0 and p[2] >= min_margin), key=lambda p: -p[2])
+    if not kept:
         return "tie"
-    return chosen, rejected, margin
+    return kept[:limit] if limit else kept
 
 
 def teacher_rank_scores(cands: list[Candidate], rank: list[str]) -> None:

@@ -2,10 +2,12 @@
 
 Answers are grouped by `labels.prompt_id` (set by distill). They are ranked by the judge
 (pointwise overall score, or pairwise wins with both orders asked), or by teacher strength
-(`teacher_rank`). Ties, pairs under `min_margin`, identical answers and chosen answers that leak a
-forbidden identity are quarantined. Preference records already in the input pass through. Every
-pair (and passed-through preference) also yields an SFT record: prompt + chosen with the identity
-system prompt from score.identity.
+(`teacher_rank`). A prompt gives up to `pairs_per_prompt` pairs (0 = every pair over `min_margin`);
+a prompt with none (ties, identical answers, too few answers, chosen answers that leak a forbidden
+identity) is quarantined once. The accounting unit is the prompt: records_in = prompts (+ passed-through
+preferences), records_out = prompts paired (+ passed through); `outputs.pairs` counts the pairs. Every
+pair (and passed-through preference) also yields an SFT record, once per chosen answer: prompt +
+chosen with the identity system prompt from score.identity.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .common import JudgeStats, read_records
 from .config import PreferencesParams
 from .heuristics import find_identity_leak, identity_leak_pattern, record_teacher
 from .judge import Judge, record_prompt_answer
-from .pairs import Candidate, build_pair, dpo_to_sft, pick_pair, teacher_rank_scores
+from .pairs import Candidate, build_pair, dpo_to_sft, pick_pairs, teacher_rank_scores
 
 STAGE = "preferences"
 
@@ -114,40 +116,52 @@ def run_preferences(params: Any, inputs: list[str | Path], output: str | Path, e
             for c in g:
                 if c.score is not None and c.record.get("scores", {}).get("judge"):
                     stats.add(c.record["scores"]["judge"], c.teacher, c.record.get("bucket"))
-            picked = pick_pair(g, p.min_margin)
+            picked = pick_pairs(g, p.min_margin, limit=0)
             first = g[0].record
             if isinstance(picked, str):
                 q.reject(picked, first, prompt_id=first["labels"]["prompt_id"],
                          answers=[{"teacher": c.teacher, "score": c.score, "id": c.record["id"]} for c in g])
                 continue
-            chosen, rejected, margin = picked
-            phrase = find_identity_leak(chosen.answer, leak)
-            if phrase:
-                q.reject("identity_leak", chosen.record, detail=phrase)
+            # a chosen answer that leaks a forbidden identity never becomes a pair
+            leaks = {id(c): find_identity_leak(c.answer, leak) for c, _, _ in picked}
+            clean = [x for x in picked if not leaks[id(x[0])]][:p.pairs_per_prompt or None]
+            if not clean:
+                q.reject("identity_leak", picked[0][0].record, detail=leaks[id(picked[0][0])])
                 continue
-            rej_steps = [_as_rejected(s) for s in rejected.record.get("lineage") or [] if s.get("stage") == "distill"]
-            lineage = (list(chosen.record.get("lineage") or []) + rej_steps
-                       + judge_lineage.get(chosen.record["id"], []) + judge_lineage.get(rejected.record["id"], [])
-                       + [{"stage": STAGE, "mode": p.mode, "margin": round(margin, 4), "min_margin": p.min_margin}])
-            pair = build_pair(prompt_messages(chosen.record), chosen, rejected, margin,
-                              bucket=chosen.record.get("bucket"), source=chosen.record.get("source") or {},
-                              prompt_id=chosen.record["labels"]["prompt_id"], mode=p.mode, lineage=lineage)
-            _write(pair, p, identity, w, counter, counts)
+            counter.records_out += 1          # the group (one prompt) paired; outputs.pairs counts its pairs
+            sft_done: set[str] = set()
+            for chosen, rejected, margin in clean:
+                pair = _pair(chosen, rejected, margin, p, judge_lineage)
+                _write(pair, p, identity, w, counts, sft=chosen.record["id"] not in sft_done)
+                sft_done.add(chosen.record["id"])
         for rec in passthrough:
             counts["passed_through"] += 1
-            _write(rec, p, identity, w, counter, counts, count_pair=False)
+            counter.records_out += 1
+            _write(rec, p, identity, w, counts, count_pair=False)
     m = counter.as_metrics()
     m.update({"input_records": scanned.records_in, "groups": len(cand_groups), "outputs": dict(sorted(counts.items())),
               "judge": {**stats.as_metrics(), "calls": dict(sorted(judge_calls.items()))}, "mode": p.mode})
     return m
 
 
-def _write(pair: dict, p: PreferencesParams, identity, w: AtomicWriter, counter: StageCounter, counts: Counter,
-           count_pair: bool = True) -> None:
+def _pair(chosen: Candidate, rejected: Candidate, margin: float, p: PreferencesParams,
+          judge_lineage: dict[str, list[dict]]) -> dict:
+    """The DPO record: the chosen answer's lineage, the rejected one's distill steps and both verdicts."""
+    rej_steps = [_as_rejected(s) for s in rejected.record.get("lineage") or [] if s.get("stage") == "distill"]
+    lineage = (list(chosen.record.get("lineage") or []) + rej_steps
+               + judge_lineage.get(chosen.record["id"], []) + judge_lineage.get(rejected.record["id"], [])
+               + [{"stage": STAGE, "mode": p.mode, "margin": round(margin, 4), "min_margin": p.min_margin}])
+    return build_pair(prompt_messages(chosen.record), chosen, rejected, margin,
+                      bucket=chosen.record.get("bucket"), source=chosen.record.get("source") or {},
+                      prompt_id=chosen.record["labels"]["prompt_id"], mode=p.mode, lineage=lineage)
+
+
+def _write(pair: dict, p: PreferencesParams, identity, w: AtomicWriter, counts: Counter,
+           count_pair: bool = True, sft: bool = True) -> None:
+    """The pair, and its SFT twin (prompt + chosen) once per chosen answer."""
     w.write_record(pair)
-    counter.records_out += 1
     if count_pair:
         counts["pairs"] += 1
-    if p.dpo_to_sft.enabled:
+    if sft and p.dpo_to_sft.enabled:
         w.write_record(dpo_to_sft(pair, identity.system_prompt, p.dpo_to_sft.system_mode))
         counts["sft_from_dpo"] += 1
