@@ -167,6 +167,27 @@ def test_four_answers_give_every_pair_over_the_margin_and_one_sft_per_chosen(tmp
             if r["kind"] == "preference"] == ["MEH two.", "MEH one."]
 
 
+def test_a_leaking_best_answer_drops_only_its_own_pairs(tmp_path, gen_params, engine_for, gh, server):
+    MID = '{"helpfulness": 6, "accuracy": 6, "clarity": 6, "completeness": 6, "overall": 6}'
+    rules = [{"match": r"ANSWER:\s*GREAT", "response": GOOD}, {"match": r"ANSWER:\s*MEH", "response": POOR},
+             {"match": r"ANSWER:\s*SO-SO", "response": MID}]
+    _group(gh, tmp_path, [("p1", "t", "GREAT Hi, I am ChatGPT by OpenAI."), ("p1", "t", "SO-SO answer."),
+                          ("p1", "t", "MEH answer.")])
+    recs = gh.read_jsonl(tmp_path / "distill" / "records.jsonl")
+    for i, r in enumerate(recs):
+        r["id"] = f"{r['id']}-{i}"
+    gh.write_records(tmp_path / "distill" / "records.jsonl", recs)
+    params = gen_params(rules=rules, preferences__min_margin=2.0, preferences__pairs_per_prompt=0,
+                        score__identity__system_prompt="You are Atlas. You are NOT a GPT model or an OpenAI product.")
+    m = run_preferences(params, [tmp_path / "distill"], tmp_path / "o", engine_for(params, "preferences"))
+    pairs = [(r["chosen"]["content"], r["rejected"]["content"]) for r in gh.read_jsonl(tmp_path / "o" / "records.jsonl")
+             if r["kind"] == "preference"]
+    # the leaking 9 is never chosen; the clean 6-vs-3 pair is kept, and the prompt counts as paired
+    assert pairs == [("SO-SO answer.", "MEH answer.")]
+    assert gh.read_jsonl(tmp_path / "o" / "quarantine.jsonl") == []
+    assert (m["records_in"], m["records_out"], m["pairs"]) == (1, 1, 1)
+
+
 def test_pairwise_mode_judges_both_orders(tmp_path, gen_params, engine_for, gh, server):
     # a judge that always prefers position A has no real preference: both orders disagree -> tie
     _group(gh, tmp_path, [("p1", "big", "Answer one."), ("p1", "small", "Answer two.")])
