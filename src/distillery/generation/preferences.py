@@ -139,7 +139,9 @@ def run_preferences(params: Any, inputs: list[str | Path], output: str | Path, e
             counter.records_out += 1
             _write(rec, p, identity, w, counts, count_pair=False)
     m = counter.as_metrics()
-    m.update({"input_records": scanned.records_in, "groups": len(cand_groups), "outputs": dict(sorted(counts.items())),
+    # records_out counts prompts paired; the pairs written are the headline a user looks for
+    m.update({"input_records": scanned.records_in, "groups": len(cand_groups), "pairs": counts["pairs"],
+              "outputs": dict(sorted(counts.items())),
               "judge": {**stats.as_metrics(), "calls": dict(sorted(judge_calls.items()))}, "mode": p.mode})
     return m
 
