@@ -72,6 +72,9 @@ class TrainEvalParams(Section):
 
     base_model: str = Field("smollm2", description="'smollm2' (offline alias), a local HF model dir or a hub id")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="compute of training and eval: bfloat16 = bf16 mixed precision (autocast; on CUDA the "
+                            "weights too); auto = bfloat16 where the device runs it natively, else float32")
     threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch's default (one per core). "
                                               "Set 1 on a machine shared with other jobs")
     seed: int | None = Field(None, description="training seed; null = project.seed")

@@ -133,7 +133,18 @@ def _topup(e, prod: Path, heldout: list[Example], pairs: list, notes: list[str])
 
 
 def evaluate_model(model, tok, inp: Inputs, p: TrainEvalParams, base_pairs=None) -> tuple[Items, Any]:
-    """Per-item scores of one model on every eval set; returns (items per metric, pair log-probs)."""
+    """Per-item scores of one model on every eval set; returns (items per metric, pair log-probs). Runs in
+    bf16 mixed precision when training does (`train_eval.dtype`); log-probs are summed in float32."""
+    import torch
+
+    from .trainer import mixed_bf16
+
+    dev = next(model.parameters()).device.type
+    with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=mixed_bf16(p, dev)):
+        return _evaluate(model, tok, inp, p, base_pairs)
+
+
+def _evaluate(model, tok, inp: Inputs, p: TrainEvalParams, base_pairs) -> tuple[Items, Any]:
     from .evaluate import gsm8k_em_items, loss_items, pair_logps, preference_items
 
     e = p.eval
@@ -227,7 +238,7 @@ def run_train_eval(params: Any, mix: str | Path, export: str | Path, output: str
                    eval_path: str | Path | None = None) -> tuple[dict, list[Path]]:
     """The whole stage. Returns (metrics, artifacts); the caller hands both to StageRun.finish."""
     from ..models import load_causal_lm, load_tokenizer, resolve_model_path
-    from .trainer import add_lora, pick_device, train_dpo, train_sft
+    from .trainer import add_lora, mixed_bf16, pick_device, train_dpo, train_sft
 
     p: TrainEvalParams = params.train_eval
     seed = p.seed if p.seed is not None else params.project.seed
@@ -246,8 +257,9 @@ def run_train_eval(params: Any, mix: str | Path, export: str | Path, output: str
     if p.threads:
         torch.set_num_threads(p.threads)
     torch.manual_seed(seed)
-    dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-    model = load_causal_lm(p.base_model, dtype=dtype, device=device)
+    mixed = mixed_bf16(p, device)
+    # CUDA holds bf16 weights; a CPU keeps float32 weights (the optimizer's) and runs bf16 under autocast
+    model = load_causal_lm(p.base_model, dtype="bfloat16" if mixed and device == "cuda" else "float32", device=device)
     clock.lap("load")
     log.info("train_eval: %d SFT, %d DPO rows, %d held-out, max_length %d (%s), device %s", len(inp.sft),
              len(inp.dpo_rows), len(inp.heldout), inp.max_length, inp.max_length_source, device)
@@ -297,6 +309,7 @@ def run_train_eval(params: Any, mix: str | Path, export: str | Path, output: str
         "train": {"sft_records": len(inp.sft), "dpo_rows": len(inp.dpo_rows), "dpo": dpo_status,
                   "sft_steps": p.steps, "dpo_steps": p.dpo_steps if inp.dpo_rows else 0,
                   "max_length": inp.max_length, "trainable_params": trainable, "device": device, "seed": seed,
+                  "precision": "bf16-mixed" if mixed else "float32",
                   "first_loss": sft_losses[0] if sft_losses else None,
                   "last_loss": sft_losses[-1] if sft_losses else None},
         "eval_sizes": sizes,
