@@ -175,3 +175,15 @@ def test_win_rate_prompts_alternate_mt_bench_and_wizardlm(repo_root):
     assert len(only_mt) == 80 and all(k.startswith("mt_bench:") for k, _ in only_mt)
     with pytest.raises(InputError, match="train_eval.eval.wizardlm_path"):
         win_rate_prompts(repo_root / e.mt_bench_questions_path, repo_root / "missing.jsonl", 0)
+
+
+def test_shipped_eval_sizes_are_the_issue_floors_and_fit_their_budget(repo_root):
+    """The shipped params score at least 200 held-out records, 100 held-out pairs, 200 GSM8K solutions and every
+    MT-Bench reference (issue 16), and the loss floors leave the time budget room for GSM8K exact match."""
+    from distillery.train.budget import plan
+
+    e = _params(repo_root / "params.yaml").eval
+    assert e.heldout_limit >= 200 and e.pairs_limit >= 100 and e.gsm8k_ref_limit >= 200 and e.mt_bench_limit == 0
+    loss_items = e.heldout_limit + 2 * e.pairs_limit + e.gsm8k_ref_limit + 60 + e.truthfulqa_limit
+    p = plan(e, loss_items, 1319, 80, judge_on=False)
+    assert not p.over_budget and p.gsm8k_em >= 20, p

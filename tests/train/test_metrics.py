@@ -53,3 +53,26 @@ def test_loss_harness_scores_only_the_completion_tokens(smollm2_path):
     assert tok.decode(ids[start:]).startswith("2 + 2 = 4.<|im_end|>")
     assert tok.decode(ids[:start]).endswith("<|im_start|>assistant\n")
     assert encode(tok, ex, start) is None  # truncation that leaves no completion token: unscorable
+
+
+@pytest.mark.slow
+def test_bf16_mixed_eval_is_used_when_asked_and_tells_the_float32_story(mini_inputs, smollm2_path):
+    """`train_eval.dtype: bfloat16` scores under bf16 autocast (the scores move), and each held-out item's loss
+    stays within 0.05 nats of float32's: the mixed-precision eval ranks models as float32 does."""
+    from distillery.core.params import load_params
+    from distillery.models import load_causal_lm, load_tokenizer
+    from distillery.train.pipeline import evaluate_model, load_inputs
+
+    m = mini_inputs
+    tok = load_tokenizer(smollm2_path)
+    model = load_causal_lm(smollm2_path, device="cpu")
+    scores = {}
+    for dtype in ("float32", "bfloat16"):
+        p = load_params(m["params"], [f"train_eval.dtype={dtype}", "train_eval.eval.gsm8k_em_limit=0"]).train_eval
+        inp = load_inputs(p, m["mix"], m["export"])
+        items, _ = evaluate_model(model, tok, inp, p)
+        scores[dtype] = {k: v for k, v, _ in items["heldout_loss"]}
+    fp, bf = scores["float32"], scores["bfloat16"]
+    assert fp.keys() == bf.keys() and len(fp) == 12
+    assert fp != bf
+    assert max(abs(fp[k] - bf[k]) for k in fp) < 0.05
