@@ -111,10 +111,13 @@ def main() -> None:
                                                                "at batch 1 barely depends on how many)")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="the teacher's dtype (docs/llm.md \"Precision\": bfloat16 is faster on an AVX512-BF16 CPU, "
+                         "but a request's text then depends on its batch)")
     ap.add_argument("--out", default="benchmarks/out/local.md")
     a = ap.parse_args()
     shipped = load_params(None, sections=("llm",)).llm.teachers["local-smollm2"]
-    teacher = shipped.model_copy(update={"device": "cpu", "threads": a.threads})
+    teacher = shipped.model_copy(update={"device": "cpu", "threads": a.threads, "dtype": a.dtype})
     load(teacher)
     payloads = prompts(a.prompts)
     generate(teacher, "chat", payloads[:2], {"temperature": 0.0, "max_tokens": 4})    # warm up
@@ -150,7 +153,7 @@ def main() -> None:
     import torch
 
     table = "\n".join([
-        f"SmolLM2-135M-Instruct float32 on CPU, {torch.get_num_threads()} torch threads ({cores()} cores), "
+        f"SmolLM2-135M-Instruct {a.dtype} on CPU, {torch.get_num_threads()} torch threads ({cores()} cores), "
         f"greedy, max_tokens {a.max_tokens}; load average {load0[0]:.2f} before, {load1[0]:.2f} after",
         "", "| decoder | batch | prompts | generated tokens | seconds | tokens/s |", "|---|---|---|---|---|---|",
         *rows, ""])

@@ -52,7 +52,15 @@ def test_loss_harness_scores_only_the_completion_tokens(smollm2_path):
     ids, start = encode(tok, ex, 512)
     assert tok.decode(ids[start:]).startswith("2 + 2 = 4.<|im_end|>")
     assert tok.decode(ids[:start]).endswith("<|im_start|>assistant\n")
-    assert encode(tok, ex, start) is None  # truncation that leaves no completion token: unscorable
+    # a window the prompt alone fills: the prompt loses its start and the answer is still scored
+    cut, cut_start = encode(tok, ex, start)
+    assert len(cut) == start and cut[cut_start:] == ids[start:start + len(cut) - cut_start]
+    assert cut[:cut_start] == ids[start - cut_start:start] and cut_start >= start // 2
+    # a long answer keeps the whole prompt (it fits in half the window) and loses its end
+    long_ex = Example(ex.prompt, "2 + 2 = 4. " * 80)
+    long_ids, long_start = encode(tok, long_ex, 128)
+    assert long_start == start and len(long_ids) == 128 and long_ids[:start] == ids[:start]
+    assert encode(tok, Example(ex.prompt, ""), 512) is not None  # the end-of-turn token is still an answer token
 
 
 @pytest.mark.slow

@@ -21,17 +21,22 @@ def _ids(tok, messages: list[dict], generation_prompt: bool) -> list[int]:
 
 
 def encode(tok, ex: Example, max_length: int) -> tuple[list[int], int] | None:
-    """Token ids of prompt+completion (truncated to max_length) and where the completion starts.
+    """Token ids of prompt+completion, at most max_length, and where the completion starts.
 
-    None when truncation leaves no completion token (such an example cannot be scored)."""
+    Too long, the prompt loses its start (as greedy generation's prompts do) before the completion loses its
+    end, but keeps at least half the window while the completion needs it: so every item with an answer is
+    scored. Cutting only the end made 69 of 200 held-out records, 54 of 100 pairs and 31 of 60 MT-Bench turns
+    unscorable at max_length 128. None only when there is no completion token."""
     prompt = _ids(tok, ex.prompt, True)
     full = _ids(tok, ex.prompt + [{"role": "assistant", "content": ex.completion}], False)
     if full[:len(prompt)] != prompt:  # template renders the prompt differently: fall back to concatenation
         full = prompt + tok(ex.completion + (tok.eos_token or ""), add_special_tokens=False)["input_ids"]
-    full = full[:max_length]
-    if len(full) <= len(prompt):
+    completion = full[len(prompt):]
+    if not completion or max_length < 2:
         return None
-    return full, len(prompt)
+    keep_prompt = min(len(prompt), max(max_length - len(completion), max_length // 2))
+    keep_completion = min(len(completion), max_length - keep_prompt)
+    return prompt[len(prompt) - keep_prompt:] + completion[:keep_completion], keep_prompt
 
 
 @torch.no_grad()
