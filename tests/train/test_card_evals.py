@@ -23,7 +23,7 @@ def test_card_shows_intervals_verdicts_sizes_and_the_flagged_judge(tmp_path):
         "evals": {r.metric: r.details() for r in res}, "eval_sizes": {r.metric: r.n for r in res},
         "eval_plan": {"budget_s": 300, "planned_cpu_s": 280.0, "eval_cpu_s": 301.5,
                       "topped_up": {"heldout": 12, "pairs": 40}},
-        "train": {"sft_steps": 16, "sft_records": 500, "dpo": "ran", "seed": 42}}))
+        "train": {"sft_steps": 16, "sft_records": 500, "dpo": "ran", "seed": 42, "precision": "bf16-mixed"}}))
     (m / "judge_eval.json").write_text(json.dumps({"flagged": 1}))
     (m / "judge_eval.details.json").write_text(json.dumps({
         "min_agreement": 0.6, "flagged_judges": ["local-smollm2 on hh"],
@@ -36,6 +36,7 @@ def test_card_shows_intervals_verdicts_sizes_and_the_flagged_judge(tmp_path):
     assert "| gsm8k_em | 20 |" in text and "within noise" in text
     assert "Eval sizes (items): heldout_loss 30, gsm8k_em 20." in text
     assert "measured 301.5" in text and "12 SFT, 40 pairs" in text
+    assert "DPO ran, seed 42, bf16 mixed precision (train and eval;" in text
     assert "### Dataset A/B (`distillery compare`)" in text
     assert "| local-smollm2 | hh | 24 | 0.520 [0.4000, 0.6300] | 0.200 | 0.000 | 0.900 | **FLAGGED** (< 0.6) |" in text
     assert "**Flagged**: local-smollm2 on hh" in text

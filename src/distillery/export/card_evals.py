@@ -34,9 +34,14 @@ def _train_eval(te: dict) -> list[str]:
                   " pairs."]
     if train:
         lines += [f"Training: {train.get('sft_steps')} SFT steps on {train.get('sft_records')} records, DPO "
-                  f"{train.get('dpo')}, seed {train.get('seed')}. One seed: see docs/train_eval.md for the "
-                  "seed-to-seed spread (the noise floor of a single run)."]
+                  f"{train.get('dpo')}, seed {train.get('seed')}"
+                  + (f", {PRECISION_TEXT.get(train['precision'], train['precision'])}" if train.get("precision") else "")
+                  + ". One seed: see docs/train_eval.md for the seed-to-seed spread (the noise floor of a single run)."]
     return lines + ["", "Per-item scores: `data/train_eval/items.jsonl`; source: `metrics/train_eval.json`.", ""]
+
+
+PRECISION_TEXT = {"bf16-mixed": "bf16 mixed precision (train and eval; per-item scores within ~0.006 nats of "
+                                "float32's, docs/train_eval.md)", "float32": "float32"}
 
 
 def _judge(je: dict) -> list[str]:
