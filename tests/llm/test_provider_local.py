@@ -142,3 +142,61 @@ def test_the_kv_cache_outgrowing_its_capacity_gives_the_same_logits(model_tok):
             logits[name] = torch.stack(out)
     assert caches["ours"].get_seq_length() == ids.shape[1] + 3
     assert torch.allclose(logits["ours"], logits["hf"], atol=1e-4)
+
+
+RUBRIC = ("You grade answers. Rate the ANSWER to the REQUEST on each criterion from 1 (very poor) to 10 "
+          "(excellent): accuracy, clarity, completeness and helpfulness, then give an overall score. ") * 3
+
+
+def judged(q: str, answer: str) -> list[dict]:
+    return [{"role": "system", "content": RUBRIC}, {"role": "user", "content": f"REQUEST: {q}\nANSWER: {answer}"}]
+
+
+def test_shared_prompt_prefixes_are_computed_once_and_change_no_answer(model_tok):
+    """A judge's rubric and a question asked for several answers are prompt prefixes many rows share:
+    their whole 64-token chunks run once per distinct prefix (the forward passes see far fewer prompt
+    tokens than the batch holds), yet every row still gets HF `generate`'s greedy tokens and, sampled,
+    the text it gets alone."""
+    import torch
+
+    from distillery.llm.decoding import PREFIX_CHUNK
+
+    model, tok = model_tok
+    answers = ["Paris.", "It pulls things down, like an apple falling from a tree to the ground.", "No idea."]
+    texts = [tok.apply_chat_template(judged(q, a), add_generation_prompt=True, tokenize=False)
+             for q in QUESTIONS[:3] for a in answers] + ["A short prompt"]
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert min(len(p) for p in prompts[:-1]) > 2 * PREFIX_CHUNK     # each row has whole chunks to share
+
+    seen = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw["input_ids"].numel()),
+                                           with_kwargs=True)
+    try:
+        decode_batch(model, tok, prompts, 1, Sampling())
+    finally:
+        hook.remove()
+    assert sum(seen) < 0.5 * sum(len(p) for p in prompts)    # 9 rows share the rubric's chunks
+
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    hf = model.generate(**enc, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
+    ours = decode_batch(model, tok, prompts, 16, Sampling(), eos_ids={tok.eos_token_id})
+    for row, o in enumerate(ours):
+        ref = hf[row, enc["input_ids"].shape[1]:].tolist()
+        assert o.ids == (ref[:ref.index(tok.eos_token_id)] if tok.eos_token_id in ref else ref), texts[row]
+
+    sampling = Sampling(temperature=0.9, seed=5)
+    with torch.inference_mode():
+        alone = [decode_batch(model, tok, [p], 16, sampling)[0].text for p in prompts]
+    assert [o.text for o in decode_batch(model, tok, prompts[::-1], 16, sampling)][::-1] == alone
+
+
+def test_a_guided_verdict_on_a_shared_rubric_does_not_depend_on_its_batch(model_tok):
+    """Judge prompts that share the rubric (computed once) give each answer the verdict it gets alone."""
+    from distillery.llm.guided import decode, decode_batch as decode_guided, guided_fields, plan
+
+    model, tok = model_tok
+    expected = {"type": "number", "minimum": 1, "maximum": 10, "x-guided": "expected"}
+    steps = plan(tok, guided_fields({"type": "object", "properties": {"accuracy": expected, "overall": expected}}))
+    prompts = [tok(tok.apply_chat_template(judged(QUESTIONS[0], a), add_generation_prompt=True, tokenize=False),
+                   add_special_tokens=False)["input_ids"] for a in ("Paris.", "Lyon, on the Rhone.", "Berlin")]
+    assert decode_guided(model, tok, prompts, steps) == [decode(model, tok, p, steps) for p in prompts]

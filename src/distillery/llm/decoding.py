@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _TAIL_SLACK = 8     # extra tokens decoded beyond the longest stop string (byte tokens, merges)
+PREFIX_CHUNK = 64   # prompt tokens shared between rows in whole chunks of this size (`prefill`)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,23 @@ def _preallocated_layer() -> type:
             b, h, n, d = buf.shape
             return torch.cat([buf, buf.new_empty((b, h, max(end, 2 * n) - n, d))], dim=2)
 
+        def allocate(self, like: Any, rows: int, width: int) -> None:
+            """Buffers for `rows` rows shaped like the cache tensor `like`, with `width` zeroed positions
+            filled (a prefix `place` writes into; zeros where no row writes, so a masked hole holds no
+            NaN for attention to multiply by its zero weight)."""
+            _, h, _, d = like.shape
+            self.lazy_initialization(like.new_zeros((rows, h, 0, d)), like.new_zeros((rows, h, 0, d)))
+            self.kbuf[:, :, :width] = 0
+            self.vbuf[:, :, :width] = 0
+            self.filled = width
+            self._view()
+
+        def place(self, rows: Any, start: int, keys: Any, values: Any) -> None:
+            """Write `keys`/`values` (len(rows) x heads x n x dim) at positions start..start+n of `rows`."""
+            end = start + keys.shape[-2]
+            self.kbuf[rows, :, start:end] = keys
+            self.vbuf[rows, :, start:end] = values
+
         def keep_rows(self, keep: Any, start: int) -> None:
             """Rows `keep` only, without the first `start` positions (padding in every kept row)."""
             self.kbuf = self.kbuf.index_select(0, keep)[:, :, start:]
@@ -179,6 +197,73 @@ def left_padded(tok: Any, chunks: list[list[int]], starts: list[int] | None = No
     return ids, mask, pos
 
 
+def prefill(model: Any, tok: Any, prompts: list[list[int]], extra: int) -> tuple[Any, Any, Any, Any]:
+    """Run token-id prompts into a new KV cache with room for `extra` more positions. Returns (cache,
+    attention mask, each row's next position, each row's next-token logits).
+
+    A prompt's whole `PREFIX_CHUNK`-token chunks from its start (all but a last 1..64-token tail) are
+    computed once per distinct prefix, the way vLLM's prefix caching shares blocks: a judge's rubric,
+    a question asked for four sampled answers, a system prompt. Level k runs chunk k of every distinct
+    prefix at once, on a cache of its level-(k-1) parents, so no chunk holds padding. Each row's
+    prefix is then placed right-aligned in the batch cache (masked holes before a shorter one) and
+    the tails run together, left-padded. A row's numbers depend only on its own tokens, never on
+    which rows share its batch or its chunks."""
+    import torch
+
+    dev, width = model.device, PREFIX_CHUNK
+    whole = [(len(p) - 1) // width for p in prompts]       # chunks before the tail (which keeps >= 1 token)
+    levels = max(whole)
+    tails = [p[k * width:] for p, k in zip(prompts, whole)]
+    span = levels * width
+    cache = kv_cache(model, span + max(len(t) for t in tails) + extra)
+    mask = torch.zeros((len(prompts), span), dtype=torch.long, device=dev)
+    if levels:
+        _shared_prefixes(model, prompts, whole, cache, mask)
+    ids, tail_mask, pos = (t.to(dev) for t in left_padded(tok, tails, [k * width for k in whole]))
+    mask = torch.cat([mask, tail_mask], dim=1)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                   logits_to_keep=1).logits[:, -1, :]
+    return cache, mask, pos[:, -1] + 1, logits
+
+
+def _shared_prefixes(model: Any, prompts: list[list[int]], whole: list[int], cache: Any, mask: Any) -> None:
+    """Fill `cache` (allocated here) and `mask` with each row's whole chunks, right-aligned, each
+    distinct prefix computed once (`prefill`)."""
+    import torch
+
+    dev, width = model.device, PREFIX_CHUNK
+    levels, span = max(whole), max(whole) * width
+    shared = None                                   # the cache of the previous level's distinct prefixes
+    parents: dict[tuple, int] = {}
+    for k in range(levels):
+        rows = [r for r, n in enumerate(whole) if n > k]
+        nodes: dict[tuple, int] = {}
+        for r in rows:
+            nodes.setdefault(tuple(prompts[r][:(k + 1) * width]), len(nodes))
+        if shared is None:
+            shared = kv_cache(model, span)
+        else:
+            keep = torch.tensor([parents[node[:k * width]] for node in nodes], dtype=torch.long, device=dev)
+            for layer in shared.layers:
+                layer.keep_rows(keep, 0)
+        ids = torch.tensor([node[k * width:] for node in nodes], dtype=torch.long, device=dev)
+        pos = torch.arange(k * width, (k + 1) * width, device=dev).repeat(len(nodes), 1)
+        model(input_ids=ids, attention_mask=torch.ones((len(nodes), (k + 1) * width), dtype=torch.long, device=dev),
+              position_ids=pos, past_key_values=shared, use_cache=True, logits_to_keep=1)
+        if k == 0:
+            for layer, src in zip(cache.layers, shared.layers):
+                layer.allocate(src.keys, len(prompts), span)
+        done = [r for r in rows if whole[r] == k + 1]
+        if done:
+            at = span - (k + 1) * width
+            idx = torch.tensor([nodes[tuple(prompts[r][:(k + 1) * width])] for r in done], dtype=torch.long, device=dev)
+            put = torch.tensor(done, dtype=torch.long, device=dev)
+            for layer, src in zip(cache.layers, shared.layers):
+                layer.place(put, at, src.keys.index_select(0, idx), src.values.index_select(0, idx))
+            mask[put, at:] = 1
+        parents = nodes
+
+
 def _select(cache: Any, mask: Any, keep: Any) -> tuple[Any, int]:
     """Keep rows `keep` of the KV cache and mask, then trim the left columns that are padding in every
     kept row. Returns (mask, columns trimmed)."""
@@ -203,19 +288,14 @@ def decode_batch(model: Any, tok: Any, prompts: list[list[int]], max_new: int, s
     max_new = max(1, int(max_new))
     tail_tokens = max((len(st) for st in stops), default=0) + _TAIL_SLACK
     n = len(prompts)
-    width = max(len(p) for p in prompts)
     dev = model.device
-    ids, mask, pos = (t.to(dev) for t in left_padded(tok, prompts))
     seeds = seeds or [sampling.seed] * n
     rows = [{"prompt": p, "out": [], "gen": torch.Generator(device=dev).manual_seed(seed)}
             for p, seed in zip(prompts, seeds)]
     results = [Decoded() for _ in prompts]
     active = list(range(n))
-    next_pos = pos[:, -1] + 1
-    cache = kv_cache(model, width + max_new)
     with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                       use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        cache, mask, next_pos, logits = prefill(model, tok, prompts, max_new)
         while active:
             picks = choose(logits, [rows[r] for r in active], sampling).tolist()
             keep = []

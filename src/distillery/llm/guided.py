@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .decoding import kv_cache, left_padded
+from .decoding import left_padded, prefill
 
 _MAX_CHOICES = 101
 
@@ -106,17 +106,22 @@ class _Rows:
     a row with fewer (or none) gets masked holes before them, so every row's last real token sits in
     the last column and one forward pass gives each row's next-token logits."""
 
-    def __init__(self, model: Any, tok: Any, width: int, n: int) -> None:
-        self.model, self.tok, self.n = model, tok, n
-        self.cache = kv_cache(model, width + 32)
+    def __init__(self, model: Any, tok: Any, extra: int, n: int) -> None:
+        self.model, self.tok, self.n, self.extra = model, tok, n, extra
+        self.cache: Any = None
         self.mask: Any = None
         self.count = [0] * n          # real tokens per row = the position of its next token
 
     def feed(self, chunks: list[list[int]]) -> Any:
         """Append `chunks[r]` to row r; the logits (rows x vocab) after each row's last token (a row fed
-        nothing gets a meaningless row: callers read only rows they fed)."""
+        nothing gets a meaningless row: callers read only rows they fed). The first feed is the
+        prompts, whose shared prefixes are computed once (`decoding.prefill`)."""
         import torch
 
+        if self.cache is None:
+            self.cache, self.mask, _, logits = prefill(self.model, self.tok, chunks, self.extra)
+            self.count = [len(c) for c in chunks]
+            return logits
         ids, mask, pos = left_padded(self.tok, chunks, self.count)
         self.count = [c + len(chunk) for c, chunk in zip(self.count, chunks)]
         dev = self.model.device
@@ -145,7 +150,7 @@ def decode_batch(model: Any, tok: Any, prompts: list[list[int]], steps: list[_St
     import torch
 
     n = len(prompts)
-    rows = _Rows(model, tok, max(len(p) for p in prompts) + sum(len(st.literal_ids) for st in steps), n)
+    rows = _Rows(model, tok, sum(len(st.literal_ids) for st in steps) + 32, n)
     pending = [list(p) for p in prompts]
     out: list[list[str]] = [[] for _ in prompts]
     n_out = [0] * n
