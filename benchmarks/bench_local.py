@@ -8,11 +8,15 @@ The same chat prompts, the same max_tokens, greedy, in one run:
    finished rows and `generate` computes them until the longest is done;
 4. ours at batch 64 (sampled, temperature 0.7: the distill setting), the shipped batch size;
 5. the guided judge (four expected-score dimensions + overall, as score.judge sends them) on the same
-   number of prompts: one prompt at a time (the loop before batching) and as one batch.
+   number of prompts: one prompt at a time (the loop before batching) and as one batch;
+6. shared prompt prefixes (`decoding.prefill`) off and on: 64 verdicts with the shipped judge templates on
+   16 questions x 4 answers (preferences' shape), and 16 questions x 4 sampling seeds (distill's); off and
+   on alternate twice and the faster of each is kept, since one pair of runs is within this machine's noise.
 Targets (issue 14): ours at batch 16 >= 3x ours at batch 1; ours >= HF generate at batch 16.
 
 Prints a markdown table, writes benchmarks/out/local.md, and ends with one line for scripts:
-`local tok_s_b1=X tok_s_b16=X tok_s_b64=X speedup_b16=X vs_hf_b16=X vs_hf_mixed_b16=X judge_batched_vs_single=X`.
+`local tok_s_b1=X tok_s_b16=X tok_s_b64=X speedup_b16=X vs_hf_b16=X vs_hf_mixed_b16=X judge_batched_vs_single=X
+prefix_sharing_judge=X prefix_sharing_sampled=X` (one line).
 Timings depend on machine load; the load average before and after is printed beside them.
 """
 
@@ -62,6 +66,40 @@ def judge_prompts(n: int) -> list[list[dict]]:
                                          f"Question: Explain {TOPICS[i % len(TOPICS)]} to a ten-year-old.\n\n"
                                          f"Answer: {answer.format(t=TOPICS[i % len(TOPICS)].capitalize())}"}]
             for i in range(n)]
+
+
+def shipped_judge_prompts(questions: int, answers: int) -> list[list[dict]]:
+    """Pointwise judge requests as score.judge sends them (the shipped system and rubric templates):
+    `answers` different answers to each of `questions` questions, as preferences ranks distill's."""
+    from distillery.generation.templates import load_template
+
+    p = load_params(None, sections=("score",)).score.judge
+    system = load_template(p.system_template).render(dimensions=p.dimensions) if p.system_template else ""
+    rubric = load_template(p.template)
+    out = []
+    for q in range(questions):
+        topic = TOPICS[q % len(TOPICS)]
+        for a in range(answers):
+            answer = f"{topic.capitalize()} is about how things work. " + "An everyday example helps. " * (2 + 3 * a)
+            user = rubric.render(dimensions=p.dimensions, prompt=f"Explain {topic} to a ten-year-old.", answer=answer)
+            out.append(([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}])
+    return out
+
+
+def prefix_sharing(teacher: TeacherParams, share: bool) -> tuple[float, float]:
+    """(seconds for 64 judge verdicts on 16 questions x 4 answers, seconds for 16 questions x 4 sampled
+    answers of 64 tokens) with shared prompt prefixes prefilled once (`decoding.prefill`) or not."""
+    from distillery.llm import decoding
+
+    decoding.SHARE_PREFIXES = share
+    try:
+        judged = judge(teacher, shipped_judge_prompts(16, 4), 64)
+        start = time.perf_counter()
+        generate(teacher, "chat", [p for p in prompts(16) for _ in range(4)], {"temperature": 0.7, "max_tokens": 64},
+                 seeds=[s for _ in range(16) for s in range(4)])
+        return judged, time.perf_counter() - start
+    finally:
+        decoding.SHARE_PREFIXES = True
 
 
 def judge(teacher: TeacherParams, payloads: list, batch: int) -> float:
@@ -149,6 +187,13 @@ def main() -> None:
         rows.append(f"| guided judge (5 expected scores), {'one prompt at a time' if b == 1 else 'batched'} | {b} | "
                     f"{len(judged)} | – | {dt:.1f} | {len(judged) / dt:.2f} verdicts/s |")
         print(rows[-1], flush=True)
+    runs = [(share, prefix_sharing(teacher, share)) for _ in range(2) for share in (False, True)]   # alternated
+    shared = {share: tuple(min(r[i] for s, r in runs if s == share) for i in (0, 1)) for share in (False, True)}
+    for what, i in (("guided judge, shipped rubric, 16 questions x 4 answers", 0),
+                    ("ours, sampled, 16 questions x 4 seeds, max_tokens 64", 1)):
+        rows.append(f"| {what}: prefixes prefilled per row / shared | 64 | 64 | – | {shared[False][i]:.1f} / "
+                    f"{shared[True][i]:.1f} | {shared[False][i] / shared[True][i]:.2f}x |")
+        print(rows[-1], flush=True)
     load1 = os.getloadavg()
     import torch
 
@@ -164,7 +209,9 @@ def main() -> None:
     print(f"local tok_s_b1={b1:.1f} tok_s_b16={b16:.1f} tok_s_b64={rate['ours', 64]:.1f} speedup_b16={b16 / b1:.2f} "
           f"vs_hf_b16={b16 / rate['hf generate', 16]:.2f} "
           f"vs_hf_mixed_b16={rate['ours', 'mixed'] / rate['hf generate', 'mixed']:.2f} "
-          f"judge_batched_vs_single={rate['judge', len(judged)] / rate['judge', 1]:.2f}")
+          f"judge_batched_vs_single={rate['judge', len(judged)] / rate['judge', 1]:.2f} "
+          f"prefix_sharing_judge={shared[False][0] / shared[True][0]:.2f} "
+          f"prefix_sharing_sampled={shared[False][1] / shared[True][1]:.2f}")
 
 
 if __name__ == "__main__":

@@ -168,14 +168,19 @@ def test_shared_prompt_prefixes_are_computed_once_and_change_no_answer(model_tok
     prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     assert min(len(p) for p in prompts[:-1]) > 2 * PREFIX_CHUNK     # each row has whole chunks to share
 
-    seen = []
-    hook = model.register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw["input_ids"].numel()),
-                                           with_kwargs=True)
-    try:
-        decode_batch(model, tok, prompts, 1, Sampling())
-    finally:
-        hook.remove()
-    assert sum(seen) < 0.5 * sum(len(p) for p in prompts)    # 9 rows share the rubric's chunks
+    def prefilled(batch: list[list[int]]) -> int:
+        """Prompt tokens the forward passes saw (padding included) for `batch`."""
+        seen = []
+        hook = model.register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw["input_ids"].numel()),
+                                               with_kwargs=True)
+        try:
+            decode_batch(model, tok, batch, 1, Sampling())
+        finally:
+            hook.remove()
+        return sum(seen)
+
+    assert prefilled(prompts) < 0.5 * sum(len(p) for p in prompts)     # 9 rows share the rubric's chunks
+    assert prefilled([prompts[0]] * 4) == prefilled([prompts[0]])       # one question, four sampled answers
 
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     hf = model.generate(**enc, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)

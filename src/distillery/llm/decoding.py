@@ -16,6 +16,7 @@ from typing import Any
 
 _TAIL_SLACK = 8     # extra tokens decoded beyond the longest stop string (byte tokens, merges)
 PREFIX_CHUNK = 64   # prompt tokens shared between rows in whole chunks of this size (`prefill`)
+SHARE_PREFIXES = True   # False: every row prefilled on its own (benchmarks/bench_local.py measures the saving)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,8 @@ def prefill(model: Any, tok: Any, prompts: list[list[int]], extra: int) -> tuple
     """Run token-id prompts into a new KV cache with room for `extra` more positions. Returns (cache,
     attention mask, each row's next position, each row's next-token logits).
 
-    A prompt's whole `PREFIX_CHUNK`-token chunks from its start (all but a last 1..64-token tail) are
+    Identical prompts (distill's sampled answers to one question) run once and are copied into their
+    rows. A prompt's whole `PREFIX_CHUNK`-token chunks from its start (all but a last 1..64-token tail) are
     computed once per distinct prefix, the way vLLM's prefix caching shares blocks: a judge's rubric,
     a question asked for four sampled answers, a system prompt. Level k runs chunk k of every distinct
     prefix at once, on a cache of its level-(k-1) parents, so no chunk holds padding. Each row's
@@ -210,6 +212,20 @@ def prefill(model: Any, tok: Any, prompts: list[list[int]], extra: int) -> tuple
     which rows share its batch or its chunks."""
     import torch
 
+    if not SHARE_PREFIXES:
+        ids, mask, pos = (t.to(model.device) for t in left_padded(tok, prompts))
+        cache = kv_cache(model, ids.shape[1] + extra)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                       logits_to_keep=1).logits[:, -1, :]
+        return cache, mask, pos[:, -1] + 1, logits
+    distinct: dict[tuple, int] = {}
+    rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+    if len(distinct) < len(prompts):
+        cache, mask, next_pos, logits = prefill(model, tok, [list(p) for p in distinct], extra)
+        keep = torch.tensor(rows, dtype=torch.long, device=model.device)
+        for layer in cache.layers:
+            layer.keep_rows(keep, 0)
+        return cache, mask.index_select(0, keep), next_pos.index_select(0, keep), logits.index_select(0, keep)
     dev, width = model.device, PREFIX_CHUNK
     whole = [(len(p) - 1) // width for p in prompts]       # chunks before the tail (which keeps >= 1 token)
     levels = max(whole)

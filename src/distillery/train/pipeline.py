@@ -132,15 +132,20 @@ def _topup(e, prod: Path, heldout: list[Example], pairs: list, notes: list[str])
     return {"heldout": len(sft), "pairs": len(prs)}
 
 
-def evaluate_model(model, tok, inp: Inputs, p: TrainEvalParams, base_pairs=None) -> tuple[Items, Any]:
-    """Per-item scores of one model on every eval set; returns (items per metric, pair log-probs). Runs in
-    bf16 mixed precision when training does (`train_eval.dtype`); log-probs are summed in float32."""
+def _precision(model, p: TrainEvalParams):
+    """The autocast every eval runs under: bf16 mixed precision when training uses it (`train_eval.dtype`)."""
     import torch
 
     from .trainer import mixed_bf16
 
     dev = next(model.parameters()).device.type
-    with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=mixed_bf16(p, dev)):
+    return torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=mixed_bf16(p, dev))
+
+
+def evaluate_model(model, tok, inp: Inputs, p: TrainEvalParams, base_pairs=None) -> tuple[Items, Any]:
+    """Per-item scores of one model on every eval set; returns (items per metric, pair log-probs). Runs in
+    bf16 mixed precision when training does (`train_eval.dtype`); log-probs are summed in float32."""
+    with _precision(model, p):
         return _evaluate(model, tok, inp, p, base_pairs)
 
 
@@ -210,9 +215,10 @@ def _judge(params: Any, p: TrainEvalParams, model, tok, inp: Inputs) -> tuple[di
         return {}, {}
     prompts = [[{"role": "user", "content": q}] for _, q in inp.win_prompts]
     e = p.eval
-    tuned = generate(model, tok, prompts, e.max_new_tokens, e.batch_size, inp.max_length)
-    with model.disable_adapter():
-        base = generate(model, tok, prompts, e.max_new_tokens, e.batch_size, inp.max_length)
+    with _precision(model, p):      # the answers in the precision the losses were scored in
+        tuned = generate(model, tok, prompts, e.max_new_tokens, e.batch_size, inp.max_length)
+        with model.disable_adapter():
+            base = generate(model, tok, prompts, e.max_new_tokens, e.batch_size, inp.max_length)
     out = judge_win_rate(params, p.judge.teacher, [q for _, q in inp.win_prompts], tuned, base)
     points = out.pop("points")
     rows = [(k, pt, 1) for (k, _), pt in zip(inp.win_prompts, points) if pt is not None]
