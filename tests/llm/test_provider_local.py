@@ -79,6 +79,24 @@ def test_a_row_that_finishes_early_leaves_the_others_unchanged(teacher):
                (o.text, o.completion_tokens, o.finish_reason)
 
 
+def test_rows_that_move_into_finished_rows_slots_keep_their_text(model_tok):
+    """Short and long answers alternate, so finished rows free slots in the middle of the batch and the
+    rows still going move into them (their KV-cache rows copied): each row's sampled text, length and
+    finish reason are what it gets alone, whichever slot it ends in."""
+    model, tok = model_tok
+    short, long = "Reply with one word: yes or no?", "Write a long story about a dragon and a knight."
+    qs = [short, long, "Name a primary colour.", "Describe the water cycle in detail.", short, long]
+    prompts = [tok.apply_chat_template(chat(q), add_generation_prompt=True, tokenize=True) for q in qs]
+    prompts = [list(p["input_ids"] if hasattr(p, "keys") else p) for p in prompts]
+    sampling, seeds = Sampling(temperature=0.8), [11, 12, 13, 14, 15, 16]
+    together = decode_batch(model, tok, prompts, 40, sampling, eos_ids={tok.eos_token_id}, seeds=seeds)
+    alone = [decode_batch(model, tok, [p], 40, sampling, eos_ids={tok.eos_token_id}, seeds=[s])[0]
+             for p, s in zip(prompts, seeds)]
+    assert [(o.ids, o.finish_reason) for o in together] == [(o.ids, o.finish_reason) for o in alone]
+    lengths = [len(o.ids) for o in together]
+    assert lengths[0] < 40 and lengths[4] < 40 and lengths[5] == 40   # the last row moved up, twice
+
+
 def test_stop_strings_and_max_tokens_set_the_finish_reason(teacher):
     count = "1, 2, 3, 4, 5, 6,"
     stop, short = generate(teacher, "completion", [count, "The quick brown fox"],
