@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import run_measured  # noqa: E402
 
-STAGES = ("prepare_s", "exact_s", "lsh_s", "verify_s", "cluster_s", "write_s")
+STAGES = ("prepare_s", "exact_s", "lsh_s", "verify_s", "cluster_s", "write_s", "reports_s")
 
 
 def _child(engine: str, corpus: str, out: str, cpus: int, chunk_mb: float) -> None:

@@ -85,6 +85,12 @@ def test_records_containing_eval_items_are_removed_and_reported(tmp_path, eval_s
     assert res.metrics["contaminated"] == 5
     assert res.metrics["contaminated_by_set"] == {"gsm8k_test": 1, "humaneval": 1, "mt_bench": 1, "truthfulqa": 1,
                                                   "wizardlm": 1}
+    assert q["g"]["matched"] == {"eval_set": "gsm8k_test", "eval_item": "1"}
+    # two workers writing three-record batches: the same bytes in every output
+    p2 = DedupParams.model_validate({"decontaminate": {"sets": eval_sets}, "workers": 2, "batch_size": 3})
+    assert run_dedup([src], tmp_path / "out2", p2, seed=42, max_line_bytes=4 << 20).metrics["workers"] == 2
+    for name in ("records.jsonl", "quarantine.jsonl", "contamination.jsonl", "clusters.jsonl"):
+        assert (tmp_path / "out2" / name).read_bytes() == (tmp_path / "out" / name).read_bytes(), name
 
 
 def test_missing_eval_file_stops_with_one_line(tmp_path):

@@ -1,9 +1,9 @@
 """The dedup stage end to end on small files: what is removed, what survives, and why."""
 
+import gzip
 import json
 from pathlib import Path
 
-import psutil
 import pytest
 
 from distillery.dedup.config import DedupParams
@@ -124,20 +124,50 @@ def test_same_output_whatever_the_worker_count(tmp_path, monkeypatch):
     records = corpus() * 1 + [rec(f"z{i:03d}", edit(text(100 + i % 7), 1 + i % 4, seed=i)) for i in range(120)]
     monkeypatch.setattr(engine, "_MAX_OPEN", 2)   # far fewer spill files open than batches: verification reopens
     monkeypatch.setattr(engine, "VERIFY_TASK_PAIRS", 5)   # and many small verification tasks
-    workers_while_writing = []
-    write_outputs = engine._write_outputs
-
-    def counting(*a, **kw):
-        workers_while_writing.append(len(psutil.Process().children(recursive=True)))
-        return write_outputs(*a, **kw)
-
-    monkeypatch.setattr(engine, "_write_outputs", counting)
     outs = []
     for w, bs in ((1, 1000), (2, 7), (3, 16)):
         _, out = run(tmp_path, records, f"w{w}", workers=w, batch_size=bs)
         outs.append({f: (out / f).read_bytes() for f in ("records.jsonl", "quarantine.jsonl", "clusters.jsonl")})
     assert outs[0] == outs[1] == outs[2]
-    assert workers_while_writing == [0, 0, 0]     # the pool is gone before the parent's largest phase
+
+
+def test_kept_lines_are_the_input_bytes_whatever_the_line_endings(tmp_path):
+    """CRLF lines, blank lines, a bad line and a last line without a newline, over many small batches: every
+    kept record is its input line byte for byte (ending in one newline), every other line is quarantined
+    once, and one worker or three write the same files."""
+    recs = corpus()
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in recs]
+    blob = b""
+    for i, line in enumerate(lines):
+        end = b"\r\n" if i % 5 == 1 else b"\n"
+        blob += line + (b"" if i == len(lines) - 1 else end)      # the file ends without a newline
+        if i % 9 == 4:
+            blob += b"\n   \n"                                  # blank lines: no record
+        if i == 7:
+            blob += b"{not json\n"                               # a bad line
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(blob)
+    outs = []
+    for w, bs in ((1, 1000), (3, 4)):
+        p = DedupParams.model_validate({**NO_EVAL, "workers": w, "batch_size": bs})
+        m = run_dedup([src], tmp_path / f"w{w}", p, seed=42, max_line_bytes=4 << 20).metrics
+        outs.append({f: (tmp_path / f"w{w}" / f).read_bytes() for f in ("records.jsonl", "quarantine.jsonl")})
+    assert outs[0] == outs[1]
+    gz = tmp_path / "in.jsonl.gz"                 # no byte ranges to read again: the parent sends the batches
+    gz.write_bytes(gzip.compress(blob))
+    p = DedupParams.model_validate({**NO_EVAL, "workers": 3, "batch_size": 4})
+    run_dedup([gz], tmp_path / "gz", p, seed=42, max_line_bytes=4 << 20)
+    assert (tmp_path / "gz" / "records.jsonl").read_bytes() == outs[0]["records.jsonl"]
+    assert (tmp_path / "gz" / "quarantine.jsonl").read_bytes() == outs[0]["quarantine.jsonl"].replace(
+        str(src).encode(), str(gz).encode())
+    kept = outs[0]["records.jsonl"].split(b"\n")
+    assert kept.pop() == b""
+    by_id = {r["id"]: line for r, line in zip(recs, lines)}
+    assert [json.loads(k)["id"] for k in kept] == ids(tmp_path / "w1" / "records.jsonl")
+    assert all(k == by_id[json.loads(k)["id"]] for k in kept), "kept lines are copied as read, minus the CR"
+    q = [json.loads(x) for x in outs[0]["quarantine.jsonl"].splitlines()]
+    assert sorted(r["reason"] for r in q) == sorted(["malformed_json"] + ["exact_duplicate"] * 3 + ["near_duplicate"] * 5)
+    assert m["records_in"] == len(recs) + 1 == len(kept) + len(q)
 
 
 # ---------------------------------------------------------------- bad input

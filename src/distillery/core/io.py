@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,12 +113,13 @@ def split_lines(data: bytes) -> list[bytes]:
     return out
 
 
-def iter_line_blocks(path: str | os.PathLike, lines_per_block: int, read_bytes: int = 1 << 22
+def iter_line_blocks(path: str | os.PathLike, lines_per_block: int, read_bytes: int = 1 << 19
                      ) -> Iterator[tuple[int, bytes]]:
     """(number of its first line, bytes of `lines_per_block` whole lines; fewer at the end).
 
-    Files are read in large blocks and cut at every n-th newline with numpy, so a parent process
-    that hands work to others does no per-line Python work (workers `split_lines` the blocks).
+    Files are read in blocks and cut at every n-th newline with numpy, so a parent process that hands work
+    to others does no per-line Python work (workers `split_lines` the blocks). 512 KiB reads, not 4 MiB:
+    the newline scan of a block then stays in the CPU cache (1 GB of records: 0.78 -> 0.59 s).
     """
     import numpy as np  # here, not at import: every stage imports this module
 
@@ -208,6 +210,28 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
             os.unlink(tmp)
 
 
+def append_file(dst: BinaryIO, src: str | os.PathLike) -> int:
+    """Append the whole of file `src` to the open binary file `dst`; the bytes appended. Into a plain file the
+    kernel copies (`copy_file_range`), so the bytes never pass through this process; otherwise (a gzip
+    stream, a filesystem that cannot) they are read and written in 1 MiB pieces."""
+    dst.flush()
+    with open(src, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        done = 0
+        if isinstance(dst, (io.BufferedWriter, io.FileIO)) and hasattr(os, "copy_file_range"):
+            try:
+                while done < size and (n := os.copy_file_range(fh.fileno(), dst.fileno(), size - done)):
+                    done += n
+            except OSError as e:
+                if done or e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+        if done < size:
+            fh.seek(done)
+            shutil.copyfileobj(fh, dst, 1 << 20)
+            dst.flush()
+    return size
+
+
 def pid_alive(pid: int | None) -> bool:
     """Whether a process with this pid runs on this host (one whose owner differs counts as alive)."""
     if not pid:
@@ -267,6 +291,18 @@ class AtomicWriter:
     def write(self, text: str) -> None:
         assert self._fh is not None
         self._fh.write(text)
+
+    def write_bytes(self, data: bytes) -> None:
+        """UTF-8 text already encoded (a worker's output): written under the text layer, not decoded again."""
+        assert self._fh is not None
+        self._fh.flush()
+        self._fh.buffer.write(data)
+
+    def append_file(self, src: str | os.PathLike) -> None:
+        """Append a file of UTF-8 text written elsewhere (a worker's share): under the text layer, not decoded."""
+        assert self._fh is not None
+        self._fh.flush()
+        append_file(self._fh.buffer, src)
 
     def write_record(self, obj: Any) -> None:
         assert self._fh is not None

@@ -21,6 +21,28 @@ from .io import AtomicWriter, BadLine, dumps
 Check = Callable[[dict], "str | None"]
 
 
+def entry_head(stage: str, reason: str, file: str | None, line: int | None, detail: str,
+               extra: dict) -> dict[str, Any]:
+    """A quarantine entry without its record: reason, stage, where it was read, why, and `extra`."""
+    entry: dict[str, Any] = {"reason": reason, "stage": stage}
+    if file is not None:
+        entry["file"] = str(file)
+    if line is not None:
+        entry["line"] = line
+    if detail:
+        entry["detail"] = detail[:1000]
+    entry.update(extra)
+    return entry
+
+
+def json_entry(stage: str, reason: str, record_json: bytes, *, file: str | None = None, line: int | None = None,
+               detail: str = "", **extra: Any) -> str:
+    """One quarantine line for a record still in its input form (one valid JSON object, as read): spliced in
+    as `record`, not parsed and serialised again. A pure function, so workers can make a batch's lines."""
+    head = dumps(entry_head(stage, reason, file, line, detail, extra))
+    return head[:-1] + ',"record":' + record_json.decode("utf-8").strip() + "}\n"
+
+
 class Quarantine:
     """Atomic JSONL file of rejected records: {reason, stage, file, line, detail, record|raw, ...}."""
 
@@ -42,34 +64,27 @@ class Quarantine:
     def __exit__(self, *exc) -> None:
         self._w.__exit__(*exc)
 
-    def _entry(self, reason: str, file: str | None, line: int | None, detail: str, extra: dict) -> dict[str, Any]:
-        self.counts[reason] += 1
-        entry: dict[str, Any] = {"reason": reason, "stage": self.stage}
-        if file is not None:
-            entry["file"] = str(file)
-        if line is not None:
-            entry["line"] = line
-        if detail:
-            entry["detail"] = detail[:1000]
-        entry.update(extra)
-        return entry
-
     def reject(self, reason: str, record: Any = None, *, file: str | None = None,
                line: int | None = None, detail: str = "", **extra: Any) -> None:
-        entry = self._entry(reason, file, line, detail, extra)
+        self.counts[reason] += 1
+        entry = entry_head(self.stage, reason, file, line, detail, extra)
         if isinstance(record, BadLine):
             entry["raw"] = record.raw
         elif record is not None:
             entry["record"] = record
         self._w.write_record(entry)
 
-    def reject_json(self, reason: str, record_json: bytes, *, file: str | None = None,
-                    line: int | None = None, detail: str = "", **extra: Any) -> None:
-        """Like `reject` for a record still in its input form (one valid JSON object, as read):
-        it is spliced in as `record` without a parse and re-serialise round trip."""
-        head = dumps(self._entry(reason, file, line, detail, extra))
-        self._w.write(head[:-1] + ',"record":' + record_json.decode("utf-8").strip() + "}\n")
-        self._w.count += 1
+    def extend(self, entries: bytes, counts: Counter[str]) -> None:
+        """Entries made elsewhere by `json_entry` (a batch's, UTF-8), with their counts by reason."""
+        self.counts.update(counts)
+        self._w.write_bytes(entries)
+        self._w.count += sum(counts.values())
+
+    def extend_from_file(self, path: str | os.PathLike, counts: Counter[str]) -> None:
+        """As `extend`, for entries a worker wrote to a file (appended by the kernel where it can)."""
+        self.counts.update(counts)
+        self._w.append_file(path)
+        self._w.count += sum(counts.values())
 
     def reject_bad_line(self, bad: BadLine, file: str) -> None:
         self.reject(bad.reason, bad, file=file, line=bad.line, detail=bad.detail)

@@ -4,8 +4,9 @@ Pass 1 (workers): lines -> `steps.prepare_batch` (signatures, band keys, exact h
 shingle sets spill to disk, and so do the parent's band keys and per-record scalars (`table.Table`).
 Decide (parent + workers): exact groups -> contamination -> LSH candidates -> exact-Jaccard
 verification (workers) -> connected components -> keep policy -> optional semantic pass.
-Write: re-read the input, copy kept lines as they are, quarantine the rest with reason and
-`duplicate_of`. Results depend only on input order and params, never on the worker count.
+Write (workers): re-read the input in pass 1's batches, copy kept lines as they are, quarantine the rest
+with reason and `duplicate_of`; the parent appends each batch's output in order.
+Results depend only on input order and params, never on the worker count.
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ import shutil
 import tempfile
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-from ..core.io import AtomicWriter, BadLine, atomic_file, iter_line_blocks, open_binary, split_lines, write_text
+from ..core.io import (AtomicWriter, BadLine, append_file, atomic_file, is_gzip, iter_line_blocks, open_binary,
+                       split_lines, write_text)
 from ..core.parallel import OrderedPool
-from ..core.quarantine import Quarantine
+from ..core.quarantine import Quarantine, json_entry
 from ..core.stage import progress
 from .cluster import components, exact_groups, keep_order
 from .config import DedupParams
@@ -136,10 +138,35 @@ def _work_verify(task: tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return sims
 
 
+def _work_write(task: tuple["BatchDecisions", "Span", bytes | None, str]) -> tuple[Counter, str, str]:
+    """One batch's output, written to two part files (kept lines, quarantine lines) for the parent to append:
+    the batch's bytes are read here (`pread` of its span; sent only for a compressed input), and nothing but
+    the part names goes back."""
+    batch, span, blob, part = task
+    if blob is None:
+        fd = _input_fd(span.path)
+        blob = os.pread(fd, span.length, span.offset)
+    kept, rejected, counts = batch.emit(blob, span.first)
+    del blob
+    write_array(part + ".rec", kept)
+    write_array(part + ".q", rejected)
+    del kept, rejected
+    give_back_freed_memory()
+    return counts, part + ".rec", part + ".q"
+
+
+def _input_fd(path: str) -> int:
+    """A worker's descriptor of one input file, opened once."""
+    files: dict = _W.setdefault("inputs", {})
+    if path not in files:
+        files[path] = os.open(path, os.O_RDONLY)
+    return files[path]
+
+
 def _close_spill() -> None:
-    for fd in _W.get("maps", {}).values():
+    for fd in [*_W.get("maps", {}).values(), *_W.get("inputs", {}).values()]:
         os.close(fd)
-    _W["maps"] = OrderedDict()
+    _W["maps"], _W["inputs"] = OrderedDict(), {}
 
 
 # ---------------------------------------------------------------- parent side
@@ -171,6 +198,28 @@ def iter_line_batches(files: list[Path], batch_size: int) -> Iterator[tuple[int,
         for first, blob in iter_line_blocks(path, batch_size):
             yield batch_no, f_no, first, blob
             batch_no += 1
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where one batch's lines are: its file, first line number, and byte range (of the file as read)."""
+
+    path: str
+    first: int
+    offset: int
+    length: int
+
+
+def recording_spans(batches: Iterator[tuple[int, int, int, bytes]], files: list[Path], spans: list[Span]
+                    ) -> Iterator[tuple[int, int, int, bytes]]:
+    """Pass `batches` through, appending each one's `Span` to `spans` (so the write pass can read a batch
+    again without the parent reading the file)."""
+    offsets: dict[int, int] = {}
+    for batch_no, f_no, first, blob in batches:
+        off = offsets.get(f_no, 0)
+        spans.append(Span(str(files[f_no]), first, off, len(blob)))
+        offsets[f_no] = off + len(blob)
+        yield batch_no, f_no, first, blob
 
 
 def numbered_lines(first: int, blob: bytes) -> list[tuple[int, bytes]]:
@@ -231,15 +280,17 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
     pool = OrderedPool(workers, initializer=_init_worker, initargs=(settings, index, spill_dir))
     try:
         with Quarantine(out_dir / "quarantine.jsonl", stage) as quarantine:
-            # the workers make signatures and verify pairs; what follows needs none, so they exit (and
-            # give their memory back) before the parent's largest phases
+            # the workers make signatures, verify pairs and turn batches into output lines; between tasks
+            # they hand their freed heap back, so idle workers through LSH and clustering hold little
             with pool:
                 # ---- pass 1: prepare every batch (workers), keep band keys + scalars
                 t = time.perf_counter()
                 table = Table(Path(spill_dir) / "table", bands)
                 lines_in = 0
                 bar = progress(desc=f"{stage}: signatures", unit="rec")
-                for batch_no, file_no, prep in pool.imap(_work_prepare, iter_line_batches(files, p.batch_size)):
+                spans: list[Span] = []
+                batches = recording_spans(iter_line_batches(files, p.batch_size), files, spans)
+                for batch_no, file_no, prep in pool.imap(_work_prepare, batches):
                     lines_in += len(prep.ids) + len(prep.bad)
                     bar.update(len(prep.ids) + len(prep.bad))
                     for ln, reason, raw, detail in prep.bad:
@@ -290,24 +341,27 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
                         sim[need] = _verify(pool, p.verify, cols, need, dup_of[need], workers)
                     timings["cluster_s"] = time.perf_counter() - t
 
-            if p.semantic.enabled and n:
+                if p.semantic.enabled and n:
+                    t = time.perf_counter()
+                    from .semantic import semantic_duplicates
+
+                    surv = np.flatnonzero(status == KEEP)
+                    texts = _collect_key_texts(files, cols, surv, p, max_line_bytes)
+                    keep_of, cos = semantic_duplicates(texts, rank[surv], p.semantic)
+                    rem = keep_of != np.arange(len(surv))
+                    status[surv[rem]] = SEMANTIC
+                    dup_of[surv[rem]] = surv[keep_of[rem]]
+                    sim[surv[rem]] = cos[rem]
+                    timings["semantic_s"] = time.perf_counter() - t
+
+                # ---- write
                 t = time.perf_counter()
-                from .semantic import semantic_duplicates
-
-                surv = np.flatnonzero(status == KEEP)
-                texts = _collect_key_texts(files, cols, surv, p, max_line_bytes)
-                keep_of, cos = semantic_duplicates(texts, rank[surv], p.semantic)
-                rem = keep_of != np.arange(len(surv))
-                status[surv[rem]] = SEMANTIC
-                dup_of[surv[rem]] = surv[keep_of[rem]]
-                sim[surv[rem]] = cos[rem]
-                timings["semantic_s"] = time.perf_counter() - t
-
-            # ---- write
+                records_out = _write_outputs(pool, files, out_dir, cols, dec, quarantine, spans, p.batch_size,
+                                             spill_dir)
+                timings["write_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            records_out = _write_outputs(files, out_dir, cols, dec, quarantine)
             clusters, largest, hist = dec.write_reports(out_dir, plots_path, pair_sims, p)
-            timings["write_s"] = time.perf_counter() - t
+            timings["reports_s"] = time.perf_counter() - t
     finally:
         _close_spill()
         shutil.rmtree(spill_dir, ignore_errors=True)
@@ -368,7 +422,6 @@ class Decisions:
     first_hit: dict[int, int]
     index: EvalIndex | None
     contam_rows: list[dict]
-    _status: list[int] | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, table: Table, ids: Ids, index: EvalIndex | None, p: DedupParams) -> "Decisions":
@@ -397,24 +450,18 @@ class Decisions:
                 status[d] = CONTAMINATED
         return cls(ids, rank, status, dup_of, sim, first_hit, index, rows)
 
-    def emit(self, out: BinaryIO, quarantine: Quarantine, raw: bytes, k: int, file: str, line: int) -> int:
-        """Copy a kept line as it is (1), or quarantine it with its reason and duplicate (0)."""
-        if self._status is None:  # decisions are final once lines are written
-            self._status = self.status.tolist()
-        st = self._status[k]
-        if st == KEEP:
-            out.write(raw if raw.endswith(b"\n") and not raw.endswith(b"\r\n") else raw.rstrip(b"\r\n") + b"\n")
-            return 1
-        extra: dict[str, Any] = {}
-        if self.dup_of[k] >= 0:
-            extra["duplicate_of"] = self.ids[self.dup_of[k]]
-            extra["similarity"] = round(float(self.sim[k]), 4)
-        if st == CONTAMINATED:
-            ev = self.index.items[self.first_hit[k]]
-            extra["duplicate_of"] = f"{ev.set}:{ev.item}"
-            extra["matched"] = {"eval_set": ev.set, "eval_item": ev.item}
-        quarantine.reject_json(REASONS[int(st)], raw, file=file, line=line, **extra)
-        return 0
+    def batch(self, start: int, end: int, lines: np.ndarray, file: str, stage: str) -> "BatchDecisions":
+        """The decisions of records start..end-1 (one input batch; `lines`: every record's line number), small
+        enough to send to a worker: only the removed records carry the id they duplicate, only the contaminated
+        ones their eval item."""
+        st = self.status[start:end]
+        dup = self.dup_of[start:end]
+        dup_ids = {int(j): self.ids[dup[j]] for j in np.flatnonzero((st != KEEP) & (dup >= 0))}
+        matched = {}
+        for j in np.flatnonzero(st == CONTAMINATED).tolist():
+            ev = self.index.items[self.first_hit[start + j]]
+            matched[j] = (ev.set, ev.item)
+        return BatchDecisions(stage, file, lines[start:end], st, self.sim[start:end], dup_ids, matched)
 
     def write_reports(self, out_dir: Path, plots_path: Path | None, pair_sims: np.ndarray, p: DedupParams
                       ) -> tuple[int, int, list[tuple[float, float, int, int]]]:
@@ -447,11 +494,87 @@ class Decisions:
         }
 
 
-def _write_outputs(files, out_dir, cols, decisions: Decisions, quarantine) -> int:
+@dataclass
+class BatchDecisions:
+    """One input batch's decisions (`Decisions.batch`): what a worker needs to write the batch's records."""
+
+    stage: str
+    file: str
+    lines: np.ndarray                       # line number of each good record of the batch, in order
+    status: np.ndarray
+    sim: np.ndarray
+    dup_ids: dict[int, str]                 # position -> id of the record it duplicates
+    matched: dict[int, tuple[str, str]]     # position -> (eval set, eval item) it matched
+
+    def emit(self, blob: bytes, first: int) -> tuple[bytes, bytes, Counter]:
+        """(kept lines as read, each ending in one b'\\n'; quarantine lines with reason and duplicate; counts by
+        reason) for the batch's records, from the batch's bytes as read (its first line numbered `first`).
+        Kept lines are copied in runs (a slice per run of consecutive kept lines): Python work is per removed
+        record, not per record. Lines holding a b'\\r' are copied one by one, their ending made b'\\n'."""
+        ends = np.flatnonzero(np.frombuffer(blob, np.uint8) == 10) + 1
+        if not len(ends) or ends[-1] != len(blob):
+            ends = np.append(ends, len(blob))                 # the file's last line, without b"\\n"
+        starts = np.concatenate(([0], ends[:-1]))
+        rel = self.lines - first                               # each record's line in the batch
+        keep = self.status == KEEP
+        if b"\r" in blob:
+            kept = b"".join(_lf(blob[s:e]) for s, e in zip(starts[rel[keep]].tolist(), ends[rel[keep]].tolist()))
+        else:
+            kept_line = np.zeros(len(ends) + 2, np.int8)
+            kept_line[rel[keep] + 1] = 1
+            edges = np.flatnonzero(np.diff(kept_line))         # run starts and ends, in line numbers
+            kept = b"".join(blob[s:e] for s, e in zip(starts[edges[0::2]].tolist(), ends[edges[1::2] - 1].tolist()))
+            if kept and not kept.endswith(b"\n"):
+                kept += b"\n"
+        rejected: list[str] = []
+        counts: Counter = Counter()
+        for j in np.flatnonzero(~keep).tolist():
+            st, r = int(self.status[j]), int(rel[j])
+            extra: dict[str, Any] = {}
+            if j in self.dup_ids:
+                extra["duplicate_of"] = self.dup_ids[j]
+                extra["similarity"] = round(float(self.sim[j]), 4)
+            if j in self.matched:
+                ev_set, ev_item = self.matched[j]
+                extra["duplicate_of"] = f"{ev_set}:{ev_item}"
+                extra["matched"] = {"eval_set": ev_set, "eval_item": ev_item}
+            counts[REASONS[st]] += 1
+            rejected.append(json_entry(self.stage, REASONS[st], blob[int(starts[r]):int(ends[r])], file=self.file,
+                                       line=int(self.lines[j]), **extra))
+        return kept, "".join(rejected).encode("utf-8"), counts
+
+
+def _lf(raw: bytes) -> bytes:
+    """A kept line with its ending made one b'\\n' (a CRLF file, or the file's last line without one)."""
+    return raw if raw.endswith(b"\n") and not raw.endswith(b"\r\n") else raw.rstrip(b"\r\n") + b"\n"
+
+
+def _write_outputs(pool: OrderedPool, files: list[Path], out_dir: Path, cols: dict, decisions: Decisions,
+                   quarantine: Quarantine, spans: list[Span], batch_size: int, part_dir: str) -> int:
+    """The workers read pass 1's batches again and write each one's kept and quarantine lines to part files;
+    the parent appends the parts in batch order (the kernel copies them), so the outputs are the same bytes
+    for any worker count and no record passes through the parent. A compressed input has no byte ranges to
+    read again: the parent reads it and sends each batch's bytes."""
+    lines = cols["line"]
+    bounds = np.searchsorted(cols["batch_no"], np.arange(len(spans) + 1, dtype=cols["batch_no"].dtype)).tolist()
+    blobs = iter_line_batches(files, batch_size) if any(is_gzip(f) for f in files) else None
+
+    def tasks() -> Iterator[tuple[int, tuple[BatchDecisions, Span, bytes | None, str]]]:
+        for b, span in enumerate(spans):
+            blob = next(blobs)[3] if blobs is not None else None
+            start, end = bounds[b], bounds[b + 1]
+            if end > start:
+                batch = decisions.batch(start, end, lines, span.path, quarantine.stage)
+                yield end - start, (batch, span, blob, os.path.join(part_dir, f"{b:07d}"))
+
     kept = 0
     with atomic_file(out_dir / "records.jsonl") as w:
-        for f_no, ln, raw, k in _iter_positions(files, cols):
-            kept += decisions.emit(w, quarantine, raw, k, str(files[f_no]), ln)
+        for records, (counts, kept_part, rejected_part) in pool.map(_work_write, tasks()):
+            append_file(w, kept_part)
+            quarantine.extend_from_file(rejected_part, counts)
+            os.unlink(kept_part)
+            os.unlink(rejected_part)
+            kept += records - sum(counts.values())
     return kept
 
 

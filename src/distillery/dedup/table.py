@@ -34,11 +34,11 @@ def naming(path: str | Path) -> Iterator[None]:
         raise output_error(path, e) from None
 
 
-def write_array(path: str | Path, data: np.ndarray) -> None:
-    """Write an array's bytes to a spill file. Not `ndarray.tofile`: on a full disk it raises an OSError with
-    no errno or path ("N requested and M written")."""
+def write_array(path: str | Path, data: np.ndarray | bytes) -> None:
+    """Write an array's bytes (or bytes) to a spill file. Not `ndarray.tofile`: on a full disk it raises an
+    OSError with no errno or path ("N requested and M written")."""
     with naming(path), open(path, "wb") as fh:
-        fh.write(memoryview(np.ascontiguousarray(data)))
+        fh.write(data if isinstance(data, bytes) else memoryview(np.ascontiguousarray(data)))
 
 
 class Ids:

@@ -321,8 +321,10 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
             # ---- 6. write (driver, streaming the input once more)
             t = time.perf_counter()
             records_out = _write_outputs(chunks, files, out_dir, cols, dec, quarantine)
-            clusters, largest, hist = dec.write_reports(out_dir, plots_path, pair_sims, p)
             timings["write_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            clusters, largest, hist = dec.write_reports(out_dir, plots_path, pair_sims, p)
+            timings["reports_s"] = time.perf_counter() - t
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
 
@@ -356,18 +358,24 @@ def _verify(rd, mode: str, cols: dict, u: np.ndarray, v: np.ndarray, spill_dir: 
 
 
 def _write_outputs(chunks, files, out_dir, cols, decisions: local.Decisions, quarantine) -> int:
-    """As `dedup.engine._write_outputs`, reading the input through the same byte ranges (local or S3)."""
+    """As `dedup.engine._write_outputs`, reading the input through the same byte ranges (local or S3), one
+    range at a time on the driver."""
     fno, lines = cols["file_no"], cols["line"]
     k, n, kept = 0, len(lines), 0
     line_off: dict[int, int] = {}
     with atomic_file(out_dir / "records.jsonl") as w:
         for c in chunks:
-            raw_lines = split_lines(read_chunk(c))
+            blob = read_chunk(c)
             off = line_off.get(c.file_no, 0)
-            line_off[c.file_no] = off + len(raw_lines)
-            for j, raw in enumerate(raw_lines, start=1):
-                ln = off + j
-                if k < n and fno[k] == c.file_no and lines[k] == ln:
-                    kept += decisions.emit(w, quarantine, raw, k, files[c.file_no], ln)
-                    k += 1
+            n_lines = blob.count(b"\n") + (1 if blob and not blob.endswith(b"\n") else 0)
+            line_off[c.file_no] = off + n_lines
+            start = k
+            while k < n and fno[k] == c.file_no and lines[k] <= off + n_lines:
+                k += 1
+            if k > start:
+                batch = decisions.batch(start, k, lines, files[c.file_no], quarantine.stage)
+                kept_lines, rejected, counts = batch.emit(blob, off + 1)
+                w.write(kept_lines)
+                quarantine.extend(rejected, counts)
+                kept += k - start - sum(counts.values())
     return kept
