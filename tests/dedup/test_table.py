@@ -30,6 +30,7 @@ def test_columns_ids_sources_and_band_keys_come_back_as_added(tmp_path):
     t.add(1, 2, b)
     cols, ids, keys = t.freeze()
     assert [ids[i] for i in range(len(ids))] == ["r1", "r2", "é3", "r4", "😀"]
+    assert ids.many(np.array([4, 0, 2, 0])) == ["😀", "r1", "é3", "r1"] and ids.many(np.array([], int)) == []
     assert cols["line"].tolist() == [1, 2, 3, 10, 11]
     assert cols["file_no"].tolist() == [0, 0, 0, 2, 2] and cols["batch_no"].tolist() == [0, 0, 0, 1, 1]
     assert cols["local"].tolist() == [0, 1, 2, 0, 1]

@@ -2,8 +2,8 @@
 
 Pass 1 (workers): lines -> `steps.prepare_batch` (signatures, band keys, exact hashes, eval hits);
 shingle sets spill to disk, and so do the parent's band keys and per-record scalars (`table.Table`).
-Decide (parent + workers): exact groups -> contamination -> LSH candidates -> exact-Jaccard
-verification (workers) -> connected components -> keep policy -> optional semantic pass.
+Decide (parent + workers): exact groups -> contamination -> LSH candidates (a band per worker task) ->
+exact-Jaccard verification (workers) -> connected components -> keep policy -> optional semantic pass.
 Write (workers): re-read the input in pass 1's batches, copy kept lines as they are, quarantine the rest
 with reason and `duplicate_of`; the parent appends each batch's output in order.
 Results depend only on input order and params, never on the worker count.
@@ -35,10 +35,10 @@ from ..core.stage import progress
 from .cluster import components, exact_groups, keep_order
 from .config import DedupParams
 from .decontam import EvalIndex, build_index
-from .lsh import candidate_pairs
+from .lsh import band_codes, merge_codes
 from .minhash import choose_banding, estimate, permutations
 from .steps import Prepared, Settings, parse_line, prepare_batch, verify_pairs
-from .table import Ids, Table, write_array
+from .table import BandKeys, Ids, Table, write_array
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,16 @@ def _work_verify(task: tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray
         sims = verify_pairs((_shingle_set(a, i), _shingle_set(b, j)) for a, i, b, j in zip(ub, ul, vb, vl))
     give_back_freed_memory()
     return sims
+
+
+def _work_band(task: tuple[str, str, str, int]) -> np.ndarray:
+    """One LSH band's candidate pairs (`lsh.band_codes`), from the band's key file and the spilled rows and
+    ranks of the records still in play."""
+    band_path, rows_path, ranks_path, all_pairs_max = task
+    codes = band_codes(BandKeys.read(band_path, np.fromfile(rows_path, np.int64)), np.fromfile(ranks_path, np.int64),
+                       all_pairs_max)
+    give_back_freed_memory()
+    return codes
 
 
 def _work_write(task: tuple["BatchDecisions", "Span", bytes | None, str]) -> tuple[Counter, str, str]:
@@ -320,7 +330,7 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
                 if p.near and n:
                     active = (status == KEEP) & (cols["nsh"] > 0)
                     act = np.flatnonzero(active)
-                    pairs = candidate_pairs(band_keys.columns(act), rank[act], p.max_bucket_all_pairs)
+                    pairs = _candidate_pairs(pool, band_keys, act, rank[act], p.max_bucket_all_pairs, spill_dir)
                     n_candidates = len(pairs)
                     timings["lsh_s"] = time.perf_counter() - t
                     log.info("dedup: %d candidate pairs from LSH", n_candidates)
@@ -373,6 +383,17 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
     metrics["wall_s"] = round(time.perf_counter() - t_start, 3)
     metrics["records_per_s"] = round(lines_in / metrics["wall_s"], 1) if metrics["wall_s"] else None
     return Result(metrics, hist)
+
+
+def _candidate_pairs(pool: OrderedPool, band_keys: BandKeys, rows: np.ndarray, ranks: np.ndarray, all_pairs_max: int,
+                     spill_dir: str) -> np.ndarray:
+    """LSH candidate pairs with one band per worker task (the rows and their ranks go through two spill files,
+    not with every task); the parent only merges the bands' pairs."""
+    rows_path, ranks_path = os.path.join(spill_dir, "lsh_rows"), os.path.join(spill_dir, "lsh_ranks")
+    write_array(rows_path, rows.astype(np.int64, copy=False))
+    write_array(ranks_path, ranks.astype(np.int64, copy=False))
+    tasks = [(str(path), rows_path, ranks_path, all_pairs_max) for path in band_keys.paths]
+    return merge_codes(pool.imap(_work_band, tasks))
 
 
 def _verify(pool: OrderedPool, mode: str, cols: dict, u: np.ndarray, v: np.ndarray, workers: int) -> np.ndarray:
@@ -456,7 +477,8 @@ class Decisions:
         ones their eval item."""
         st = self.status[start:end]
         dup = self.dup_of[start:end]
-        dup_ids = {int(j): self.ids[dup[j]] for j in np.flatnonzero((st != KEEP) & (dup >= 0))}
+        removed = np.flatnonzero((st != KEEP) & (dup >= 0))
+        dup_ids = dict(zip(removed.tolist(), self.ids.many(dup[removed])))
         matched = {}
         for j in np.flatnonzero(st == CONTAMINATED).tolist():
             ev = self.index.items[self.first_hit[start + j]]

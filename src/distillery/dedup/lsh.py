@@ -47,21 +47,29 @@ def bucket_pairs(keys: np.ndarray, ranks: np.ndarray, all_pairs_max: int = 64) -
     return _pairs_in_runs(m, starts[multi], sizes[multi], all_pairs_max)
 
 
-def candidate_pairs(band_columns: Iterable[np.ndarray], ranks: np.ndarray, all_pairs_max: int = 64) -> np.ndarray:
-    """Unique candidate pairs over all bands, as an (E x 2) int64 array of ranks, sorted. `band_columns`
-    yields each band's keys aligned with `ranks` (a (docs x bands) array's `.T`, or one band at a time from
-    disk)."""
-    chunks = []
-    for col in band_columns:
-        u, v = bucket_pairs(col, ranks, all_pairs_max)
-        if len(u):
-            chunks.append(u * np.int64(1 << 31) + v)
+def band_codes(keys: np.ndarray, ranks: np.ndarray, all_pairs_max: int = 64) -> np.ndarray:
+    """One band's candidate pairs as int64 codes u * 2**31 + v (u < v, by rank); bands are independent, so
+    each can be paired in its own process."""
+    u, v = bucket_pairs(keys, ranks, all_pairs_max)
+    return u * np.int64(1 << 31) + v
+
+
+def merge_codes(band_code_arrays: Iterable[np.ndarray]) -> np.ndarray:
+    """Unique candidate pairs over all bands' codes, as an (E x 2) int64 array of ranks, sorted."""
+    chunks = [c for c in band_code_arrays if len(c)]
     if not chunks:
         return np.zeros((0, 2), np.int64)
     codes = np.concatenate(chunks)
     codes.sort()  # sort + run mask (np.unique takes a much slower hash path on large int arrays)
     codes = codes[np.concatenate([[True], codes[1:] != codes[:-1]])]
     return np.stack([codes >> 31, codes & ((1 << 31) - 1)], axis=1)
+
+
+def candidate_pairs(band_columns: Iterable[np.ndarray], ranks: np.ndarray, all_pairs_max: int = 64) -> np.ndarray:
+    """Unique candidate pairs over all bands, as an (E x 2) int64 array of ranks, sorted. `band_columns`
+    yields each band's keys aligned with `ranks` (a (docs x bands) array's `.T`, or one band at a time from
+    disk)."""
+    return merge_codes(band_codes(col, ranks, all_pairs_max) for col in band_columns)
 
 
 def jaccard_sorted(a: np.ndarray, b: np.ndarray) -> float:

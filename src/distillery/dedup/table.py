@@ -55,6 +55,14 @@ class Ids:
         start = int(self.ends[i - 1]) if i else 0
         return self.blob[start:int(self.ends[i])].decode("utf-8", "surrogatepass")
 
+    def many(self, idx: np.ndarray) -> list[str]:
+        """The ids of the records `idx` (one slice each, no per-id index arithmetic in Python)."""
+        idx = np.asarray(idx, np.int64)
+        stops = self.ends[idx]
+        starts = np.where(idx > 0, self.ends[np.maximum(idx - 1, 0)], 0)
+        blob = self.blob
+        return [blob[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts.tolist(), stops.tolist())]
+
     def order(self) -> np.ndarray:
         """Stable argsort of the ids in Python's str order. UTF-8 bytes sort as code points do, so short ids
         are sorted as NUL-padded bytes (one id holding a NUL would tie with its padding: then, and for long
@@ -84,10 +92,15 @@ class BandKeys:
     def __init__(self, paths: list[Path]):
         self.paths = paths
 
+    @staticmethod
+    def read(path: str | Path, rows: np.ndarray) -> np.ndarray:
+        """One band's keys of `rows`."""
+        return np.fromfile(path, np.uint64)[rows]
+
     def columns(self, rows: np.ndarray) -> Iterator[np.ndarray]:
         """Each band's keys of `rows`, one band in memory at a time."""
         for path in self.paths:
-            yield np.fromfile(path, np.uint64)[rows]
+            yield self.read(path, rows)
 
 
 class Table:
