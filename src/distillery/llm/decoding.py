@@ -226,8 +226,8 @@ def prefill(model: Any, tok: Any, prompts: list[list[int]], extra: int) -> tuple
     import torch
 
     distinct: dict[tuple, int] = {}
-    rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
-    if SHARE_PREFIXES and len(distinct) < len(prompts):
+    rows = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts] if SHARE_PREFIXES else []
+    if len(distinct) < len(rows):
         cache, mask, next_pos, logits = prefill(model, tok, [list(p) for p in distinct], extra)
         keep = torch.tensor(rows, dtype=torch.long, device=model.device)
         for layer in cache.layers:
@@ -302,8 +302,7 @@ def _compact(cache: Any, mask: Any, keep: list[int]) -> tuple[Any, list[int]]:
         for d, s_ in moves:
             order[d] = s_
         dst, src = (torch.tensor(x, dtype=torch.long, device=mask.device) for x in zip(*moves))
-        mask = mask.clone()
-        mask[dst] = mask[src]
+        mask[dst] = mask[src]           # in place: the step's mask is a fresh tensor (torch.cat) nothing else holds
     mask = mask[:m]
     cols = mask.any(0).nonzero()
     start = int(cols[0]) if len(cols) else 0
