@@ -23,7 +23,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -138,12 +138,15 @@ def _work_verify(task: tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return sims
 
 
+LSH_BAND_PARTS = 4    # a band's keys are paired in 4 slices: ~22 bytes a record at a band worker's peak, not ~32
+
+
 def _work_band(task: tuple[str, str, str, int]) -> np.ndarray:
     """One LSH band's candidate pairs (`lsh.band_codes`), from the band's key file and the spilled rows and
     ranks of the records still in play."""
     band_path, rows_path, ranks_path, all_pairs_max = task
-    codes = band_codes(BandKeys.read(band_path, np.fromfile(rows_path, np.int64)), np.fromfile(ranks_path, np.int64),
-                       all_pairs_max)
+    codes = band_codes(BandKeys.read(band_path, np.fromfile(rows_path, np.int32)), np.fromfile(ranks_path, np.int32),
+                       all_pairs_max, parts=LSH_BAND_PARTS)
     give_back_freed_memory()
     return codes
 
@@ -323,33 +326,9 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
                 rank, status, dup_of, sim = dec.rank, dec.status, dec.dup_of, dec.sim  # marked in place below
                 timings["exact_s"] = time.perf_counter() - t
 
-                t = time.perf_counter()
-                edges_u = edges_v = np.zeros(0, np.int64)
-                pair_sims = np.zeros(0)
-                n_candidates = 0
-                if p.near and n:
-                    active = (status == KEEP) & (cols["nsh"] > 0)
-                    act = np.flatnonzero(active)
-                    pairs = _candidate_pairs(pool, band_keys, act, rank[act], p.max_bucket_all_pairs, spill_dir)
-                    n_candidates = len(pairs)
-                    timings["lsh_s"] = time.perf_counter() - t
-                    log.info("dedup: %d candidate pairs from LSH", n_candidates)
-                    t = time.perf_counter()
-                    by_rank = np.argsort(rank)
-                    u_idx, v_idx = by_rank[pairs[:, 0]], by_rank[pairs[:, 1]]
-                    pair_sims = _verify(pool, p.verify, cols, u_idx, v_idx, workers)
-                    ok = pair_sims >= p.threshold - 1e-12
-                    edges_u, edges_v = pairs[ok, 0], pairs[ok, 1]
-                    timings["verify_s"] = time.perf_counter() - t
-                    log.info("dedup: %d of %d pairs verified in %.1fs", int(ok.sum()), n_candidates,
-                             timings["verify_s"])
-                    t = time.perf_counter()
-                    label = components(n, edges_u, edges_v)          # in rank space
-                    need = mark_near(label, rank, by_rank, active, status, dup_of, sim, edges_u, edges_v,
-                                     pair_sims[ok])
-                    if len(need):
-                        sim[need] = _verify(pool, p.verify, cols, need, dup_of[need], workers)
-                    timings["cluster_s"] = time.perf_counter() - t
+                near = _near_duplicates(pool, p, cols, band_keys, dec, workers, spill_dir, timings) if p.near and n \
+                    else NearPass(0, 0, np.zeros(0))
+                give_back_freed_memory()        # the pass's pairs and N-sized temporaries are gone before writing
 
                 if p.semantic.enabled and n:
                     t = time.perf_counter()
@@ -370,14 +349,14 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
                                              spill_dir)
                 timings["write_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            clusters, largest, hist = dec.write_reports(out_dir, plots_path, pair_sims, p)
+            clusters, largest, hist = dec.write_reports(out_dir, plots_path, near.pair_sims, p)
             timings["reports_s"] = time.perf_counter() - t
     finally:
         _close_spill()
         shutil.rmtree(spill_dir, ignore_errors=True)
 
     metrics = dec.metrics(records_in=lines_in, records_out=records_out, bad_counts=bad_counts, clusters=clusters,
-                          largest=largest, candidate_pairs=n_candidates, verified_pairs=int(len(edges_u)))
+                          largest=largest, candidate_pairs=near.candidates, verified_pairs=near.verified)
     metrics.update(bands=bands, rows=rows, num_perm=p.num_perm, threshold=p.threshold, key=p.key, workers=workers,
                    timings_s={k: round(v, 3) for k, v in timings.items()})
     metrics["wall_s"] = round(time.perf_counter() - t_start, 3)
@@ -385,13 +364,57 @@ def run_dedup(files: list[Path], out_dir: Path, p: DedupParams, *, seed: int, ma
     return Result(metrics, hist)
 
 
+@dataclass
+class NearPass:
+    """What the near-duplicate pass leaves for the metrics and the similarity histogram."""
+
+    candidates: int
+    verified: int
+    pair_sims: np.ndarray
+
+
+def _near_duplicates(pool: OrderedPool, p: DedupParams, cols: dict, band_keys: BandKeys, dec: "Decisions",
+                     workers: int, spill_dir: str, timings: dict[str, float]) -> NearPass:
+    """LSH candidates -> verification -> components -> keep policy, marking near duplicates in `dec` in place.
+    A function of its own so that its pairs and N-sized temporaries are freed before the write pass."""
+    t = time.perf_counter()
+    rank, status = dec.rank, dec.status
+    active = (status == KEEP) & (cols["nsh"] > 0)
+    act = np.flatnonzero(active)
+    pairs = _candidate_pairs(pool, band_keys, act, rank[act], p.max_bucket_all_pairs, spill_dir)
+    del act
+    timings["lsh_s"] = time.perf_counter() - t
+    log.info("dedup: %d candidate pairs from LSH", len(pairs))
+    t = time.perf_counter()
+    by_rank = np.argsort(rank)
+    pair_sims = _verify(pool, p.verify, cols, by_rank[pairs[:, 0]], by_rank[pairs[:, 1]], workers)
+    ok = pair_sims >= p.threshold - 1e-12
+    edges_u, edges_v = pairs[ok, 0], pairs[ok, 1]
+    n_candidates = len(pairs)
+    del pairs
+    timings["verify_s"] = time.perf_counter() - t
+    log.info("dedup: %d of %d pairs verified in %.1fs", int(ok.sum()), n_candidates, timings["verify_s"])
+    t = time.perf_counter()
+    label = components(len(rank), edges_u, edges_v)          # in rank space
+    need = mark_near(label, rank, by_rank, active, status, dec.dup_of, dec.sim, edges_u, edges_v, pair_sims[ok])
+    del label, by_rank, active
+    if len(need):
+        dec.sim[need] = _verify(pool, p.verify, cols, need, dec.dup_of[need], workers)
+    timings["cluster_s"] = time.perf_counter() - t
+    return NearPass(n_candidates, int(len(edges_u)), pair_sims)
+
+
 def _candidate_pairs(pool: OrderedPool, band_keys: BandKeys, rows: np.ndarray, ranks: np.ndarray, all_pairs_max: int,
                      spill_dir: str) -> np.ndarray:
     """LSH candidate pairs with one band per worker task (the rows and their ranks go through two spill files,
-    not with every task); the parent only merges the bands' pairs."""
+    not with every task); the parent only merges the bands' pairs. The rows go in rank order and as int32
+    (ranks and rows are below 2**31, as the pair codes need), so a band's worker sorts its keys once
+    (`lsh.bucket_pairs`) and holds ~30 bytes a record at its peak instead of ~50."""
     rows_path, ranks_path = os.path.join(spill_dir, "lsh_rows"), os.path.join(spill_dir, "lsh_ranks")
-    write_array(rows_path, rows.astype(np.int64, copy=False))
-    write_array(ranks_path, ranks.astype(np.int64, copy=False))
+    by_rank = np.argsort(ranks, kind="stable")
+    write_array(rows_path, rows[by_rank].astype(np.int32))
+    write_array(ranks_path, ranks[by_rank].astype(np.int32))
+    del by_rank
     tasks = [(str(path), rows_path, ranks_path, all_pairs_max) for path in band_keys.paths]
     return merge_codes(pool.imap(_work_band, tasks))
 
@@ -532,7 +555,8 @@ class BatchDecisions:
         """(kept lines as read, each ending in one b'\\n'; quarantine lines with reason and duplicate; counts by
         reason) for the batch's records, from the batch's bytes as read (its first line numbered `first`).
         Kept lines are copied in runs (a slice per run of consecutive kept lines): Python work is per removed
-        record, not per record. Lines holding a b'\\r' are copied one by one, their ending made b'\\n'."""
+        record, not per record. A batch holding a b'\\r' has its kept lines copied one by one, each ending made
+        b'\\n'."""
         ends = np.flatnonzero(np.frombuffer(blob, np.uint8) == 10) + 1
         if not len(ends) or ends[-1] != len(blob):
             ends = np.append(ends, len(blob))                 # the file's last line, without b"\\n"

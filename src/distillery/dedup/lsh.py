@@ -35,8 +35,13 @@ def _pairs_in_runs(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray, a
 
 
 def bucket_pairs(keys: np.ndarray, ranks: np.ndarray, all_pairs_max: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (u < v, by rank) of docs sharing a key in one band column. `keys` and `ranks` align."""
-    order = np.lexsort((ranks, keys))
+    """Pairs (u < v, by rank) of docs sharing a key in one band column. `keys` and `ranks` align. When the
+    ranks ascend (the local engine passes its rows in rank order), a stable sort by key alone keeps every run
+    in rank order: one sort, and none of lexsort's extra N-sized arrays in the worker that pairs a band."""
+    if len(ranks) < 2 or bool(np.all(ranks[1:] > ranks[:-1])):
+        order = np.argsort(keys, kind="stable")
+    else:
+        order = np.lexsort((ranks, keys))
     k, m = keys[order], ranks[order]
     if len(k) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -47,11 +52,23 @@ def bucket_pairs(keys: np.ndarray, ranks: np.ndarray, all_pairs_max: int = 64) -
     return _pairs_in_runs(m, starts[multi], sizes[multi], all_pairs_max)
 
 
-def band_codes(keys: np.ndarray, ranks: np.ndarray, all_pairs_max: int = 64) -> np.ndarray:
+def band_codes(keys: np.ndarray, ranks: np.ndarray, all_pairs_max: int = 64, parts: int = 1) -> np.ndarray:
     """One band's candidate pairs as int64 codes u * 2**31 + v (u < v, by rank); bands are independent, so
-    each can be paired in its own process."""
-    u, v = bucket_pairs(keys, ranks, all_pairs_max)
-    return u * np.int64(1 << 31) + v
+    each can be paired in its own process. `parts` (a power of two) pairs the keys in that many slices by
+    their top bits (keys are hashes; equal keys share a slice): the sort's arrays are a slice's size."""
+    if parts <= 1:
+        u, v = bucket_pairs(keys, ranks, all_pairs_max)
+        return u * np.int64(1 << 31) + v
+    bits = int(parts).bit_length() - 1
+    assert 1 << bits == parts, "parts must be a power of two"
+    top = (keys >> np.uint64(64 - bits)).astype(np.uint8 if bits <= 8 else np.int64)
+    out = []
+    for part in range(parts):
+        sel = top == part
+        u, v = bucket_pairs(keys[sel], ranks[sel], all_pairs_max)
+        del sel
+        out.append(u * np.int64(1 << 31) + v)
+    return np.concatenate(out)
 
 
 def merge_codes(band_code_arrays: Iterable[np.ndarray]) -> np.ndarray:

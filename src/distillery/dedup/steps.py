@@ -117,9 +117,10 @@ def prepare_batch(lines: list[tuple[int, bytes]], st: Settings, index: EvalIndex
         keys=keys, bad=bad, hits=hits)
 
 
-def verify_pairs(pairs: Iterable[tuple[np.ndarray, np.ndarray]], chunk: int = 4096) -> np.ndarray:
+def verify_pairs(pairs: Iterable[tuple[np.ndarray, np.ndarray]], chunk: int = 1024) -> np.ndarray:
     """Exact Jaccard of each (a, b) pair of sorted unique shingle-hash arrays; at most `chunk`
-    pairs' sets in memory at a time."""
+    pairs' sets in memory at a time. A chunk's workspace is ~12 KB a pair (the sets widened to 64-bit
+    keys, their positions and matches): 4,096 pairs held ~50 MB a worker, on top of the parent's peak."""
     from .lsh import jaccard_many
 
     out, a_sets, b_sets = [], [], []

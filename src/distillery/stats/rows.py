@@ -8,6 +8,7 @@ files by id, else by the first user turn's text.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,10 +93,8 @@ class BucketLookup:
 
     def __init__(self, mix_dir: str | Path | None, pool: OrderedPool | None = None):
         """`pool`: workers that parse the mix files (the parent keeps only the keys)."""
-        ids: list[int] = []
-        texts: list[int] = []
-        id_codes: list[int] = []
-        text_codes: list[int] = []
+        # typed arrays, not lists: 12 bytes a key and code instead of ~48 (at 1.2M records the lists held ~100 MB)
+        ids, texts, id_codes, text_codes = array("Q"), array("Q"), array("i"), array("i")
         codes: dict[str, int] = {}
         for f in record_files(mix_dir):
             for bucket, ik, tk in record_rows(f, _lookup_keys, pool or OrderedPool(1)):
@@ -111,10 +110,9 @@ class BucketLookup:
         self.by_text = self._table(texts, text_codes)
 
     @staticmethod
-    def _table(keys: list[int], codes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        k = np.array(keys, np.uint64)
-        uniq, first = np.unique(k, return_index=True)       # first occurrence of each key wins
-        return uniq, np.array(codes, np.int32)[first] if len(codes) else np.zeros(0, np.int32)
+    def _table(keys: array, codes: array) -> tuple[np.ndarray, np.ndarray]:
+        uniq, first = np.unique(np.frombuffer(keys, np.uint64), return_index=True)  # first occurrence wins
+        return uniq, np.frombuffer(codes, np.int32)[first] if len(codes) else np.zeros(0, np.int32)
 
     def __len__(self) -> int:
         return len(self.by_id[0])
