@@ -28,3 +28,40 @@ def test_long_chain_and_star_are_one_component_labelled_by_the_smallest_node():
     assert (star == 0).all()
     assert np.array_equal(components(4, np.zeros(0, int), np.zeros(0, int)), np.arange(4))
     assert len(components(0, np.zeros(0, int), np.zeros(0, int))) == 0
+
+
+def _mark_near_reference(label, rank, by_rank, active, edges_u, edges_v, edge_sims):
+    """Record by record: a near record takes the similarity of a direct edge from its keeper, else is `need`."""
+    status, dup_of, sim = np.zeros(len(rank), np.int8), np.full(len(rank), -1), np.full(len(rank), np.nan)
+    direct = {int(b): s for a, b, s in zip(edges_u, edges_v, edge_sims) if label[a] == a}
+    need = []
+    for i in range(len(rank)):
+        keeper = label[rank[i]]
+        if active[i] and keeper != rank[i]:
+            status[i], dup_of[i] = 3, by_rank[keeper]
+            if int(rank[i]) in direct:
+                sim[i] = direct[int(rank[i])]
+            else:
+                need.append(i)
+    return status, dup_of, sim, need
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mark_near_takes_direct_edge_similarities_and_asks_for_the_rest(seed):
+    from distillery.dedup.engine import NEAR, mark_near
+
+    rng = np.random.default_rng(seed)
+    n = 2000
+    rank = rng.permutation(n).astype(np.int32)
+    by_rank = np.argsort(rank)
+    pairs = np.unique(np.sort(rng.integers(0, n, (1500, 2)), axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] < pairs[:, 1]]
+    u, v, sims = pairs[:, 0], pairs[:, 1], rng.random(len(pairs))
+    active = rng.random(n) < 0.95
+    label = components(n, u, v)
+    status, dup_of, sim = np.zeros(n, np.int8), np.full(n, -1, np.int32), np.full(n, np.nan)
+    need = mark_near(label, rank, by_rank, active, status, dup_of, sim, u, v, sims)
+    ref_status, ref_dup, ref_sim, ref_need = _mark_near_reference(label, rank, by_rank, active, u, v, sims)
+    assert np.array_equal(status == NEAR, ref_status == 3) and np.array_equal(dup_of, ref_dup)
+    assert np.array_equal(sim, ref_sim, equal_nan=True) and need.tolist() == ref_need
+    assert len(ref_need) and np.isfinite(ref_sim).sum() > 100        # both kinds of near record occur

@@ -34,7 +34,9 @@ def test_columns_ids_sources_and_band_keys_come_back_as_added(tmp_path):
     assert cols["line"].tolist() == [1, 2, 3, 10, 11]
     assert cols["file_no"].tolist() == [0, 0, 0, 2, 2] and cols["batch_no"].tolist() == [0, 0, 0, 1, 1]
     assert cols["local"].tolist() == [0, 1, 2, 0, 1]
-    assert not set(table.KEEP_POLICY_INPUTS) & set(cols)  # read once, on demand, not held for the run
+    assert set(cols) == set(table.HELD)                     # the rest are read on demand, not held for the run
+    assert cols["nsh"].tolist() == np.concatenate([a.n_shingles, b.n_shingles]).tolist() and "nsh" not in cols
+    assert not hasattr(ids, "blob") and ids.ends.nbytes == 8 * len(ids)   # id text stays on disk
     assert np.array_equal(t.column("scores"), np.concatenate([a.scores, b.scores]))
     assert np.array_equal(t.column("hi"), np.concatenate([a.hi, b.hi]))
     assert np.array_equal(t.column("lo"), np.concatenate([a.lo, b.lo]))

@@ -17,14 +17,21 @@ def source_ranks(sources: list[str], priority: list[str]) -> np.ndarray:
     return np.fromiter((pos.get(s, len(priority)) for s in sources), dtype=np.int64, count=len(sources))
 
 
+def index_dtype(n: int) -> type:
+    """The narrowest of int32/int64 that holds a record index or rank of n records."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 def keep_order(scores: np.ndarray, src_rank: np.ndarray, id_order: np.ndarray) -> np.ndarray:
     """rank[i] = position of doc i in the keep-policy order (0 = kept first); `id_order`: the stable argsort
-    of the ids."""
+    of the ids. int32 below 2**31 docs (the pair codes need ranks below that anyway): 4 bytes a record less
+    in the parent for the whole run."""
     n = len(id_order)
     id_rank = np.empty(n, np.int64)
     id_rank[id_order] = np.arange(n)
     order = np.lexsort((np.arange(n), id_rank, src_rank, -np.asarray(scores, dtype=float)))
-    rank = np.empty(n, np.int64)
+    del id_rank
+    rank = np.empty(n, index_dtype(n))
     rank[order] = np.arange(n)
     return rank
 

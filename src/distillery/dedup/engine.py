@@ -193,15 +193,19 @@ def mark_near(label: np.ndarray, rank: np.ndarray, by_rank: np.ndarray, active: 
     near = (keeper_rank != rank) & active
     status[near] = NEAR
     dup_of[near] = by_rank[keeper_rank[near]]
-    direct = {int(b): s for a, b, s in zip(edges_u, edges_v, edge_sims) if label[a] == a}
-    need = []
-    for i in np.flatnonzero(near):
-        s = direct.get(int(rank[i]))
-        if s is None:
-            need.append(i)
-        else:
-            sim[i] = s
-    return np.array(need, np.int64)
+    del keeper_rank
+    near = np.flatnonzero(near)
+    # an edge from a component's keeper (its label) reaches each of its members at most once: sorted by that
+    # member, the direct edges answer every near record with one search
+    to_keeper = label[edges_u] == edges_u
+    member, member_sim = edges_v[to_keeper], edge_sims[to_keeper]
+    order = np.argsort(member)
+    member, member_sim = member[order], member_sim[order]
+    r = rank[near]
+    pos = np.minimum(np.searchsorted(member, r), max(len(member) - 1, 0))
+    direct = (member[pos] == r) if len(member) else np.zeros(len(near), bool)
+    sim[near[direct]] = member_sim[pos[direct]]
+    return near[~direct].astype(np.int64)
 
 
 def iter_line_batches(files: list[Path], batch_size: int) -> Iterator[tuple[int, int, int, bytes]]:
@@ -426,8 +430,8 @@ def _verify(pool: OrderedPool, mode: str, cols: dict, u: np.ndarray, v: np.ndarr
     order = np.lexsort((b[v], b[u]))  # batch locality for the spill maps; results are put back in order
     u, v = u[order], v[order]
     step = min(VERIFY_TASK_PAIRS, max(1000, math.ceil(len(u) / (4 * workers))))
-    tasks = [(mode, b[u[i:i + step]], l[u[i:i + step]], b[v[i:i + step]], l[v[i:i + step]])
-             for i in range(0, len(u), step)]
+    tasks = ((mode, b[u[i:i + step]], l[u[i:i + step]], b[v[i:i + step]], l[v[i:i + step]])
+             for i in range(0, len(u), step))
     sims = np.empty(len(u))
     sims[order] = np.concatenate(list(pool.imap(_work_verify, tasks)))
     return sims
@@ -474,7 +478,7 @@ class Decisions:
         n = len(ids)
         rank = keep_order(table.column("scores"), table.source_rank(p.source_priority), ids.order())
         status = np.zeros(n, np.int8)
-        dup_of = np.full(n, -1, np.int64)
+        dup_of = np.full(n, -1, rank.dtype)
         sim = np.full(n, np.nan)
         if p.exact and n:
             keeper = exact_groups(table.column("hi"), table.column("lo"), rank)

@@ -84,9 +84,11 @@ def exact_hashes(texts: list[str], salts: list[str], enc: Encoded) -> tuple[np.n
     solid[inner] = True
     out = buf.copy()
     out[inner] = 32
-    kept = np.flatnonzero(solid)
-    cut = np.searchsorted(kept, starts).tolist()
-    packed = out.take(kept).astype(np.uint8, copy=False).tobytes()  # exact for the ASCII docs read below
+    # each doc's kept code points counted per doc (every doc ends in its newline, so no segment is empty), and
+    # gathered by a mask: no 8-byte index per code point (~20 MB at a 2,048-record batch)
+    cut = np.concatenate(([0], np.cumsum(np.add.reduceat(solid, starts[:-1], dtype=np.int64)))).tolist() \
+        if len(starts) > 1 else [0]
+    packed = out[solid].astype(np.uint8, copy=False).tobytes()  # exact for the ASCII docs read below
     digest = xxhash.xxh3_128_intdigest
     his, los = [], []
     for d, (text, salt, ascii) in enumerate(zip(texts, salts, enc.ascii.tolist())):

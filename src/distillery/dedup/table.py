@@ -8,6 +8,8 @@ band at a time by LSH; ids stay UTF-8 bytes, decoded only for the records writte
 
 from __future__ import annotations
 
+import os
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -20,7 +22,8 @@ from .cluster import source_ranks
 # per-record scalar columns and their on-disk dtype
 SCALARS = {"file_no": np.int32, "line": np.int64, "batch_no": np.int32, "local": np.int32,
            "scores": np.float64, "hi": np.uint64, "lo": np.uint64, "nsh": np.int32}
-KEEP_POLICY_INPUTS = ("scores", "hi", "lo")    # read once by Decisions.start, not held for the whole run
+HELD = ("line", "batch_no", "local")            # in memory for the run (verification, writing); the other columns
+KEEP_POLICY_INPUTS = ("scores", "hi", "lo")    # are read from disk when used: once or twice a run each
 _ID_SORT_WIDTH = 64      # ids up to this many UTF-8 bytes are sorted as fixed-width bytes, longer ones as str
 _ID_SORT_CHUNK = 1 << 16
 
@@ -42,39 +45,50 @@ def write_array(path: str | Path, data: np.ndarray | bytes) -> None:
 
 
 class Ids:
-    """Record ids as one UTF-8 blob with end offsets (~32 bytes a record instead of a ~80-byte string)."""
+    """Record ids: their UTF-8 bytes stay in the table's file, their end offsets in memory (8 bytes a record,
+    against ~32 for a blob and ~80 for Python strings); an id is read (`pread`) only when a record that names
+    it is written out."""
 
-    def __init__(self, blob: bytes, ends: np.ndarray):
-        self.blob, self.ends = blob, ends
+    def __init__(self, path: str | Path, ends: np.ndarray):
+        self.path, self.ends = str(path), ends
+        self._fd: int | None = None
 
     def __len__(self) -> int:
         return len(self.ends)
 
+    def _bytes(self, start: int, stop: int) -> bytes:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._fd)
+        return os.pread(self._fd, stop - start, start)
+
     def __getitem__(self, i: Any) -> str:
         i = int(i)
         start = int(self.ends[i - 1]) if i else 0
-        return self.blob[start:int(self.ends[i])].decode("utf-8", "surrogatepass")
+        return self._bytes(start, int(self.ends[i])).decode("utf-8", "surrogatepass")
 
     def many(self, idx: np.ndarray) -> list[str]:
-        """The ids of the records `idx` (one slice each, no per-id index arithmetic in Python)."""
+        """The ids of the records `idx` (no per-id index arithmetic in Python)."""
         idx = np.asarray(idx, np.int64)
         stops = self.ends[idx]
         starts = np.where(idx > 0, self.ends[np.maximum(idx - 1, 0)], 0)
-        blob = self.blob
-        return [blob[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts.tolist(), stops.tolist())]
+        return [self._bytes(a, b).decode("utf-8", "surrogatepass") for a, b in zip(starts.tolist(), stops.tolist())]
 
     def order(self) -> np.ndarray:
         """Stable argsort of the ids in Python's str order. UTF-8 bytes sort as code points do, so short ids
         are sorted as NUL-padded bytes (one id holding a NUL would tie with its padding: then, and for long
         ids, the strings are sorted)."""
         n = len(self)
+        blob = Path(self.path).read_bytes()            # for the sort only
         lens = np.diff(self.ends, prepend=0)
         width = int(lens.max()) if n else 0
-        raw = np.frombuffer(self.blob, np.uint8)
+        raw = np.frombuffer(blob, np.uint8)
         if width > _ID_SORT_WIDTH or not width or raw.min() == 0:
-            return np.argsort(np.array([self[i] for i in range(n)], dtype=object), kind="stable")
+            starts = np.concatenate(([0], self.ends[:-1])).tolist()
+            return np.argsort(np.array([blob[a:b].decode("utf-8", "surrogatepass")
+                                        for a, b in zip(starts, self.ends.tolist())], dtype=object), kind="stable")
         if int(lens.min()) == width:                   # one length (hash or counter ids): the blob is the array
-            return np.argsort(np.frombuffer(self.blob, f"S{width}"), kind="stable")
+            return np.argsort(np.frombuffer(blob, f"S{width}"), kind="stable")
         fixed = np.zeros((n, width), np.uint8)
         for s in range(0, n, _ID_SORT_CHUNK):          # chunked scatter: small temporaries
             ln = lens[s:s + _ID_SORT_CHUNK]
@@ -141,13 +155,13 @@ class Table:
             with naming(self.dir / name):
                 fh.close()
 
-    def freeze(self) -> tuple[dict[str, Any], Ids, BandKeys]:
-        """(scalar columns, ids, band keys) for the rest of the run, each column read back in one allocation.
-        The keep policy's inputs (KEEP_POLICY_INPUTS, 24 bytes a record) stay on disk: `Decisions.start` reads
-        them with `column` and `source_rank` and drops them before the near-duplicate pass."""
+    def freeze(self) -> tuple["Columns", Ids, BandKeys]:
+        """(scalar columns, ids, band keys) for the rest of the run. Only the HELD columns are read back (each
+        in one allocation); any other is read from disk when looked up, and dropped by its user. The keep
+        policy's inputs (KEEP_POLICY_INPUTS, 24 bytes a record) are read by `Decisions.start` alone."""
         self.close()
-        cols = {name: self.column(name) for name in SCALARS if name not in KEEP_POLICY_INPUTS}
-        ids = Ids((self.dir / "ids").read_bytes(), np.cumsum(np.fromfile(self.dir / "id_len", np.int64)))
+        cols = Columns(self, {name: self.column(name) for name in HELD})
+        ids = Ids(self.dir / "ids", np.cumsum(np.fromfile(self.dir / "id_len", np.int64)))
         return cols, ids, BandKeys([self.dir / name for name in self._fh if name.startswith("band")])
 
     def column(self, name: str) -> np.ndarray:
@@ -158,3 +172,16 @@ class Table:
         """Each record's source's place in `source_priority` (after `freeze`)."""
         names = sorted(self.source_names, key=self.source_names.get)
         return source_ranks(names, source_priority)[np.fromfile(self.dir / "source", np.int32)]
+
+
+class Columns(dict):
+    """The HELD columns; looking up any other SCALARS column reads it from the frozen table (not kept)."""
+
+    def __init__(self, table: Table, held: dict[str, np.ndarray]):
+        super().__init__(held)
+        self.table = table
+
+    def __missing__(self, name: str) -> np.ndarray:
+        if name not in SCALARS:
+            raise KeyError(name)
+        return self.table.column(name)
