@@ -11,7 +11,6 @@ Results depend only on input order and params, never on the worker count.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..core.io import (AtomicWriter, BadLine, append_file, atomic_file, is_gzip, iter_line_blocks, open_binary,
                        split_lines, write_text)
+from ..core.memory import give_back_freed_memory
 from ..core.parallel import OrderedPool
 from ..core.quarantine import Quarantine, json_entry
 from ..core.stage import progress
@@ -53,24 +53,6 @@ _W: dict[str, Any] = {}
 def _init_worker(settings: Settings, index: EvalIndex | None, spill_dir: str) -> None:
     _W.clear()
     _W.update(settings=settings, index=index, spill_dir=spill_dir, maps=OrderedDict())
-
-
-def _libc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):     # not glibc: nothing to call
-        return None
-
-
-_TRIM = _libc_trim()
-
-
-def give_back_freed_memory() -> None:
-    """Return the C heap's free pages to the system (glibc `malloc_trim`) at the end of a worker's task. A worker
-    otherwise keeps its largest batch's worth of freed heap resident while it waits for the next task (or through
-    LSH in the parent), and the process tree's peak memory counts it: 642 -> 581 MB at 600K records."""
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 def _spill_path(batch_no: int, what: str) -> str:

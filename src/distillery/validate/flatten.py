@@ -24,13 +24,14 @@ from typing import Any, Iterable, Iterator
 
 import xxhash
 
+from ..core.memory import give_back_freed_memory
 from ..core.parallel import OrderedPool, record_rows
 from ..mix.config import MixParams
 from ..mix.files import phase_files, record_files
 from ..mix.split import is_eval
 
 INVALID = "<invalid>"
-CHUNK_ROWS = 50_000
+CHUNK_ROWS = 10_000
 
 
 def _msgs(v: Any) -> list[dict] | None:
@@ -231,6 +232,7 @@ class FlatStore:
                 self.con.executemany(sql, chunk)
                 n += len(chunk)
                 chunk = []
+                give_back_freed_memory()   # the chunk's rows: at 1.2M records the process kept ~25 MB more
         if chunk:
             self.con.executemany(sql, chunk)
             n += len(chunk)
