@@ -2,8 +2,9 @@
 
 At 1.2M records the parent held ~0.5 KB a record: 13 band keys, a Python string per id, and the batch parts
 of every column, whose freed heap the allocator kept after they were joined. Here every column is appended
-to a file as its batch arrives and read back in one allocation when the pass ends; band keys are read one
-band at a time by LSH; ids stay UTF-8 bytes, decoded only for the records written out.
+to a file as its batch arrives; only the columns the whole run needs (HELD) are read back, each in one
+allocation, the others when a step asks for them; band keys are read one band at a time by LSH; ids stay in
+their file, read and decoded only for the records written out.
 """
 
 from __future__ import annotations
