@@ -14,7 +14,7 @@ RSS (the whole process tree, sampled). Anchors measured in the same run: `pandas
 export (bench_stats.py's anchor; over the first --hf-rows rows; when that is fewer than all, its per-row CPU
 is scaled to all rows, with the fixed start-up taken from a 1,000-row run).
 With --sizes the pipeline (no anchors) also runs at those sizes; rss_growth is the largest stage peak RSS
-at the largest size over that at the smallest. The last line is
+at the largest size over that at the smallest. Dedup's serial share (wall outside pass 1) is printed per size. The last line is
 
     pipeline n=N cpu_s=N wall_s=N max_rss_mb=N rss_growth=X stats_vs_hf=X
 
@@ -38,6 +38,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_dedup import serial_share  # noqa: E402
 from bench_stats import run_hf  # noqa: E402
 from dedup_corpus import pairs, text  # noqa: E402
 from measure import run_measured  # noqa: E402
@@ -132,6 +133,9 @@ def run_pipeline(work: Path, n: int, tok: str, log) -> dict[str, dict]:
                 log(f"{stage} exited {m.returncode}:\n{m.log[-2000:]}")
         mpath = work / "metrics" / f"{stage}.json"
         r["metrics"] = json.loads(mpath.read_text()) if mpath.exists() else {}
+        details = mpath.with_suffix(".details.json")
+        if details.exists() and "timings_s" in (d := json.loads(details.read_text())):
+            r["metrics"]["timings_s"] = d["timings_s"]    # dedup's phases: its serial share
         if stage == "ingest":  # one metrics file per source
             per = [json.loads(f.read_text()) for f in sorted((work / "metrics" / "ingest").glob("*.json"))
                    if not f.name.endswith(".details.json")]
@@ -212,6 +216,7 @@ def main() -> None:
     report = []
     log(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, {psutil.virtual_memory().available / 2**30:.0f} GiB free")
     main_res = anchors = None
+    by_n: dict[int, dict] = {}
     for n in [a.n] + [s for s in extra if s != a.n]:
         work = root / f"n{n}"
         if a.reuse and (work / "results.json").exists():
@@ -220,6 +225,7 @@ def main() -> None:
         else:
             res = run_pipeline(work, n, tok, log)
         peaks[n] = max(r["peak_mb"] for r in res.values())
+        by_n[n] = res
         anc: list[tuple[str, dict]] = []
         if n == a.n:
             main_res = res
@@ -250,6 +256,10 @@ def main() -> None:
     if hf:
         stats_vs_hf = hf[0]["cpu_all"] / res["stats"]["cpu"]
         print(f"\nHF anchor CPU scaled to all exported rows: {hf[0]['cpu_all']:.1f} s")
+    shares = {n: serial_share(r["dedup"]["metrics"]) for n, r in by_n.items() if "timings_s" in r["dedup"]["metrics"]}
+    if shares:
+        print("\ndedup serial share on 2 workers (wall outside pass 1, bench_dedup's definition) by n: "
+              + ", ".join(f"{k:,}: {v:.0%}" for k, v in sorted(shares.items())))
     lo, hi = min(peaks), max(peaks)
     growth = peaks[hi] / peaks[lo]
     print(f"\nlargest stage peak RSS by n: " + ", ".join(f"{k:,}: {v:.0f} MB" for k, v in sorted(peaks.items()))
