@@ -77,6 +77,10 @@ bench-llm: $(STAMP)
 bench-local: $(STAMP)
 	$(PY) benchmarks/bench_local.py
 
+.PHONY: bench-bf16
+bench-bf16: $(STAMP)
+	$(PY) benchmarks/bench_bf16_invariance.py
+
 bench-scale: $(STAMP)
 	$(PY) benchmarks/bench_scale.py
 

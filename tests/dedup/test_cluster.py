@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from distillery.dedup.cluster import components
+from distillery.dedup.cluster import components, keep_order, records_by_rank
 from distillery.testing.jaccard_ref import union_find_labels
 
 
@@ -65,3 +65,15 @@ def test_mark_near_takes_direct_edge_similarities_and_asks_for_the_rest(seed):
     assert np.array_equal(status == NEAR, ref_status == 3) and np.array_equal(dup_of, ref_dup)
     assert np.array_equal(sim, ref_sim, equal_nan=True) and need.tolist() == ref_need
     assert len(ref_need) and np.isfinite(ref_sim).sum() > 100        # both kinds of near record occur
+
+
+def test_records_by_rank_is_the_keep_order_read_backwards():
+    """LSH and the keeper of each cluster read records in keep-policy order: record of rank r, for every r,
+    in the rank's own narrow dtype."""
+    rng = np.random.default_rng(5)
+    n = 5_000
+    rank = keep_order(rng.integers(0, 10, n).astype(float), rng.integers(0, 3, n), rng.permutation(n))
+    by_rank = records_by_rank(rank)
+    assert by_rank.dtype == rank.dtype
+    assert np.array_equal(by_rank, np.argsort(rank))
+    assert np.array_equal(rank[by_rank], np.arange(n))

@@ -36,6 +36,13 @@ def keep_order(scores: np.ndarray, src_rank: np.ndarray, id_order: np.ndarray) -
     return rank
 
 
+def records_by_rank(rank: np.ndarray) -> np.ndarray:
+    """The inverse of the keep-policy permutation: out[r] = the record of rank r. One scatter, not a sort."""
+    out = np.empty_like(rank)
+    out[rank] = np.arange(len(rank), dtype=rank.dtype)
+    return out
+
+
 def exact_groups(hi: np.ndarray, lo: np.ndarray, rank: np.ndarray) -> np.ndarray:
     """keeper[i] = index of the doc i duplicates exactly (i itself when it is kept)."""
     order = np.lexsort((rank, lo, hi))

@@ -32,7 +32,7 @@ from ..core.memory import give_back_freed_memory
 from ..core.parallel import OrderedPool
 from ..core.quarantine import Quarantine, json_entry
 from ..core.stage import progress
-from .cluster import components, exact_groups, keep_order
+from .cluster import components, exact_groups, keep_order, records_by_rank
 from .config import DedupParams
 from .decontam import EvalIndex, build_index
 from .lsh import band_codes, merge_codes
@@ -187,7 +187,7 @@ def mark_near(label: np.ndarray, rank: np.ndarray, by_rank: np.ndarray, active: 
     pos = np.minimum(np.searchsorted(member, r), max(len(member) - 1, 0))
     direct = (member[pos] == r) if len(member) else np.zeros(len(near), bool)
     sim[near[direct]] = member_sim[pos[direct]]
-    return near[~direct].astype(np.int64)
+    return near[~direct]
 
 
 def iter_line_batches(files: list[Path], batch_size: int) -> Iterator[tuple[int, int, int, bytes]]:
@@ -366,13 +366,14 @@ def _near_duplicates(pool: OrderedPool, p: DedupParams, cols: dict, band_keys: B
     t = time.perf_counter()
     rank, status = dec.rank, dec.status
     active = (status == KEEP) & (cols["nsh"] > 0)
-    act = np.flatnonzero(active)
-    pairs = _candidate_pairs(pool, band_keys, act, rank[act], p.max_bucket_all_pairs, spill_dir)
-    del act
+    by_rank = records_by_rank(rank)
+    in_play = active[by_rank]                                # by rank: which ranks are still in play
+    pairs = _candidate_pairs(pool, band_keys, by_rank[in_play], np.flatnonzero(in_play), p.max_bucket_all_pairs,
+                             spill_dir)
+    del in_play
     timings["lsh_s"] = time.perf_counter() - t
     log.info("dedup: %d candidate pairs from LSH", len(pairs))
     t = time.perf_counter()
-    by_rank = np.argsort(rank)
     pair_sims = _verify(pool, p.verify, cols, by_rank[pairs[:, 0]], by_rank[pairs[:, 1]], workers)
     ok = pair_sims >= p.threshold - 1e-12
     edges_u, edges_v = pairs[ok, 0], pairs[ok, 1]
@@ -393,14 +394,12 @@ def _near_duplicates(pool: OrderedPool, p: DedupParams, cols: dict, band_keys: B
 def _candidate_pairs(pool: OrderedPool, band_keys: BandKeys, rows: np.ndarray, ranks: np.ndarray, all_pairs_max: int,
                      spill_dir: str) -> np.ndarray:
     """LSH candidate pairs with one band per worker task (the rows and their ranks go through two spill files,
-    not with every task); the parent only merges the bands' pairs. The rows go in rank order and as int32
-    (ranks and rows are below 2**31, as the pair codes need), so a band's worker sorts its keys once
-    (`lsh.bucket_pairs`) and holds ~30 bytes a record at its peak instead of ~50."""
+    not with every task); the parent only merges the bands' pairs. `rows` and their `ranks` come in rank order
+    and go as int32 (ranks and rows are below 2**31, as the pair codes need), so a band's worker sorts its keys
+    once (`lsh.bucket_pairs`) and holds ~30 bytes a record at its peak instead of ~50."""
     rows_path, ranks_path = os.path.join(spill_dir, "lsh_rows"), os.path.join(spill_dir, "lsh_ranks")
-    by_rank = np.argsort(ranks, kind="stable")
-    write_array(rows_path, rows[by_rank].astype(np.int32))
-    write_array(ranks_path, ranks[by_rank].astype(np.int32))
-    del by_rank
+    write_array(rows_path, rows.astype(np.int32, copy=False))
+    write_array(ranks_path, ranks.astype(np.int32))
     tasks = [(str(path), rows_path, ranks_path, all_pairs_max) for path in band_keys.paths]
     return merge_codes(pool.imap(_work_band, tasks))
 

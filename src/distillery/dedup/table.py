@@ -63,17 +63,20 @@ class Ids:
             weakref.finalize(self, os.close, self._fd)
         return os.pread(self._fd, stop - start, start)
 
-    def __getitem__(self, i: Any) -> str:
-        i = int(i)
-        start = int(self.ends[i - 1]) if i else 0
-        return self._bytes(start, int(self.ends[i])).decode("utf-8", "surrogatepass")
+    def starts(self, idx: np.ndarray) -> np.ndarray:
+        """Where the ids of the records `idx` begin in the file (each ends where the next begins)."""
+        idx = np.asarray(idx, np.int64)
+        return np.where(idx > 0, self.ends[np.maximum(idx - 1, 0)], 0)
 
-    def many(self, idx: np.ndarray) -> list[str]:
+    def __getitem__(self, i: Any) -> str:
+        i = int(i)                                     # scalar arithmetic: numpy's is slower for one id
+        return self._bytes(int(self.ends[i - 1]) if i else 0, int(self.ends[i])).decode("utf-8", "surrogatepass")
+
+    def many(self, idx: Any) -> list[str]:
         """The ids of the records `idx` (no per-id index arithmetic in Python)."""
         idx = np.asarray(idx, np.int64)
-        stops = self.ends[idx]
-        starts = np.where(idx > 0, self.ends[np.maximum(idx - 1, 0)], 0)
-        return [self._bytes(a, b).decode("utf-8", "surrogatepass") for a, b in zip(starts.tolist(), stops.tolist())]
+        return [self._bytes(a, b).decode("utf-8", "surrogatepass")
+                for a, b in zip(self.starts(idx).tolist(), self.ends[idx].tolist())]
 
     def order(self) -> np.ndarray:
         """Stable argsort of the ids in Python's str order. UTF-8 bytes sort as code points do, so short ids
@@ -85,7 +88,7 @@ class Ids:
         width = int(lens.max()) if n else 0
         raw = np.frombuffer(blob, np.uint8)
         if width > _ID_SORT_WIDTH or not width or raw.min() == 0:
-            starts = np.concatenate(([0], self.ends[:-1])).tolist()
+            starts = self.starts(np.arange(n)).tolist()
             return np.argsort(np.array([blob[a:b].decode("utf-8", "surrogatepass")
                                         for a, b in zip(starts, self.ends.tolist())], dtype=object), kind="stable")
         if int(lens.min()) == width:                   # one length (hash or counter ids): the blob is the array
@@ -93,7 +96,7 @@ class Ids:
         fixed = np.zeros((n, width), np.uint8)
         for s in range(0, n, _ID_SORT_CHUNK):          # chunked scatter: small temporaries
             ln = lens[s:s + _ID_SORT_CHUNK]
-            first = int(self.ends[s - 1]) if s else 0
+            first = int(self.starts(s))
             part = raw[first:int(self.ends[min(s + _ID_SORT_CHUNK, n) - 1])]
             row = np.repeat(np.arange(s, s + len(ln)), ln)
             col = np.arange(len(part)) - np.repeat(np.cumsum(ln) - ln, ln)

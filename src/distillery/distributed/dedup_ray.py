@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..dedup import engine as local
-from ..dedup.cluster import components
+from ..dedup.cluster import components, records_by_rank
 from ..dedup.config import DedupParams
 from ..dedup.decontam import EvalIndex, build_index
 from ..dedup.lsh import _pairs_in_runs
@@ -300,7 +300,7 @@ def _run(ray, files, out_dir, p, cfg, *, seed, max_line_bytes, plots_path, stage
                 timings["lsh_s"] = time.perf_counter() - t
                 # ---- 4. verify on the cluster
                 t = time.perf_counter()
-                by_rank = np.argsort(rank)
+                by_rank = records_by_rank(rank)
                 u_idx, v_idx = by_rank[pairs[:, 0]], by_rank[pairs[:, 1]]
                 pair_sims = _verify(rd, p.verify, cols, u_idx, v_idx, spill_dir, cpus)
                 ok = pair_sims >= p.threshold - 1e-12

@@ -29,9 +29,10 @@ from ..core.parallel import OrderedPool, record_rows
 from ..mix.config import MixParams
 from ..mix.files import phase_files, record_files
 from ..mix.split import is_eval
+from .config import ValidateParams
 
 INVALID = "<invalid>"
-CHUNK_ROWS = 10_000
+CHUNK_ROWS = ValidateParams.model_fields["chunk_rows"].default   # one default: the params'
 
 
 def _msgs(v: Any) -> list[dict] | None:
