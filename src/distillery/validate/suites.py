@@ -9,8 +9,8 @@ from __future__ import annotations
 from .config import ValidateParams
 from .flatten import Table
 
-SFT_ROLES = r"^(system,)?user,assistant(,user,assistant)*$"
-PROMPT_ROLES = r"^(system,)?user(,assistant,user)*$"
+SFT_ROLES = r"^(?:system,)?user,assistant(?:,user,assistant)*$"
+PROMPT_ROLES = r"^(?:system,)?user(?:,assistant,user)*$"
 
 
 def _gxe():
