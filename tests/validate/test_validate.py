@@ -157,6 +157,7 @@ def test_chunked_equals_unchunked_and_failures_name_rows(mixed):
             f"e.g. row 1 (id {dup}, phase='production'); row ") in text
 
 
+@pytest.mark.filterwarnings("error::UserWarning")   # e.g. pandas' "has match groups" on a capturing role regex
 def test_sql_verdicts_equal_whole_frame_verdicts(mixed):
     """The suites on the on-disk tables (GX SQL engine) give the verdicts GX gives on one pandas frame."""
     from distillery.validate.flatten import FlatStore
