@@ -81,6 +81,11 @@ bench-local: $(STAMP)
 bench-bf16: $(STAMP)
 	$(PY) benchmarks/bench_bf16_invariance.py
 
+# the generation stages in a fresh clone (~20 min), their float32 arithmetic against this CPU's GEMM rate
+.PHONY: bench-floor
+bench-floor: $(STAMP)
+	$(PY) benchmarks/bench_generation_floor.py
+
 bench-scale: $(STAMP)
 	$(PY) benchmarks/bench_scale.py
 
