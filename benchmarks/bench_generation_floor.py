@@ -62,7 +62,7 @@ def peak_gflops(repeats: int = 5) -> tuple[float, str]:
 
 
 def rate_at_rows(rows: int, repeats: int = 20) -> float:
-    """float32 GFLOPS of the teacher's own linears (one layer's five shapes and the LM head) at `rows` rows:
+    """float32 GFLOPS of the teacher's own products (one layer's seven linears and the LM head) at `rows` rows:
     what one decode step of a `rows`-row batch can reach, however the rest is done."""
     import torch
 
@@ -118,8 +118,8 @@ def report(rows: list[dict], walls: dict[str, float], loads: tuple[float, float]
     tot = dict.fromkeys(("wall", "floor", "f64", "f256"), 0.0)
     for stage, wall in walls.items():
         mine = [r for r in rows if r["script"] == f"{stage}.py"]
-        fl = sum(flops(r, r["config"])[0] for r in mine)
-        dec = sum(flops(r, r["config"])[1] for r in mine)
+        both = [flops(r, r["config"]) for r in mine]
+        fl, dec = sum(x for x, _ in both), sum(d for _, d in both)
         floors = (fl / peak / 1e9, (fl - dec) / peak / 1e9 + dec / at64 / 1e9, (fl - dec) / peak / 1e9 + dec / at256 / 1e9)
         for k, x in zip(tot, (wall, *floors)):
             tot[k] += x

@@ -3,7 +3,8 @@
 That benchmark puts this folder first on PYTHONPATH, so every Python process of its `dvc repro` imports this
 file at start-up. It waits for `distillery.models` to be imported, wraps `load_causal_lm` so each model it
 returns counts its forward passes, and at exit appends one JSON line per process that ran one to the file
-named by DISTILLERY_FLOOR_LOG. Nothing here changes what the model computes.
+named by DISTILLERY_FLOOR_LOG. Nothing here changes what the model computes. (Being first on PYTHONPATH, it
+hides any other sitecustomize for that run.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 
 LOG = os.environ.get("DISTILLERY_FLOOR_LOG")
 COUNTS = {"forwards": 0, "real_tokens": 0, "decode_tokens": 0, "computed_tokens": 0, "lm_head_rows": 0,
-          "attended_real": 0, "attended_computed": 0}
+          "attended_real": 0}
 CONFIG: dict = {}
 
 
@@ -40,7 +41,6 @@ def _count(module, args, kwargs):
     COUNTS["lm_head_rows"] += int((new.clamp(max=keep) if keep else new).sum())
     # keys each real query attends to: the row's real past, then the causal part of its new tokens
     COUNTS["attended_real"] += int((new * past + new * (new + 1) // 2).sum())
-    COUNTS["attended_computed"] += b * w * t
     return None
 
 
